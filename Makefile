@@ -1,0 +1,45 @@
+# sanitas top-level commands. The README shows two: `make demo` and `make test`.
+# Both create/refresh .venv, install the package (torch pinned to 2.13.0) and iverilog/yosys when missing.
+PY      ?= python3
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+STAMP   := $(VENV)/.sanitas-installed
+SHELL   := /bin/bash
+
+.PHONY: setup demo test csim rtl notebooks clean tools
+
+setup: $(STAMP) tools
+
+$(STAMP): pyproject.toml
+	@test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q torch==2.13.0
+	$(VPY) -m pip install -q -e '.[dev,board,dist]'
+	@touch $(STAMP)
+
+# System tools: iverilog (cocotb simulator) and yosys (area estimates).
+tools:
+	@missing=""; for t in iverilog yosys; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "sanitas: please install$$missing (e.g. sudo apt-get install$$missing); RTL tests will be skipped"; fi; \
+	fi
+
+demo: setup
+	$(VENV)/bin/sanitas flow
+
+test: setup
+	$(VPY) -m pytest -q -ra tests rtl_tests --nbmake notebooks
+
+csim: setup
+	$(MAKE) -C hls csim PYTHON=$(abspath $(VPY))
+
+rtl: setup
+	$(VENV)/bin/sanitas rtl --rows 4 --cols 4 --out build/rtl
+
+notebooks: setup
+	$(VPY) -m pytest -q --nbmake notebooks
+
+clean:
+	rm -rf build
