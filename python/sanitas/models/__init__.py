@@ -1,0 +1,27 @@
+"""Model zoo and builders: every net is a ``QNet`` rebuildable from its JSON-able ``spec``."""
+from __future__ import annotations
+
+from ..errors import SanitasError
+from .graph import GraphBuilder, Node, QNet
+from .zoo import ZOO
+
+__all__ = ["QNet", "Node", "GraphBuilder", "ZOO", "build", "build_from_spec"]
+
+
+def build(name: str, in_shape=(1, 8, 8), num_classes: int = 10, **kwargs) -> QNet:
+    """Build zoo model ``name`` for inputs of shape (C, H, W)."""
+    if name not in ZOO:
+        raise SanitasError(f"unknown model '{name}' (choose from {', '.join(sorted(ZOO))})")
+    return ZOO[name](tuple(in_shape), num_classes, **kwargs)
+
+
+def build_from_spec(spec: dict) -> QNet:
+    """Rebuild a net from ``QNet.spec`` (as stored in checkpoints)."""
+    spec = dict(spec)
+    if "genotype" in spec:
+        from ..nas.derive import build_from_genotype   # derived nets of the search
+        return build_from_genotype(spec)
+    name = spec.pop("name")
+    in_shape = spec.pop("in_shape")
+    num_classes = spec.pop("num_classes")
+    return build(name, in_shape, num_classes, **spec)

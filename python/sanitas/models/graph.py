@@ -1,0 +1,144 @@
+"""QNet: a Brevitas INT8 network described as a small dataflow graph.
+
+Each zoo model (and every net the search derives from a genotype) is a ``QNet``: an ordered list of
+``Node``s whose torch forward uses Brevitas modules and whose integer twin is built from the same list by
+``sanitas.golden.export_golden``.  One description, two executors: the structure cannot drift.
+
+Node ops (tensor shapes NCHW; "acc" = int32 accumulator, "q" = int8/uint8 activation):
+* ``input``   float image -> q (QuantIdentity int8)
+* ``conv``    q -> acc (QuantConv2d, attrs: stride, padding, groups, dilation)
+* ``linear``  q (N, F) -> acc (N, O) (QuantLinear)
+* ``act``     acc or q -> q (QuantReLU uint8 / QuantIdentity int8); ``attrs['module']`` may name a shared
+              module so that two branches land on the same scale before an ``add`` or ``concat``
+* ``add``     q + q at one scale -> wider integer at that scale (exact)
+* ``concat``  q's at one scale, channel axis
+* ``maxpool`` (attrs: k, stride, padding)
+* ``gsum``    global sum over H, W (the average pool with 1/(H*W) folded into the next act's scale)
+* ``flatten``
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+OPS = ("input", "conv", "linear", "act", "add", "concat", "maxpool", "gsum", "flatten")
+
+
+@dataclass
+class Node:
+    """One graph node: ``name`` (unique, also the key of its module), ``op``, input node names, attributes."""
+    name: str
+    op: str
+    inputs: list[str] = field(default_factory=list)
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def module_key(self) -> str:
+        return self.attrs.get("module", self.name)
+
+
+class GraphBuilder:
+    """Helper to write nets as a sequence of calls: ``b.conv('c1', x, 1, 6, 5, padding=2)`` returns the node name."""
+
+    def __init__(self):
+        self.nodes: list[Node] = []
+        self.modules: dict[str, nn.Module] = {}
+
+    def _add(self, name, op, inputs, mod=None, **attrs):
+        if any(n.name == name for n in self.nodes):
+            raise ValueError(f"duplicate node name {name!r}")
+        if mod is not None and attrs.get("module") is None:
+            self.modules[name] = mod
+        self.nodes.append(Node(name, op, list(inputs), attrs))
+        return name
+
+    def input(self, name="input"):
+        from ..quant import qident
+        return self._add(name, "input", [], qident())
+
+    def conv(self, name, x, c_in, c_out, k, stride=1, padding=0, groups=1, dilation=1):
+        from ..quant import qconv
+        return self._add(name, "conv", [x], qconv(c_in, c_out, k, stride, padding, groups, dilation),
+                         stride=stride, padding=padding, groups=groups, dilation=dilation, k=k)
+
+    def linear(self, name, x, c_in, c_out):
+        from ..quant import qlinear
+        return self._add(name, "linear", [x], qlinear(c_in, c_out))
+
+    def relu(self, name, x):
+        from ..quant import qrelu
+        return self._add(name, "act", [x], qrelu(), relu=True)
+
+    def ident(self, name, x, share: str | None = None):
+        """int8 requantisation; ``share`` = name of an earlier ident node whose module (and scale) is reused."""
+        from ..quant import qident
+        if share is not None:
+            key = next(n for n in self.nodes if n.name == share).module_key
+            return self._add(name, "act", [x], None, relu=False, module=key)
+        return self._add(name, "act", [x], qident(), relu=False)
+
+    def add(self, name, a, b):
+        return self._add(name, "add", [a, b])
+
+    def concat(self, name, xs):
+        return self._add(name, "concat", list(xs))
+
+    def maxpool(self, name, x, k, stride=None, padding=0):
+        return self._add(name, "maxpool", [x], k=k, stride=stride or k, padding=padding)
+
+    def gsum(self, name, x):
+        return self._add(name, "gsum", [x])
+
+    def flatten(self, name, x):
+        return self._add(name, "flatten", [x])
+
+
+def _safe(key: str) -> str:
+    return key.replace(".", "__")
+
+
+class QNet(nn.Module):
+    """A Brevitas INT8 network defined by a node list; the last node is the output (int32 logits)."""
+
+    def __init__(self, nodes: list[Node], modules: dict[str, nn.Module], spec: dict):
+        super().__init__()
+        self.nodes = nodes
+        self.layers = nn.ModuleDict({_safe(k): m for k, m in modules.items()})
+        self.spec = dict(spec)         # how to rebuild this net (stored in checkpoints)
+
+    def module_of(self, node: Node) -> nn.Module:
+        return self.layers[_safe(node.module_key)]
+
+    def forward(self, x, return_all: bool = False):
+        env: dict = {}
+        for n in self.nodes:
+            ins = [env[i] for i in n.inputs]
+            if n.op == "input":
+                y = self.module_of(n)(x)
+            elif n.op in ("conv", "linear", "act"):
+                y = self.module_of(n)(ins[0])
+            elif n.op == "add":
+                y = ins[0] + ins[1]
+            elif n.op == "concat":
+                y = torch.cat(ins, dim=1)
+            elif n.op == "maxpool":
+                y = F.max_pool2d(ins[0], n.attrs["k"], n.attrs["stride"], n.attrs["padding"])
+            elif n.op == "gsum":
+                v = ins[0].value if hasattr(ins[0], "value") else ins[0]
+                y = v.sum(dim=(2, 3))
+            elif n.op == "flatten":
+                y = ins[0].flatten(1)
+            else:
+                raise ValueError(f"unknown op {n.op!r}")
+            env[n.name] = y
+        if return_all:
+            return env
+        out = env[self.nodes[-1].name]
+        return out.value if hasattr(out, "value") else out
+
+    @property
+    def output_node(self) -> Node:
+        return self.nodes[-1]
