@@ -1,0 +1,61 @@
+# hls/common.mk -- shared rules of the HLS C++ kernels: `csim` (g++ + the ap_types headers inside hls4ml) and
+# `csynth` (Vitis HLS, only where vitis_hls is on PATH).  Included by hls/Makefile, which sets KERNELS.
+#
+# Per kernel K (hls/tests/K/test.cpp, a thin top + main() returning its error count):
+#   vectors-K  $(PYTHON) -m sanitas.hls.csim vectors --kernel K --out $(BUILD_DIR)/tests/K
+#              (golden vectors + faults + the generated sanitas_test_config.h)
+#   csim-K     vectors-K, compile $(BUILD_DIR)/tests/K/csim with $(CXX), run it on the vectors; a mismatch
+#              makes the binary, hence make, exit non-zero
+#   csynth-K   Vitis HLS synthesis of K_top into $(BUILD_DIR)/csynth/K
+# Everything generated goes under $(BUILD_DIR) (default <repo>/build/hls), never into the source tree.
+
+HLS_DIR   := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+ROOT      := $(abspath $(HLS_DIR)/..)
+PYTHON    ?= $(if $(wildcard $(ROOT)/.venv/bin/python),$(ROOT)/.venv/bin/python,python3)
+BUILD_DIR ?= $(ROOT)/build/hls
+CXXSTD    ?= c++14
+# -Wno-(maybe-)uninitialized: false positives inside ap_private (the ap_types headers), not in sanitas code.
+CXXFLAGS  ?= -std=$(CXXSTD) -O2 -Wall -Wextra -Wno-unknown-pragmas -Wno-unused-label \
+             -Wno-maybe-uninitialized -Wno-uninitialized
+PART      ?= xc7z020clg400-1
+CLOCK_NS  ?= 10
+HEADERS   := $(wildcard $(HLS_DIR)/include/sanitas/*.h)
+
+# sanitas must be importable by $(PYTHON) even without the editable install.
+export PYTHONPATH := $(ROOT)/python$(if $(PYTHONPATH),:$(PYTHONPATH),)
+
+.PHONY: csim csynth clean-hls ap-include $(addprefix vectors-,$(KERNELS)) $(addprefix csim-,$(KERNELS)) \
+        $(addprefix csynth-,$(KERNELS))
+.SECONDARY:
+
+csim: $(addprefix csim-,$(KERNELS))
+
+ap-include:
+	@$(PYTHON) -m sanitas.hls.csim include
+
+$(addprefix vectors-,$(KERNELS)): vectors-%:
+	@$(PYTHON) -m sanitas.hls.csim vectors --kernel $* --out $(BUILD_DIR)/tests/$*
+
+# The binary depends on the generated config header, so it is (re)made in a second make pass after vectors-%.
+$(addprefix csim-,$(KERNELS)): csim-%: vectors-%
+	@$(MAKE) --no-print-directory $(BUILD_DIR)/tests/$*/csim
+	$(BUILD_DIR)/tests/$*/csim $(BUILD_DIR)/tests/$*
+
+$(BUILD_DIR)/tests/%/csim: $(HLS_DIR)/tests/%/test.cpp $(BUILD_DIR)/tests/%/sanitas_test_config.h $(HEADERS)
+	@inc="$$($(PYTHON) -m sanitas.hls.csim include)" && echo "CXX $@" && \
+	$(CXX) $(CXXFLAGS) -I$(HLS_DIR)/include -I$(@D) -isystem "$$inc" $< -o $@
+
+csynth:
+	@command -v vitis_hls >/dev/null 2>&1 || { echo "csynth needs Vitis HLS (vitis_hls not on PATH)" >&2; exit 2; }
+	@$(MAKE) --no-print-directory $(addprefix csynth-,$(KERNELS))
+
+$(addprefix csynth-,$(KERNELS)): csynth-%: vectors-%
+	@mkdir -p $(BUILD_DIR)/csynth/$*
+	@printf '%s\n' 'open_project -reset $*' 'set_top $*_top' \
+	  'add_files $(HLS_DIR)/tests/$*/test.cpp -cflags "-std=c++14 -I$(HLS_DIR)/include -I$(BUILD_DIR)/tests/$*"' \
+	  'open_solution -reset solution1' 'set_part $(PART)' 'create_clock -period $(CLOCK_NS)' \
+	  'csynth_design' 'exit' > $(BUILD_DIR)/csynth/$*/csynth.tcl
+	cd $(BUILD_DIR)/csynth/$* && vitis_hls -f csynth.tcl
+
+clean-hls:
+	rm -rf $(BUILD_DIR)
