@@ -1,0 +1,292 @@
+"""cocotb bench of the generated INT8 systolic array with its ABFT total-checksum column (sanitas.rtl.generate).
+
+One Icarus simulation per array size runs two cocotb tests against the exact integer reference
+`sanitas.golden.gemm.gemm_with_checksum` (C = A @ B int32, S = A @ -sum_j B[:, j]):
+  * test_gemm_random: int8 extremes (-128 * -128), K = 1, K = 64, K = 0, then many random (A, B, K) with random input
+    bubbles and ignored beats after the last one; C and S bit-exact, chk_err == 0, `done` exactly
+    LAT + 1 = ROWS + COLS + 1 edges after the last beat.
+  * test_fault_injection: many single accumulator faults (random PE incl. the checksum column, random bit,
+    random edge between start and the last accumulation; 85 % bit flips, 15 % one-edge stuck-at), a reset and a
+    new GEMM before each. chk_err must rise exactly when C or S differ from golden, row_err must name the faulty
+    row, and a flip must move the faulty result by +-2**bit (mod 2**ACC_W) and nothing else.
+Each test writes its counts into the JSON summary (path in the bench config). The pytest function at the bottom
+builds and runs the simulation through `sanitas.rtl.generate.run_cocotb_smoke` and asserts those counts.
+The bench configuration (SystolicArrayParams + seed, counts, summary path) arrives as JSON in BENCH_ENV.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sanitas.golden.gemm import gemm_with_checksum
+from sanitas.rtl.generate import BENCH_ENV, FI_SITE, SystolicArrayParams, fault_to_fi_ports, run_cocotb_smoke
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ReadOnly, RisingEdge
+
+ROOT = Path(__file__).resolve().parents[2]
+N_EDGE_CASES = 7  # fixed GEMMs of test_gemm_random (K = 1, int8 extremes, long K, K = 0)
+FLIP_SHARE = 0.85  # share of bit flips among injected faults (rest: one-edge stuck-at-0 / stuck-at-1)
+
+
+# ------------------------------------------------------------------------------------------------ cocotb side
+
+
+@dataclass
+class GemmResult:
+    """Outputs of one GEMM as read when `done` rose."""
+
+    c: np.ndarray  # (ROWS, COLS) int64, C as signed ACC_W-bit values
+    s: np.ndarray  # (ROWS,) int64, checksum column S
+    row_err: int   # ROWS-bit mask
+    chk_err: int   # 0/1
+
+
+class ArrayBench:
+    """Drives one generated `systolic_array` instance: reset, GEMMs with optional fault, result read-back."""
+
+    def __init__(self, dut, cfg: dict):
+        names = {f.name for f in fields(SystolicArrayParams)}
+        self.p = SystolicArrayParams(**{k: v for k, v in cfg.items() if k in names})
+        self.cfg = cfg
+        self.dut = dut
+        self.rng = np.random.default_rng(cfg["seed"])
+        self.acc_mod = 1 << self.p.acc_width
+        self.lat = self.p.latency          # ROWS + COLS
+        self._after_readonly = False       # True: must wait for an edge before writing inputs
+        self._fi_on = False
+
+    async def init(self) -> None:
+        """Start the clock, drive every input to 0, hold reset for 2 edges."""
+        dut = self.dut
+        Clock(dut.clk, 10, unit="ns", impl="gpi").start()
+        for name in ("start", "k_len", "in_valid", "a_col", "b_row", "fi_en", "fi_row", "fi_col", "fi_bit",
+                     "fi_kind"):
+            getattr(dut, name).value = 0
+        dut.rst.value = 1
+        await RisingEdge(dut.clk)
+        await RisingEdge(dut.clk)
+        dut.rst.value = 0
+        await RisingEdge(dut.clk)
+
+    # ---- packing helpers: element i at bits [i*w +: w] ----
+    @staticmethod
+    def pack(values, width: int) -> int:
+        mask = (1 << width) - 1
+        return sum((int(v) & mask) << (i * width) for i, v in enumerate(values))
+
+    def unpack(self, word: int, n: int) -> np.ndarray:
+        w, half = self.p.acc_width, 1 << (self.p.acc_width - 1)
+        raw = [(word >> (i * w)) & (self.acc_mod - 1) for i in range(n)]
+        return np.array([v - self.acc_mod if v >= half else v for v in raw], dtype=np.int64)
+
+    def random_word(self, bits: int) -> int:
+        """Uniform random unsigned integer of ``bits`` bits (any width)."""
+        return int.from_bytes(self.rng.bytes((bits + 7) // 8), "little") & ((1 << bits) - 1)
+
+    def schedule(self, k: int, gap_prob: float) -> list[int | None]:
+        """Beat index per edge 1, 2, ... (None = bubble); exactly k beats, the last entry is beat k-1."""
+        sched: list[int | None] = []
+        for beat in range(k):
+            while gap_prob and self.rng.random() < gap_prob:
+                sched.append(None)
+            sched.append(beat)
+        return sched
+
+    def _set_fi(self, fi: dict | None, edge: int) -> None:
+        dut = self.dut
+        if fi is not None and fi["cycle"] == edge:
+            dut.fi_row.value, dut.fi_col.value = fi["fi_row"], fi["fi_col"]
+            dut.fi_bit.value, dut.fi_kind.value = fi["fi_bit"], fi["fi_kind"]
+            dut.fi_en.value = 1
+            self._fi_on = True
+        elif self._fi_on:
+            dut.fi_en.value = 0
+            self._fi_on = False
+
+    async def gemm(self, a: np.ndarray, b: np.ndarray, sched: list[int | None], *, fault: dict | None = None,
+                   reset_first: bool = False, junk_after: bool = False) -> GemmResult:
+        """Run C = A @ B: start, stream beats per ``sched``, wait for done; inject ``fault`` if given.
+
+        a: (ROWS, K) int8, b: (K, COLS) int8. Bubbles carry random data with in_valid = 0; with ``junk_after``
+        in_valid stays 1 with random data after the last beat (in_ready = 0 must ignore it).
+        """
+        dut, p, rng = self.dut, self.p, self.rng
+        k = a.shape[1]
+        fi = fault_to_fi_ports(fault, p) if fault is not None else None
+        a_words = [self.pack(a[:, i], p.data_width) for i in range(k)]
+        b_words = [self.pack(b[i, :], p.data_width) for i in range(k)]
+        e_last = len(sched)                # edge of the last beat (0 when K == 0)
+        final_edge = e_last + self.lat + 1  # edge that registers the check; done is high after it
+        if fi is not None:
+            assert 0 <= fi["cycle"] <= e_last + self.lat, "fault outside the computation window"
+
+        if self._after_readonly:
+            await RisingEdge(dut.clk)
+        if reset_first:
+            dut.rst.value = 1
+            await RisingEdge(dut.clk)
+            dut.rst.value = 0
+        dut.k_len.value = k
+        dut.start.value = 1
+        self._set_fi(fi, 0)
+        await RisingEdge(dut.clk)           # edge 0: start accepted, accumulators cleared
+        dut.start.value = 0
+        for edge in range(1, final_edge + 1):
+            beat = sched[edge - 1] if edge <= e_last else None
+            if beat is not None:
+                dut.in_valid.value = 1
+                dut.a_col.value, dut.b_row.value = a_words[beat], b_words[beat]
+            else:
+                junk = edge > e_last and junk_after
+                dut.in_valid.value = 1 if junk else 0
+                if edge <= e_last or junk:  # random payload that must not be accumulated
+                    dut.a_col.value = self.random_word(p.rows * p.data_width)
+                    dut.b_row.value = self.random_word(p.cols * p.data_width)
+            self._set_fi(fi, edge)
+            if edge == final_edge:
+                await ReadOnly()            # one edge before done: still busy
+                assert int(dut.done.value) == 0 and int(dut.busy.value) == 1, "done rose early"
+            await RisingEdge(dut.clk)
+        await ReadOnly()
+        self._after_readonly = True
+        assert int(dut.done.value) == 1, f"done not high {self.lat + 1} edges after the last beat"
+        assert int(dut.busy.value) == 0
+        c = np.stack([self.unpack(getattr(dut, f"c_row{r}").value.to_unsigned(), p.cols) for r in range(p.rows)])
+        s = np.array([self.unpack(getattr(dut, f"s_row{r}").value.to_unsigned(), 1)[0] for r in range(p.rows)])
+        return GemmResult(c=c, s=s, row_err=dut.row_err.value.to_unsigned(), chk_err=int(dut.chk_err.value))
+
+
+def _bench_cfg() -> dict:
+    return json.loads(os.environ[BENCH_ENV])
+
+
+def _update_summary(cfg: dict, **counts) -> None:
+    path = Path(cfg["summary"])
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data.update(counts)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _int8(rng, shape) -> np.ndarray:
+    return rng.integers(-128, 128, size=shape, dtype=np.int64)
+
+
+@cocotb.test()
+async def test_gemm_random(dut):
+    """Random and extreme GEMMs: C and S bit-exact against gemm_with_checksum, chk_err == 0."""
+    cfg = _bench_cfg()
+    bench = ArrayBench(dut, cfg)
+    await bench.init()
+    p, rng = bench.p, bench.rng
+    cases: list[tuple[np.ndarray, np.ndarray, float, bool]] = [
+        (_int8(rng, (p.rows, 1)), _int8(rng, (1, p.cols)), 0.0, False),                       # K = 1
+        (np.full((p.rows, 1), -128), np.full((1, p.cols), -128), 0.0, False),                  # K = 1, -128*-128
+        (np.full((p.rows, 9), -128), np.full((9, p.cols), -128), 0.0, True),                   # extremes, K = 9
+        (rng.choice([-128, 127], (p.rows, 7)), rng.choice([-128, 127], (7, p.cols)), 0.3, False),
+        (np.full((p.rows, 5), 127), np.full((5, p.cols), -128), 0.0, False),
+        (_int8(rng, (p.rows, 64)), _int8(rng, (64, p.cols)), 0.0, False),                     # long K
+        (np.zeros((p.rows, 0), np.int64), np.zeros((0, p.cols), np.int64), 0.0, True),        # K = 0: C = 0
+    ]
+    for _ in range(cfg["n_random"]):
+        k = int(rng.integers(1, 25))
+        cases.append((_int8(rng, (p.rows, k)), _int8(rng, (k, p.cols)), float(rng.choice([0.0, 0.3])),
+                      bool(rng.random() < 0.3)))
+    checked = 0
+    for i, (a, b, gap, junk) in enumerate(cases):
+        res = await bench.gemm(a, b, bench.schedule(a.shape[1], gap), junk_after=junk)
+        c_gold, s_gold = gemm_with_checksum(a.astype(np.int8), b.astype(np.int8))
+        assert np.array_equal(res.c, c_gold), f"case {i}: C mismatch\nhw={res.c}\ngolden={c_gold}"
+        assert np.array_equal(res.s, s_gold), f"case {i}: S mismatch hw={res.s} golden={s_gold}"
+        assert res.chk_err == 0 and res.row_err == 0, f"case {i}: false alarm row_err={res.row_err:#x}"
+        checked += 1
+    _update_summary(cfg, gemms_checked=checked)
+    dut._log.info("%d GEMMs bit-exact (rows=%d cols=%d)", checked, p.rows, p.cols)
+    assert checked == len(cases) == cfg["n_random"] + N_EDGE_CASES
+
+
+@cocotb.test()
+async def test_fault_injection(dut):
+    """Single accumulator faults mid-computation: detected iff the outputs differ from golden, row located."""
+    cfg = _bench_cfg()
+    bench = ArrayBench(dut, cfg)
+    await bench.init()
+    p, rng = bench.p, bench.rng
+    injected = corrupting = detected = located = flips = 0
+    misses, false_alarms, mislocated, wrong_effect = [], [], [], []
+    for _ in range(cfg["n_faults"]):
+        k = int(rng.integers(1, 17))
+        a, b = _int8(rng, (p.rows, k)), _int8(rng, (k, p.cols))
+        sched = bench.schedule(k, float(rng.choice([0.0, 0.25])))
+        r, c = int(rng.integers(p.rows)), int(rng.integers(p.cols + 1))  # c == cols: checksum column
+        u = rng.random()
+        kind = "bitflip" if u < FLIP_SHARE else ("stuck_at_0" if u < (1 + FLIP_SHARE) / 2 else "stuck_at_1")
+        fault = {"site": FI_SITE, "layer": 0, "index": r * (p.cols + 1) + c, "bit": int(rng.integers(p.acc_width)),
+                 "kind": kind, "cycle": int(rng.integers(1, len(sched) + bench.lat + 1))}
+        res = await bench.gemm(a, b, sched, fault=fault, reset_first=True)
+        c_gold, s_gold = gemm_with_checksum(a.astype(np.int8), b.astype(np.int8))
+        injected += 1
+        flips += kind == "bitflip"
+        got = np.concatenate([res.c, res.s[:, None]], axis=1)       # (ROWS, COLS + 1) extended product
+        gold = np.concatenate([c_gold, s_gold[:, None]], axis=1).astype(np.int64)
+        diff = np.argwhere(got != gold)
+        corrupted = diff.size > 0
+        corrupting += corrupted
+        if corrupted:
+            if not (len(diff) == 1 and tuple(diff[0]) == (r, c)):
+                wrong_effect.append((fault, diff.tolist()))
+            delta = int(got[r, c] - gold[r, c]) % bench.acc_mod
+            if kind == "bitflip" and delta not in (1 << fault["bit"], bench.acc_mod - (1 << fault["bit"])):
+                wrong_effect.append((fault, f"delta {delta:#x}"))
+        elif kind == "bitflip":
+            wrong_effect.append((fault, "flip left the outputs unchanged"))
+        if res.chk_err:
+            detected += corrupted
+            if not corrupted:
+                false_alarms.append(fault)
+            if res.row_err == 1 << r:
+                located += corrupted
+            else:
+                mislocated.append((fault, res.row_err))
+        elif corrupted:
+            misses.append(fault)
+    _update_summary(cfg, faults_injected=injected, faults_corrupting=corrupting, faults_detected=detected,
+                    faults_located=located, false_alarms=len(false_alarms), bitflips=flips)
+    dut._log.info("faults: injected %d, corrupting %d, detected %d, located %d, false alarms %d",
+                  injected, corrupting, detected, located, len(false_alarms))
+    assert not misses, f"{len(misses)} undetected corrupting faults, e.g. {misses[:3]}"
+    assert not false_alarms, f"{len(false_alarms)} false alarms, e.g. {false_alarms[:3]}"
+    assert not mislocated, f"{len(mislocated)} faults flagged in the wrong row, e.g. {mislocated[:3]}"
+    assert not wrong_effect, f"{len(wrong_effect)} faults with an unexpected effect, e.g. {wrong_effect[:3]}"
+    assert injected == cfg["n_faults"]
+    assert corrupting >= flips > 0, "every bit flip must corrupt an output"
+    assert detected == corrupting == located
+
+
+# ------------------------------------------------------------------------------------------------ pytest side
+
+N_RANDOM = 100  # random GEMMs per size (plus N_EDGE_CASES fixed ones)
+N_FAULTS = 400  # injected faults per size
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog (Icarus Verilog) not on PATH")
+@pytest.mark.parametrize("rows,cols", [(2, 3), (4, 4)])
+def test_systolic_array(rows, cols):
+    """Build the rows x cols array with Icarus, run both cocotb tests in one simulation, check the counts."""
+    out = ROOT / "build" / "rtl_tests" / "systolic_array" / SystolicArrayParams(rows, cols).tag()
+    summary = run_cocotb_smoke(out, rows=rows, cols=cols, seed=1000 * rows + cols, n_random=N_RANDOM,
+                               n_faults=N_FAULTS)
+    assert summary["passed"], f"cocotb bench failed: {summary} (log: {summary['log']})"
+    assert summary["tests"] == 2 and summary["failed"] == 0
+    assert summary["gemms_checked"] == N_RANDOM + N_EDGE_CASES
+    assert summary["faults_injected"] == N_FAULTS
+    assert summary["faults_corrupting"] > 0
+    assert summary["faults_detected"] == summary["faults_corrupting"] == summary["faults_located"]
+    assert summary["false_alarms"] == 0
