@@ -77,3 +77,63 @@ def _torch_default_init(net: QNet) -> None:
     for n in net.nodes:
         if n.op in ("conv", "linear"):
             net.module_of(n).reset_parameters()
+
+
+# (expansion t, output channels c, repeats n, first stride s) — a small MobileNet-V2 for 8x8..32x32 inputs
+MBV2_SMALL = ((1, 8, 1, 1), (4, 16, 2, 2), (4, 24, 2, 2), (4, 32, 1, 1))
+
+
+def mobilenetv2(in_shape=(1, 8, 8), num_classes=10, stem=16, last=64, cfg=MBV2_SMALL) -> QNet:
+    """MobileNet-V2 (small): inverted residuals with depthwise 3x3 and linear (int8, no ReLU) bottlenecks."""
+    c, h, w = in_shape
+    b = GraphBuilder()
+    x = b.input()
+    x = b.relu("stem_relu", b.conv("stem", x, c, stem, 3, 1, 1))
+    cin = stem
+    k = 0
+    for t, cout, n, s in cfg:
+        for i in range(n):
+            stride = s if i == 0 else 1
+            nm = f"ir{k}"
+            hid = cin * t
+            y = x
+            if t != 1:
+                y = b.relu(f"{nm}_exp_relu", b.conv(f"{nm}_exp", y, cin, hid, 1))
+            y = b.relu(f"{nm}_dw_relu", b.conv(f"{nm}_dw", y, hid, hid, 3, stride, 1, groups=hid))
+            y = b.conv(f"{nm}_proj", y, hid, cout, 1)
+            if stride == 1 and cin == cout:
+                x = _residual(b, nm, y, x, out_relu=False)
+            else:
+                x = b.ident(f"{nm}_q", y)
+            cin = cout
+            k += 1
+    x = b.relu("head_relu", b.conv("head", x, cin, last, 1))
+    x = b.relu("pool_q", b.gsum("pool", x))
+    b.linear("fc", x, last, num_classes)
+    return QNet(b.nodes, b.modules, {"name": "mobilenetv2", "in_shape": list(in_shape), "num_classes": num_classes})
+
+
+VGG_SMALL = (16, 16, "M", 32, 32, "M", 64, "M")
+
+
+def vgg(in_shape=(1, 8, 8), num_classes=10, cfg=VGG_SMALL, hidden=64) -> QNet:
+    """VGG (small): 3x3 conv stacks with max pooling, then two fully connected layers."""
+    c, h, w = in_shape
+    b = GraphBuilder()
+    x = b.input()
+    cin, i = c, 0
+    for v in cfg:
+        if v == "M":
+            x = b.maxpool(f"pool{i}", x, 2)
+            h, w = h // 2, w // 2
+        else:
+            x = b.relu(f"conv{i}_relu", b.conv(f"conv{i}", x, cin, v, 3, 1, 1))
+            cin = v
+        i += 1
+    x = b.flatten("flatten", x)
+    x = b.relu("fc1_relu", b.linear("fc1", x, cin * h * w, hidden))
+    b.linear("fc2", x, hidden, num_classes)
+    return QNet(b.nodes, b.modules, {"name": "vgg", "in_shape": list(in_shape), "num_classes": num_classes})
+
+
+ZOO = {"lenet5": lenet5, "resnet20": resnet20, "mobilenetv2": mobilenetv2, "vgg": vgg}
