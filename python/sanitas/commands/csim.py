@@ -1,0 +1,18 @@
+"""``sanitas csim``: build and run an HLS kernel testbench with g++ and hls4ml's ap_types (``make -C hls csim``)."""
+from __future__ import annotations
+
+
+def add_parser(sub):
+    p = sub.add_parser("csim", help="run the HLS C simulation of a kernel (g++ + ap_types from hls4ml)")
+    p.add_argument("--kernel", default="systolic_gemm")
+    p.add_argument("--build-dir", default=None)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> dict:
+    from ..hls.csim import run_csim
+    r = run_csim(kernel=args.kernel, build_dir=args.build_dir)
+    r.pop("log", None)
+    r["ok"] = bool(r.get("passed"))
+    return r

@@ -1,0 +1,34 @@
+"""``sanitas golden``: export the integer golden model and check it bit-exactly against Brevitas on the test split."""
+from __future__ import annotations
+
+from ..data import load_dataset
+from ..golden import export_golden
+from ..golden.check import check_bitexact
+from ..train import load_checkpoint
+from ._common import limit_threads
+
+
+def add_parser(sub):
+    p = sub.add_parser("golden", help="export the integer golden model; print 'bit-exact: K/N' (exit 1 unless K == N)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data-dir", default=None, help="dataset folder (mnist / cifar10 checkpoints)")
+    p.add_argument("--backend", default="int", choices=["int", "f64"], help="integer executor (int: numpy int64)")
+    p.add_argument("--save", default=None, help="also write the golden model (.npz) here")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> dict:
+    limit_threads()
+    model, ck = load_checkpoint(args.checkpoint)
+    splits = load_dataset(ck["dataset"], args.data_dir)
+    gm = export_golden(model)
+    x, y = splits.test.tensors
+    r = check_bitexact(model, gm, x, backend=args.backend)
+    acc = float((r["golden_pred"] == y.numpy()).mean()) if len(y) else 0.0
+    print(f"bit-exact: {r['bit_exact']}/{r['total']}")
+    out = {"ok": r["bit_exact"] == r["total"], "bit_exact": r["bit_exact"], "total": r["total"],
+           "max_abs_diff_lsb": r["max_abs_diff"], "golden_test_acc": acc, "macs": gm.macs()}
+    if args.save:
+        out["golden"] = str(gm.save(args.save))
+    return out

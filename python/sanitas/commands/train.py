@@ -1,0 +1,40 @@
+"""``sanitas train``: quantisation-aware training of a zoo model; writes a weights-only checkpoint."""
+from __future__ import annotations
+
+import time
+
+from ..data import load_dataset
+from ..models import ZOO, build
+from ..train import save_checkpoint, train_model
+from ._common import add_data_args, limit_threads
+
+
+def add_parser(sub):
+    p = sub.add_parser("train", help="train an INT8 zoo model (Brevitas, power-of-two scales)")
+    p.add_argument("--model", default="lenet5", choices=sorted(ZOO))
+    add_data_args(p)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--lr", type=float, default=5e-3)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True, help="checkpoint path (.pt)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> dict:
+    from ..errors import SanitasError
+    if args.epochs < 0:
+        raise SanitasError("--epochs must be >= 0")
+    limit_threads()
+    splits = load_dataset(args.dataset, args.data_dir)
+    model = build(args.model, splits.in_shape, splits.num_classes)
+    t0 = time.time()
+    m = train_model(model, splits, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                    device=args.device, progress=not args.quiet)
+    path = save_checkpoint(model, args.out, args.dataset,
+                           {"test_acc": m["test_acc"], "val_acc": m["val_acc"], "epochs": args.epochs})
+    return {"checkpoint": str(path), "model": args.model, "dataset": args.dataset, "test_acc": m["test_acc"],
+            "val_acc": m["val_acc"], "seconds": round(time.time() - t0, 2)}
