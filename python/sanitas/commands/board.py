@@ -1,0 +1,42 @@
+"""``sanitas board``: run the test split through the PYNQ driver — on a real board (``pynq``), on the fake
+pynq Device that emulates the IP (``fake``), or on the golden-backed simulator (``sim``) — and compare with golden."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..data import load_dataset
+from ..golden import GoldenModel, export_golden
+from ..train import load_checkpoint
+
+
+def add_parser(sub):
+    p = sub.add_parser("board", help="run inference through the PYNQ driver (pynq | fake | sim) and check vs golden")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--backend", default="sim", choices=["pynq", "fake", "sim"])
+    p.add_argument("--board", default="pynq-z2", help="board folder name under boards/")
+    p.add_argument("--bitfile", default=None, help="overlay .bit (backend pynq)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--limit", type=int, default=64, help="number of test images")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> dict:
+    from ..board import open_board
+    model, ck = load_checkpoint(args.checkpoint)
+    gm: GoldenModel = export_golden(model)
+    splits = load_dataset(ck["dataset"], args.data_dir)
+    x, y = splits.test.tensors
+    xq = gm.quantize_input(x.numpy()[: args.limit]).astype(np.int8)
+    kw = {"board": args.board}
+    if args.bitfile:
+        kw["bitfile"] = args.bitfile
+    with open_board(args.backend, compute=gm, **kw) as b:
+        logits = np.asarray(b.infer(xq)).astype(np.int64)
+        status = b.status()
+    ref = gm.run_int(xq)
+    same = int((logits == ref).all(axis=1).sum())
+    acc = float((logits.argmax(1) == y.numpy()[: args.limit]).mean())
+    print(f"bit-exact: {same}/{len(xq)}")
+    return {"ok": same == len(xq), "backend": args.backend, "bit_exact": same, "total": int(len(xq)),
+            "accuracy": acc, "status": status}

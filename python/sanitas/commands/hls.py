@@ -1,0 +1,33 @@
+"""``sanitas hls``: lower a trained checkpoint through QONNX to an hls4ml (Vitis) project, compile it with g++,
+and check its predictions bit-exactly against the golden model on the test split."""
+from __future__ import annotations
+
+from ..data import load_dataset
+from ..golden import export_golden
+from ..train import load_checkpoint
+from ._common import limit_threads
+
+
+def add_parser(sub):
+    p = sub.add_parser("hls", help="Brevitas -> QONNX -> hls4ml project; compile() + predict() vs golden")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", default="build/hls4ml/project")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--limit", type=int, default=None, help="check only the first N test images")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> dict:
+    from ..hls.convert import check_bitexact, hls_report, to_hls4ml
+    limit_threads()
+    model, ck = load_checkpoint(args.checkpoint)
+    splits = load_dataset(ck["dataset"], args.data_dir)
+    gm = export_golden(model)
+    hm = to_hls4ml(model, args.out, golden=gm)
+    x = splits.test.tensors[0].numpy()[: args.limit]
+    r = check_bitexact(hm, gm, x)
+    print(f"bit-exact: {r['bit_exact']}/{r['total']}")
+    rep = hls_report(args.out)
+    return {"ok": r["bit_exact"] == r["total"], "bit_exact": r["bit_exact"], "total": r["total"],
+            "project": args.out, "layers": len(rep.get("layers", []))}
