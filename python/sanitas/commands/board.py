@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data import load_dataset
-from ..golden import GoldenModel, export_golden
-from ..train import load_checkpoint
+from ._common import load_model_data_golden
 
 
 def add_parser(sub):
@@ -23,9 +21,7 @@ def add_parser(sub):
 
 def run(args) -> dict:
     from ..board import open_board
-    model, ck = load_checkpoint(args.checkpoint)
-    gm: GoldenModel = export_golden(model)
-    splits = load_dataset(ck["dataset"], args.data_dir)
+    model, splits, gm = load_model_data_golden(args.checkpoint, args.data_dir)
     x, y = splits.test.tensors
     xq = gm.quantize_input(x.numpy()[: args.limit]).astype(np.int8)
     kw = {"board": args.board}

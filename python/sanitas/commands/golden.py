@@ -1,11 +1,8 @@
 """``sanitas golden``: export the integer golden model and check it bit-exactly against Brevitas on the test split."""
 from __future__ import annotations
 
-from ..data import load_dataset
-from ..golden import export_golden
 from ..golden.check import check_bitexact
-from ..train import load_checkpoint
-from ._common import limit_threads
+from ._common import limit_threads, load_model_data_golden
 
 
 def add_parser(sub):
@@ -20,9 +17,7 @@ def add_parser(sub):
 
 def run(args) -> dict:
     limit_threads()
-    model, ck = load_checkpoint(args.checkpoint)
-    splits = load_dataset(ck["dataset"], args.data_dir)
-    gm = export_golden(model)
+    model, splits, gm = load_model_data_golden(args.checkpoint, args.data_dir)
     x, y = splits.test.tensors
     r = check_bitexact(model, gm, x, backend=args.backend)
     acc = float((r["golden_pred"] == y.numpy()).mean()) if len(y) else 0.0

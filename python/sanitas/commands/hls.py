@@ -2,10 +2,7 @@
 and check its predictions bit-exactly against the golden model on the test split."""
 from __future__ import annotations
 
-from ..data import load_dataset
-from ..golden import export_golden
-from ..train import load_checkpoint
-from ._common import limit_threads
+from ._common import limit_threads, load_model_data_golden
 
 
 def add_parser(sub):
@@ -21,9 +18,7 @@ def add_parser(sub):
 def run(args) -> dict:
     from ..hls.convert import check_bitexact, hls_report, to_hls4ml
     limit_threads()
-    model, ck = load_checkpoint(args.checkpoint)
-    splits = load_dataset(ck["dataset"], args.data_dir)
-    gm = export_golden(model)
+    model, splits, gm = load_model_data_golden(args.checkpoint, args.data_dir)
     hm = to_hls4ml(model, args.out, golden=gm)
     x = splits.test.tensors[0].numpy()[: args.limit]
     r = check_bitexact(hm, gm, x)
