@@ -101,7 +101,12 @@ def load_checkpoint(path) -> tuple[QNet, dict]:
     if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
         raise SanitasError(f"{p}: not a sanitas checkpoint (format {ck.get('format') if isinstance(ck, dict) else '?'})")
     model = build_from_spec(ck["spec"])
-    model.load_state_dict(ck["state_dict"])
+    # A net saved before its first forward pass has no learned activation scales yet (Brevitas creates the
+    # ``scaling_impl.value`` parameters from runtime statistics); those, and only those, may be missing.
+    res = model.load_state_dict(ck["state_dict"], strict=False)
+    bad = [k for k in res.missing_keys if not k.endswith("scaling_impl.value")] + list(res.unexpected_keys)
+    if bad:
+        raise SanitasError(f"{p}: checkpoint does not match its architecture ({len(bad)} keys differ, e.g. {bad[0]})")
     model.eval()
     return model, ck
 
