@@ -1,0 +1,46 @@
+"""Reports of sanitas runs: ``write_report(dir)`` reads ``dir/manifest.json`` and dispatches on its ``"kind"``
+to ``sanitas.report.<kind>.write_report(dir) -> Path`` (the index.html it wrote).
+
+Kinds: ``campaign`` (fault-injection campaigns, ``sanitas inject``); other parts of sanitas add theirs
+(``protect``, ``search``, ...) as modules of this package with the same function.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+
+from ..errors import SanitasError
+
+
+def read_manifest(d) -> dict:
+    p = Path(d) / "manifest.json"
+    if not p.exists():
+        raise SanitasError(f"{d}: no manifest.json (not a sanitas run folder)")
+    try:
+        m = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise SanitasError(f"{p}: not valid JSON ({e})") from None
+    if not isinstance(m, dict) or "kind" not in m:
+        raise SanitasError(f"{p}: manifest has no \"kind\"")
+    return m
+
+
+def write_report(d) -> Path:
+    """Write the report of run folder ``d``; returns the path of its index.html."""
+    kind = read_manifest(d)["kind"]
+    if not isinstance(kind, str) or not re.fullmatch(r"[a-z_][a-z0-9_]*", kind):
+        raise SanitasError(f"{d}: bad report kind {kind!r}")
+    try:
+        mod = importlib.import_module(f"sanitas.report.{kind}")
+    except ModuleNotFoundError as e:
+        if e.name == f"sanitas.report.{kind}":
+            raise SanitasError(f"{d}: no report writer for kind '{kind}'") from None
+        raise
+    if not hasattr(mod, "write_report"):
+        raise SanitasError(f"{d}: sanitas.report.{kind} has no write_report(dir)")
+    return Path(mod.write_report(Path(d)))
+
+
+__all__ = ["write_report", "read_manifest"]
