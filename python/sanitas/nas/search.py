@@ -217,6 +217,7 @@ def _train_task(spec: dict, ckpt: str, dataset: str, data_dir, fault_d: dict, be
         _, ck = load_checkpoint(ckpt)
         return dict(ck["metrics"])
     splits = load_dataset(dataset, data_dir)
+    torch.manual_seed(seed)          # the init is drawn from the global RNG: seed it, whatever ran before here
     net = build_from_spec(spec)
     fm = make_fault(fault_d["model"], fault_d.get("p"))
     loss = FTTLoss(fm, beta, torch.Generator(device=device).manual_seed(seed + 7919))
@@ -387,85 +388,84 @@ class Search:
         t0 = time.time()
         bar = tqdm(total=n_ep, initial=start, desc=f"search {cfg.controller}", disable=not self.progress)
         ce = torch.nn.CrossEntropyLoss()
-        if True:
-            for ep in range(start, n_ep):
-                te = time.time()
-                fl = ep < cfg.float_epochs
-                # ---- supernet: one epoch (float warm-up: CE; INT8: FTT), one sampled architecture per batch
-                sn.train()
-                sn.float_mode = fl
-                tot, n, faulty_tot = 0.0, 0, 0.0
-                for x, y in DataLoader(w_ds, batch_size=cfg.float_batch if fl else cfg.batch_size, shuffle=True,
-                                       generator=data_gen):
-                    if ep < cfg.float_epochs + cfg.warmup:
-                        vec = _uniform_valid(self.ss, arch_rng)
+        for ep in range(start, n_ep):
+            te = time.time()
+            fl = ep < cfg.float_epochs
+            # ---- supernet: one epoch (float warm-up: CE; INT8: FTT), one sampled architecture per batch
+            sn.train()
+            sn.float_mode = fl
+            tot, n, faulty_tot = 0.0, 0, 0.0
+            for x, y in DataLoader(w_ds, batch_size=cfg.float_batch if fl else cfg.batch_size, shuffle=True,
+                                   generator=data_gen):
+                if ep < cfg.float_epochs + cfg.warmup:
+                    vec = _uniform_valid(self.ss, arch_rng)
+                else:
+                    vec = ctl.sample_train()
+                sn.set_genotype(self.ss.decode(vec))
+                x, y = x.to(dev), y.to(dev)
+                loss = ce(sn(x), y) if fl else loss_fn(sn, x, y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                tot += float(loss.detach()) * len(y)
+                faulty_tot += 0.0 if fl else (loss_fn.last.get("faulty") or 0.0) * len(y)
+                n += len(y)
+            sn.float_mode = False
+            # ---- controller: ask / evaluate on the reward split / tell
+            n_eval = per_epoch[ep]
+            rewards_ep = []
+            if n_eval:
+                state = {k: v.detach().cpu() for k, v in sn.state_dict().items()}
+                qstate = sn.quant_state()
+            while n_eval > 0:
+                k = min(cfg.arch_batch, n_eval)
+                n_eval -= k
+                vecs = ctl.ask(k)
+                gens = [self.ss.decode(v) for v in vecs]
+                valid = [self.ss.valid(g) for g in gens]
+                todo = [i for i in range(k) if valid[i]]
+                seeds = [cfg.seed * 1_000_003 + len(history) + i for i in range(k)]
+                res = self._evaluate(eng, sn, state, qstate, [gens[i] for i in todo], xr, yr,
+                                     [seeds[i] for i in todo])
+                rs = []
+                for i in range(k):
+                    rec = {"epoch": ep, "index": len(history), "genotype": gens[i].to_dict(), "valid": valid[i]}
+                    if valid[i]:
+                        clean, faulty = res[todo.index(i)]
+                        cost = self._cost_cache(reward, gens[i], cost_cache)
+                        r = reward(clean, faulty, cost["macs"], cost["overhead"])
+                        rec.update(clean=clean, faulty=faulty, reward=r, **cost)
                     else:
-                        vec = ctl.sample_train()
-                    sn.set_genotype(self.ss.decode(vec))
-                    x, y = x.to(dev), y.to(dev)
-                    loss = ce(sn(x), y) if fl else loss_fn(sn, x, y)
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                    sched.step()
-                    tot += float(loss.detach()) * len(y)
-                    faulty_tot += 0.0 if fl else (loss_fn.last.get("faulty") or 0.0) * len(y)
-                    n += len(y)
-                sn.float_mode = False
-                # ---- controller: ask / evaluate on the reward split / tell
-                n_eval = per_epoch[ep]
-                rewards_ep = []
-                if n_eval:
-                    state = {k: v.detach().cpu() for k, v in sn.state_dict().items()}
-                    qstate = sn.quant_state()
-                while n_eval > 0:
-                    k = min(cfg.arch_batch, n_eval)
-                    n_eval -= k
-                    vecs = ctl.ask(k)
-                    gens = [self.ss.decode(v) for v in vecs]
-                    valid = [self.ss.valid(g) for g in gens]
-                    todo = [i for i in range(k) if valid[i]]
-                    seeds = [cfg.seed * 1_000_003 + len(history) + i for i in range(k)]
-                    res = self._evaluate(eng, sn, state, qstate, [gens[i] for i in todo], xr, yr,
-                                         [seeds[i] for i in todo])
-                    rs = []
-                    for i in range(k):
-                        rec = {"epoch": ep, "index": len(history), "genotype": gens[i].to_dict(), "valid": valid[i]}
-                        if valid[i]:
-                            clean, faulty = res[todo.index(i)]
-                            cost = self._cost_cache(reward, gens[i], cost_cache)
-                            r = reward(clean, faulty, cost["macs"], cost["overhead"])
-                            rec.update(clean=clean, faulty=faulty, reward=r, **cost)
-                        else:
-                            r = 0.0
-                            rec.update(clean=None, faulty=None, reward=0.0, macs=None, overhead=None)
-                        rs.append(r)
-                        history.append(rec)
-                    ctl.tell(vecs, rs)
-                    rewards_ep += rs
-                epoch_log.append({"epoch": ep, "phase": "float" if fl else "int8", "loss": tot / max(1, n), "faulty_ce": faulty_tot / max(1, n),
-                                  "lr": sched.get_last_lr()[0], "evaluated": len(rewards_ep),
-                                  "reward_mean": float(np.mean(rewards_ep)) if rewards_ep else None,
-                                  "reward_max": float(np.max(rewards_ep)) if rewards_ep else None,
-                                  "seconds": round(time.time() - te, 2)})
-                # ---- checkpoint (atomic)
-                st = {"format": STATE_FORMAT, "config": json.loads(json.dumps(cfg.to_dict())), "epoch": ep + 1,
-                      "supernet": {k: v.detach().cpu() for k, v in sn.state_dict().items()},
-                      "quant": sn.quant_state(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                      "controller": ctl.state_dict(), "data_gen": data_gen.get_state(),
-                      "fault_gen": fault_gen.get_state().cpu(), "arch_rng": arch_rng.bit_generator.state,
-                      "history": history, "epochs": epoch_log, "max_macs": max_macs}
-                self.out.mkdir(parents=True, exist_ok=True)
-                tmp = state_path.with_name(state_path.name + f".tmp{os.getpid()}")
-                torch.save(st, tmp)
-                os.replace(tmp, state_path)
-                _write_json(self.out / "history.json", {"history": history, "epochs": epoch_log,
-                                                         "reward": reward.to_dict()})
-                bar.update(1)
-                bar.set_postfix(loss=f"{tot / max(1, n):.3f}",
-                                best=f"{max((h['reward'] for h in history), default=0):.3f}")
-                if self.callback:
-                    self.callback("search", ep)
+                        r = 0.0
+                        rec.update(clean=None, faulty=None, reward=0.0, macs=None, overhead=None)
+                    rs.append(r)
+                    history.append(rec)
+                ctl.tell(vecs, rs)
+                rewards_ep += rs
+            epoch_log.append({"epoch": ep, "phase": "float" if fl else "int8", "loss": tot / max(1, n), "faulty_ce": faulty_tot / max(1, n),
+                              "lr": sched.get_last_lr()[0], "evaluated": len(rewards_ep),
+                              "reward_mean": float(np.mean(rewards_ep)) if rewards_ep else None,
+                              "reward_max": float(np.max(rewards_ep)) if rewards_ep else None,
+                              "seconds": round(time.time() - te, 2)})
+            # ---- checkpoint (atomic)
+            st = {"format": STATE_FORMAT, "config": json.loads(json.dumps(cfg.to_dict())), "epoch": ep + 1,
+                  "supernet": {k: v.detach().cpu() for k, v in sn.state_dict().items()},
+                  "quant": sn.quant_state(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                  "controller": ctl.state_dict(), "data_gen": data_gen.get_state(),
+                  "fault_gen": fault_gen.get_state().cpu(), "arch_rng": arch_rng.bit_generator.state,
+                  "history": history, "epochs": epoch_log, "max_macs": max_macs}
+            self.out.mkdir(parents=True, exist_ok=True)
+            tmp = state_path.with_name(state_path.name + f".tmp{os.getpid()}")
+            torch.save(st, tmp)
+            os.replace(tmp, state_path)
+            _write_json(self.out / "history.json", {"history": history, "epochs": epoch_log,
+                                                     "reward": reward.to_dict()})
+            bar.update(1)
+            bar.set_postfix(loss=f"{tot / max(1, n):.3f}",
+                            best=f"{max((h['reward'] for h in history), default=0):.3f}")
+            if self.callback:
+                self.callback("search", ep)
         bar.close()
         self.timings["search_seconds"] = round(time.time() - t0, 2)
         self.supernet = sn
