@@ -29,7 +29,8 @@ def add_parser(sub):
     p.add_argument("--float-epochs", type=int, default=d.float_epochs,
                    help="float warm-up epochs of the supernet's shared weights (quantisers bypassed)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="INT8 FTT supernet epochs (controller after each)")
-    p.add_argument("--warmup", type=int, default=d.warmup, help="INT8 epochs with uniform sampling before the controller")
+    p.add_argument("--warmup", type=int, default=d.warmup,
+                   help="INT8 epochs with uniform sampling before the controller")
     p.add_argument("--cells", type=int, default=d.cells)
     p.add_argument("--nodes", type=int, default=d.nodes)
     p.add_argument("--channels", type=int, default=d.channels)

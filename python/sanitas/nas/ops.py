@@ -86,32 +86,6 @@ def float_op(node, module, v: torch.Tensor) -> torch.Tensor:
     return F.relu(v) if node.attrs.get("relu") else v
 
 
-def float_forward(qnet, x: torch.Tensor) -> torch.Tensor:
-    """Run any ``QNet`` (zoo or derived) as a float network on its own weights: every Brevitas module is replaced
-    by its float op (conv, linear, relu / identity). ~10x cheaper than the Brevitas forward on CPU; used to
-    warm up weights before quantisation-aware (FTT) training. Faults are not injected (no Brevitas call)."""
-    import torch.nn.functional as F
-    env: dict = {}
-    for n in qnet.nodes:
-        ins = [env[i] for i in n.inputs]
-        if n.op in ("input", "conv", "linear", "act"):
-            y = float_op(n, qnet.module_of(n), x if n.op == "input" else ins[0])
-        elif n.op == "add":
-            y = ins[0] + ins[1]
-        elif n.op == "concat":
-            y = torch.cat(ins, dim=1)
-        elif n.op == "maxpool":
-            y = F.max_pool2d(ins[0], n.attrs["k"], n.attrs["stride"], n.attrs["padding"])
-        elif n.op == "gsum":
-            y = ins[0].sum(dim=(2, 3))
-        elif n.op == "flatten":
-            y = ins[0].flatten(1)
-        else:
-            raise ValueError(f"float_forward: unknown op {n.op!r}")
-        env[n.name] = y
-    return env[qnet.nodes[-1].name]
-
-
 def init_head(fc: nn.Module, pooled_positions: int) -> None:
     """He init of the classifier divided by the number of positions the global *sum* pool adds up: without it
     the logits start ~H*W times too large (no batch norm here) and training diverges in the first steps."""
