@@ -47,6 +47,7 @@ import torch.nn.functional as F
 
 from ..errors import SanitasError
 from ..golden.rounding import int_range
+from . import sparse as _sp
 from .fault import Fault, SITES, fault_masks, validate
 
 MASKED, SDC, CRITICAL = 0, 1, 2
@@ -127,8 +128,18 @@ class FastGolden:
     """Golden model compiled to exact torch ops; evaluates chunks of faults batched along the row dimension."""
 
     def __init__(self, gm, device: str = "cpu", early_stop: bool = True, prefix_reuse: bool = True,
-                 sparse_delta: bool | None = None, compact_frac: float = 0.1):
+                 sparse_delta: bool | None = None, compact_frac: float = 0.1, propagate: str = "auto"):
         self.gm = gm
+        if propagate not in ("auto", "sparse", "dense"):
+            raise SanitasError(f"engine: propagate must be auto, sparse or dense, not {propagate!r}")
+        from . import sparse as _sp
+        if propagate == "sparse" and (not _sp.available() or torch.device(device).type != "cpu"):
+            raise SanitasError("engine: sparse propagation needs numba and device cpu")
+        # auto: the concurrent (sparse-delta) propagation on CPU with every optimisation on; the dense batched
+        # torch path on GPU and for the ablations (early stop / incremental conv switched by hand)
+        self.propagate = propagate if propagate != "auto" else (
+            "sparse" if (_sp.available() and torch.device(device).type == "cpu" and early_stop
+                         and sparse_delta is None) else "dense")
         self.sparse_delta = sparse_delta
         self.device = torch.device(device)
         self.early_stop = early_stop
@@ -170,6 +181,8 @@ class FastGolden:
                 lo, hi = int_range(n.bits, n.signed, n.narrow)
                 self.p[n.name] = {"mul": 2.0 ** (gm.by_name[n.inputs[0]].e_out - n.e_out), "lo": lo, "hi": hi}
         self.total_macs = sum(self.node_macs.values())
+        self._snet = _sp.SparseNet(gm, shapes) if self.propagate == "sparse" else None
+        self._np_clean = (None, None)          # (clean env, its int64 channel-last numpy copy) of the last call
         if cuda:
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
@@ -311,6 +324,74 @@ class FastGolden:
             return wrap32_f(y)
         raise SanitasError(f"engine: site '{site}' is not executable by the batched engine")
 
+    def _clean_np(self, clean: dict) -> tuple[dict, dict]:
+        """int64 and float64 channel-last numpy copies of the fault-free activations (once per ``clean`` env)."""
+        if self._np_clean[0] is not clean:
+            ci = {k: _sp.hwc(v) for k, v in clean.items()}
+            self._np_clean = (clean, (ci, {k: v.astype(np.float64) for k, v in ci.items()}))
+        return self._np_clean[1]
+
+    def _propagate_sparse(self, clean: dict, y, site: str, layer: str, inp, nf0: int, I: int, st: EngineStats):
+        """Concurrent propagation (``faults.sparse``) of the faulted node's output to the logits: ``y`` is its
+        dense faulty rows, or (element, faulty value, changed) per row for output / accumulator faults."""
+        cnp, cnpf = self._clean_np(clean)
+        R = nf0 * I
+        inp_np = inp.cpu().numpy().astype(np.int64)
+        if site in ("output", "acc"):              # one known element per row: no scan of the dense rows
+            e, vals, ch = (t.cpu().numpy() for t in y)
+            vals = vals.astype(np.int64)
+            hw = _sp.chw_to_hwc_index(e, self._snet.shape[layer])
+            ptr = np.zeros(R + 1, np.int64)
+            np.cumsum(ch, out=ptr[1:])
+            cur = (ptr, hw[ch].astype(np.int64), vals[ch])
+        else:
+            cur = self._snet.from_dense(layer, _sp.hwc(y), cnp[layer], inp_np)
+        out_name = self.nodes[-1].name
+        live = {layer: cur} if cur[0][-1] else {}
+        remaining = {layer: len(self.consumers[layer])}
+        if layer == out_name:
+            final = cur
+        else:
+            final = None
+            for n in self.nodes[self.pos[layer] + 1:]:
+                if not live:
+                    break                          # every row proven masked
+                if not any(i in live for i in n.inputs):
+                    continue
+                if n.name == out_name:             # rows with no difference left before the output layer
+                    alive = np.zeros(R, bool)
+                    for v in live.values():
+                        alive |= np.diff(v[0]) > 0
+                    st.stopped_early += R - int(alive.sum())
+                ins = [live.get(i) for i in n.inputs]
+                res, macs = self._snet.node(n, ins, inp_np, cnp, cnpf, R)
+                st.macs_done += macs
+                for i in set(n.inputs):
+                    if i in live:
+                        remaining[i] -= n.inputs.count(i)
+                        if remaining[i] <= 0:
+                            del live[i]
+                name = self._snet.fused.get(n.name, n.name)     # a fused conv gives its requantiser's output
+                if res[0][-1]:                     # some row still differs
+                    live[name] = res
+                    remaining[name] = len(self.consumers[name])
+                if n.name == out_name:
+                    final = res
+            if final is None:                      # the differences died out before the output layer
+                st.stopped_early += R
+        clean_logits = cnp[out_name]                               # (I, classes) int64
+        cp = clean_logits.argmax(1)
+        logits = clean_logits[inp_np]                              # (R, classes) copy
+        changed = np.zeros(R, bool)
+        if final is not None and final[0][-1]:
+            ptr, idx, val = final
+            cnt = np.diff(ptr)
+            logits[np.repeat(np.arange(R), cnt), idx] = val
+            changed = cnt > 0
+        fp = logits.argmax(1)                                      # first maximal logit, as classify()
+        oc = np.where(~changed, MASKED, np.where(fp != cp[inp_np], CRITICAL, SDC)).astype(np.int8)
+        return oc.reshape(nf0, I), fp.reshape(nf0, I).astype(np.int64)
+
     def _use_sparse(self, x: torch.Tensor) -> bool:
         if self.sparse_delta is None:           # auto: worth it on large maps only (dense GEMM wins on 8x8)
             return x.dim() == 4 and x.shape[2] * x.shape[3] >= 256
@@ -405,10 +486,22 @@ class FastGolden:
                     env_rows[n.name] = self.op(n, [env_rows[i] for i in n.inputs])
                     st.macs_done += R * self.node_macs.get(n.name, 0)
                 del env_rows
+            if self.propagate == "sparse" and site in ("output", "acc"):
+                # one element per row changes: its faulty value straight from the fault-free one (no row copy)
+                flat, am, om, xm = self._masks(faults, info)
+                e = flat[fidx]
+                old = clean[layer].reshape(I, -1)[inp, e]
+                if info.bits > 24:
+                    old = old.double()
+                new = self._apply(old, am[fidx], om[fidx], xm[fidx], info.bits, info.signed)
+                st.node_rows[layer] += R
+                return self._propagate_sparse(clean, (e, new, new != old), site, layer, inp, nf0, I, st)
             y = self._faulted_node(clean, faults, site, layer, info, inp, fidx)
             if site == "input":                # weight/bias faults: a gather instead of the layer's MACs
                 st.macs_done += self._last_macs
             st.node_rows[layer] += R
+            if self.propagate == "sparse":
+                return self._propagate_sparse(clean, y, site, layer, inp, nf0, I, st)
             rw = _Rows(nf0, I, dev)
             # live: faulty tensors still to be consumed; chg: where they MAY differ from fault-free, as (R, H, W)
             # position maps or (R,) row flags (exact where compared, conservative where inherited)

@@ -1,0 +1,581 @@
+"""Concurrent (event-driven) fault propagation: each faulty row carries only where it differs from the good run.
+
+This is the idea of concurrent fault simulation in logic test (Ulrich & Baker, 1974) applied to an INT8 CNN:
+the fault-free activations of every node are known (``FastGolden.run``), so a faulty experiment (fault f on
+input i, a *row*) is fully described by the list of elements whose value differs from the fault-free one.
+Measured on INT8 ResNet-20 (digits), a single activation bit flip leaves 2-16 % of the elements of each
+downstream tensor different (``benchmarks/bench_campaign.py --ablation`` prints the work done), so a
+convolution only needs ``nnz(delta_in) x O x taps`` multiply-adds instead of a dense ``C x O x taps x H x W``:
+
+* conv / linear: ``acc_faulty = wrap32(acc_clean + W * (x_faulty - x_clean))`` over the changed inputs only,
+  scattered into the output positions they reach (channel-last order, so each tap adds a contiguous O-vector);
+* act (requantisation), add, concat, max-pool, global sum, flatten: evaluated on the touched elements only;
+* every kernel emits only elements whose faulty value differs from the fault-free one, so a row whose lists
+  all become empty is proven masked and costs nothing further (early stop falls out of the representation).
+
+All arithmetic is int64 (exact) with the golden model's semantics: accumulators wrap to 32 bits, requantisation
+is a shift with round half to even then saturation (``golden.rounding``), max-pool pads with -inf.
+
+A sparse tensor of R rows is ``(ptr, idx, val)``: CSR row pointers (R+1,), flat element indices and *faulty
+values* (not deltas). Flat indices of 4-D tensors are channel-last, ``(h * W + w) * C + c``; 2-D tensors
+(linear, gsum, flatten outputs) use their own index. Kernels are compiled by numba on first use (cached on
+disk); ``available()`` is False when numba cannot be imported, and the engine then uses its dense torch path.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+try:                                                   # pragma: no branch
+    from numba import njit
+    from numba.extending import overload
+    _NUMBA = True
+except Exception:                                      # pragma: no cover - numba is a declared dependency
+    _NUMBA = False
+
+    def njit(*a, **k):                                 # noqa: D103 - identity decorator (kernels never run)
+        return (lambda f: f) if not a or not callable(a[0]) else a[0]
+
+_I64 = np.int64
+_P31 = 1 << 31
+_P32 = 1 << 32
+
+
+def available() -> bool:
+    return _NUMBA
+
+
+def _like(x, arr):
+    """``x`` converted to the element type of ``arr`` (jitted: lets one kernel run in float32 or float64)."""
+    return arr.dtype.type(x)
+
+
+if _NUMBA:
+    @overload(_like)
+    def _like_ol(x, arr):
+        t = arr.dtype
+        return lambda x, arr: t(x)
+
+
+# ------------------------------------------------------------------------------------------------ kernels
+@njit(cache=True, inline="always")
+def _wrap32(v):
+    if v >= _P31 or v < -_P31:
+        v = ((v + _P31) % _P32) - _P31
+    return v
+
+
+@njit(cache=True, inline="always")
+def _requant(v, s, lo, hi):
+    if s <= 0:
+        q = v << (-s)
+    else:                                            # branch-free: the rounding bit is data dependent
+        q = v >> s
+        r = v - (q << s)
+        half = _I64(1) << (s - 1)
+        q += _I64(r > half) | (_I64(r == half) & (q & 1))
+    return min(max(q, lo), hi)
+
+
+@njit(cache=True)
+def k_from_dense(y, clean, inp, ptr, idx, val):
+    """Dense faulty rows y (R, S) vs fault-free clean (I, S) -> sparse rows of the differing elements."""
+    R, S = y.shape
+    n = 0
+    ptr[0] = 0
+    for r in range(R):
+        i0 = inp[r]
+        for e in range(S):
+            v = y[r, e]
+            idx[n] = e
+            val[n] = v
+            n += v != clean[i0, e]
+        ptr[r + 1] = n
+    return n
+
+
+@njit(cache=True, fastmath={"contract"})
+def k_conv(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, C, O, og, scale, lo, hi, wrap,
+           optr, oidx, oval):
+    """Conv (any stride / padding / dilation / groups) on sparse faulty inputs, fused with the requantisation
+    that consumes it when ``scale`` > 0 (else the accumulators themselves are the output).
+
+    wt: (C, kh * kw * og) float32 or float64, the weights of input channel c in *segment order* (see
+    ``seg_table``); segments (CSR over input positions ``sptr``): a run of ``slen`` output positions starting
+    at ``sout`` that one input position reaches through consecutive taps whose weights start at ``sw * og``,
+    so a changed input updates ``slen * og`` contiguous accumulators with one vector loop.
+    cacc: fault-free accumulators (I, S) float64; cout: fault-free output (I, S) float64 (= cacc if unfused).
+    The deltas accumulate in float32 when the layer's bound proves every partial sum below 2**24, else in
+    float64; accumulators and their requantisation are float64 (exact below 2**53), and ``rint(v * 2**-s)``
+    is the golden shift with round half to even. Returns (nnz, macs)."""
+    R = ptr.shape[0] - 1
+    G = O // og
+    cg = C // G
+    n_pos = cacc.shape[1] // O
+    kk = wt.shape[1]
+    wf = wt.reshape(-1)
+    acc = np.zeros(n_pos * O, wt.dtype)
+    tmp = np.empty(og, np.float64)
+    n = 0
+    macs = 0
+    optr[0] = 0
+    for r in range(R):
+        i0 = inp[r]
+        for q in range(ptr[r], ptr[r + 1]):
+            e = idx[q]
+            d = _like(val[q] - clean_in[i0, e], wt)
+            pos = e // C
+            c = e - pos * C
+            g = c // cg
+            for t in range(sptr[pos], sptr[pos + 1]):
+                L = slen[t] * og               # slen = 1 unless G = 1
+                ua = np.uint64(sout[t] * O + g * og)       # unsigned indices: no wrap-around test, so
+                uw = np.uint64(c * kk + sw[t] * og)        # LLVM vectorises the update
+                for o in range(np.uint64(L)):
+                    acc[ua + o] += d * wf[uw + o]
+                macs += L
+        for blk in range(n_pos * G):          # a vectorised scan finds the touched blocks (cheaper than
+            base = blk * og                    # bookkeeping per update); a zero delta cannot change the output
+            a = acc[base: base + og]
+            nz = 0
+            for o in range(og):
+                nz += a[o] != 0
+            if nz == 0:
+                continue
+            ca = cacc[i0, base: base + og]
+            co = cout[i0, base: base + og]
+            ndiff = 0
+            if wrap:                           # 32-bit accumulator wrap (only when not provably in range)
+                for o in range(og):
+                    v = np.float64(_wrap32(np.int64(ca[o] + np.float64(a[o]))))
+                    a[o] = 0
+                    y = min(max(np.rint(v * scale), lo), hi) if scale > 0 else v
+                    tmp[o] = y
+                    ndiff += y != co[o]
+            elif scale > 0:
+                for o in range(og):
+                    y = min(max(np.rint((ca[o] + np.float64(a[o])) * scale), lo), hi)
+                    a[o] = 0
+                    tmp[o] = y
+                    ndiff += y != co[o]
+            else:
+                for o in range(og):
+                    y = ca[o] + np.float64(a[o])
+                    a[o] = 0
+                    tmp[o] = y
+                    ndiff += y != co[o]
+            if ndiff:
+                for o in range(og):
+                    if tmp[o] != co[o]:
+                        oidx[n] = base + o
+                        oval[n] = np.int64(tmp[o])
+                        n += 1
+        optr[r + 1] = n
+    return n, macs
+
+
+@njit(cache=True, fastmath={"contract"})
+def k_linear(ptr, idx, val, inp, clean_in, clean_out, wt, optr, oidx, oval):
+    """Linear on sparse faulty inputs; wt: (F, O) float64 (the transposed weight). Returns (nnz, macs)."""
+    R = ptr.shape[0] - 1
+    O = wt.shape[1]
+    acc = np.zeros(O, np.float64)
+    n = 0
+    macs = 0
+    optr[0] = 0
+    for r in range(R):
+        i0 = inp[r]
+        any_d = False
+        for q in range(ptr[r], ptr[r + 1]):
+            e = idx[q]
+            di = val[q] - clean_in[i0, e]
+            if di == 0:
+                continue
+            d = np.float64(di)
+            any_d = True
+            wrow = wt[e]
+            a = acc[:O]
+            for o in range(O):
+                a[o] += d * wrow[o]
+            macs += O
+        if any_d:
+            for o in range(O):
+                dv = np.int64(acc[o])
+                acc[o] = 0.0
+                cv = clean_out[i0, o]
+                v = _wrap32(cv + dv)
+                oidx[n] = o
+                oval[n] = v
+                n += v != cv
+        optr[r + 1] = n
+    return n, macs
+
+
+@njit(cache=True)
+def k_act(ptr, idx, val, inp, clean_out, s, lo, hi, optr, oidx, oval):
+    """Requantisation (shift s, round half to even, saturate to [lo, hi]) of the touched elements."""
+    R = ptr.shape[0] - 1
+    n = 0
+    optr[0] = 0
+    for r in range(R):
+        i0 = inp[r]
+        for q in range(ptr[r], ptr[r + 1]):
+            e = idx[q]
+            v = _requant(val[q], s, lo, hi)
+            oidx[n] = e
+            oval[n] = v
+            n += v != clean_out[i0, e]
+        optr[r + 1] = n
+    return n
+
+
+@njit(cache=True)
+def k_add(pa, ia, va, ca, pb, ib, vb, cb, inp, clean_out, optr, oidx, oval):
+    """a + b where each input is sparse (an input that is fault-free has empty rows)."""
+    R = pa.shape[0] - 1
+    S = clean_out.shape[1]
+    dl = np.zeros(S, np.int64)
+    mark = np.zeros(S, np.bool_)
+    touched = np.empty(S, np.int64)
+    n = 0
+    optr[0] = 0
+    for r in range(R):
+        i0 = inp[r]
+        nt = 0
+        for q in range(pa[r], pa[r + 1]):
+            e = ia[q]
+            dl[e] += va[q] - ca[i0, e]
+            if not mark[e]:
+                mark[e] = True
+                touched[nt] = e
+                nt += 1
+        for q in range(pb[r], pb[r + 1]):
+            e = ib[q]
+            dl[e] += vb[q] - cb[i0, e]
+            if not mark[e]:
+                mark[e] = True
+                touched[nt] = e
+                nt += 1
+        for t in range(nt):
+            e = touched[t]
+            mark[e] = False
+            if dl[e] != 0:
+                oidx[n] = e
+                oval[n] = clean_out[i0, e] + dl[e]
+                n += 1
+                dl[e] = 0
+        optr[r + 1] = n
+    return n
+
+
+@njit(cache=True)
+def k_maxpool(ptr, idx, val, inp, clean_in, clean_out, C, H, W, Ho, Wo, k, s, p, optr, oidx, oval):
+    """Max-pool (k x k, stride s, padding p = -inf) recomputed on the windows that hold a changed input."""
+    R = ptr.shape[0] - 1
+    S_in = H * W * C
+    S_out = Ho * Wo * C
+    fv = np.zeros(S_in, np.int64)                 # faulty input values where fm is set
+    fm = np.zeros(S_in, np.bool_)
+    mark = np.zeros(S_out, np.bool_)
+    outs = np.empty(S_out, np.int64)
+    n = 0
+    optr[0] = 0
+    for r in range(R):
+        i0 = inp[r]
+        no = 0
+        for q in range(ptr[r], ptr[r + 1]):
+            e = idx[q]
+            fv[e] = val[q]
+            fm[e] = True
+        for q in range(ptr[r], ptr[r + 1]):
+            e = idx[q]
+            pos = e // C
+            c = e - pos * C
+            h = pos // W
+            w = pos - h * W
+            for oh in range(max(0, (h + p - k + s) // s), min(Ho - 1, (h + p) // s) + 1):
+                if not (oh * s - p <= h < oh * s - p + k):
+                    continue
+                for ow in range(max(0, (w + p - k + s) // s), min(Wo - 1, (w + p) // s) + 1):
+                    if not (ow * s - p <= w < ow * s - p + k):
+                        continue
+                    o = (oh * Wo + ow) * C + c
+                    if not mark[o]:
+                        mark[o] = True
+                        outs[no] = o
+                        no += 1
+        for t in range(no):
+            o = outs[t]
+            mark[o] = False
+            pos = o // C
+            c = o - pos * C
+            oh = pos // Wo
+            ow = pos - oh * Wo
+            best = np.iinfo(np.int64).min
+            for i in range(k):
+                h = oh * s - p + i
+                if h < 0 or h >= H:
+                    continue
+                for j in range(k):
+                    w = ow * s - p + j
+                    if w < 0 or w >= W:
+                        continue
+                    e = (h * W + w) * C + c
+                    v = fv[e] if fm[e] else clean_in[i0, e]
+                    if v > best:
+                        best = v
+            if best != clean_out[i0, o]:
+                oidx[n] = o
+                oval[n] = best
+                n += 1
+        for q in range(ptr[r], ptr[r + 1]):
+            fm[idx[q]] = False
+        optr[r + 1] = n
+    return n
+
+
+@njit(cache=True)
+def k_gsum(ptr, idx, val, inp, clean_in, clean_out, C, optr, oidx, oval):
+    """Global sum over H, W (channel-last input) of the changed elements."""
+    R = ptr.shape[0] - 1
+    dl = np.zeros(C, np.int64)
+    mark = np.zeros(C, np.bool_)
+    touched = np.empty(C, np.int64)
+    n = 0
+    optr[0] = 0
+    for r in range(R):
+        i0 = inp[r]
+        nt = 0
+        for q in range(ptr[r], ptr[r + 1]):
+            e = idx[q]
+            c = e % C
+            dl[c] += val[q] - clean_in[i0, e]
+            if not mark[c]:
+                mark[c] = True
+                touched[nt] = c
+                nt += 1
+        for t in range(nt):
+            c = touched[t]
+            mark[c] = False
+            if dl[c] != 0:
+                oidx[n] = c
+                oval[n] = clean_out[i0, c] + dl[c]
+                n += 1
+                dl[c] = 0
+        optr[r + 1] = n
+    return n
+
+
+@njit(cache=True)
+def k_merge(pa, ia, va, pb, ib, vb, optr, oidx, oval):
+    """Row-wise union of two sparse tensors with disjoint index sets (concat)."""
+    R = pa.shape[0] - 1
+    n = 0
+    optr[0] = 0
+    for r in range(R):
+        for q in range(pa[r], pa[r + 1]):
+            oidx[n] = ia[q]
+            oval[n] = va[q]
+            n += 1
+        for q in range(pb[r], pb[r + 1]):
+            oidx[n] = ib[q]
+            oval[n] = vb[q]
+            n += 1
+        optr[r + 1] = n
+    return n
+
+
+# ------------------------------------------------------------------------------------------------ driver
+def hwc(t) -> np.ndarray:
+    """Torch tensor of integer values (N, C, H, W) or (N, F) -> int64 numpy (N, S) in channel-last order."""
+    if t.dim() == 4:
+        t = t.permute(0, 2, 3, 1)
+    return np.ascontiguousarray(t.reshape(t.shape[0], -1).cpu().numpy()).astype(np.int64)
+
+
+def chw_to_hwc_index(flat: np.ndarray, shape) -> np.ndarray:
+    """Flat NCHW element indices of a (C, H, W) tensor -> channel-last flat indices (identity for (F,))."""
+    if len(shape) != 3:
+        return flat
+    C, H, W = shape
+    c, rem = np.divmod(flat, H * W)
+    return rem * C + c
+
+
+def seg_table(H, W, Ho, Wo, kh, kw, s, p, d, contiguous: bool) -> dict:
+    """For every input position of a conv, the output positions it reaches, as segments (CSR over positions).
+
+    Weights of one input channel are laid out tap row by tap row with the column taps reversed (index
+    ``i * kw + (kw - 1 - j)``): with stride 1 and dilation 1 the taps j_hi..j_lo of row i reach consecutive
+    output columns, so one segment = one tap row (``contiguous``, groups = 1); otherwise one tap per segment."""
+    sptr, sout, sw, slen = [0], [], [], []
+    for h in range(H):
+        for w in range(W):
+            for i in range(kh):
+                t = h + p - i * d
+                if t % s or not 0 <= t // s < Ho:
+                    continue
+                oh = t // s
+                cols = []                                   # (ow, weight index) in increasing ow
+                for j in reversed(range(kw)):
+                    u = w + p - j * d
+                    if u % s == 0 and 0 <= u // s < Wo:
+                        cols.append((u // s, i * kw + (kw - 1 - j)))
+                k = 0
+                while k < len(cols):
+                    m = 1
+                    while (contiguous and s == 1 and d == 1 and k + m < len(cols)
+                           and cols[k + m][0] == cols[k][0] + m and cols[k + m][1] == cols[k][1] + m):
+                        m += 1
+                    sout.append(oh * Wo + cols[k][0])
+                    sw.append(cols[k][1])
+                    slen.append(m)
+                    k += m
+            sptr.append(len(sout))
+    a = lambda v: np.array(v, np.int64)  # noqa: E731
+    return {"sptr": a(sptr), "sout": a(sout), "sw": a(sw), "slen": a(slen)}
+
+
+class SparseNet:
+    """Per-node parameters of the sparse kernels for one ``GoldenModel`` (built once per engine)."""
+
+    def __init__(self, gm, shapes: dict):
+        self.gm = gm
+        self.shape = {k: tuple(int(d) for d in v[1:]) for k, v in shapes.items()}
+        self.par = {}
+        self._buf = {}
+        consumers = {}
+        for n in gm.nodes:
+            for i in n.inputs:
+                consumers.setdefault(i, []).append(n)
+        # a conv whose only consumer is a requantisation is evaluated fused with it (its accumulators are
+        # never listed): fused[conv] = act
+        self.fused = {n.name: consumers[n.name][0].name for n in gm.nodes
+                      if n.op == "conv" and n.name != gm.nodes[-1].name and len(consumers.get(n.name, [])) == 1
+                      and consumers[n.name][0].op == "act"}
+        for n in gm.nodes:
+            if n.op == "conv":
+                w = n.weight.astype(np.int64)
+                a = n.attrs
+                O, cg, kh, kw = w.shape
+                G = a["groups"]
+                og = O // G
+                C = cg * G
+                in_bits = gm.by_name[n.inputs[0]].bits
+                # |sum of d * w| <= 2**(in_bits + 1) * max_o sum |w_o| (d: a difference of two inputs)
+                f32 = np.abs(w).reshape(O, -1).sum(1).max(initial=0) * 2.0 ** (in_bits + 1) < 2 ** 24
+                wt = np.empty((C, kh * kw * og), np.float32 if f32 else np.float64)
+                for g in range(G):                   # wt[c, (i * kw + kw - 1 - j) * og + o] = w[g*og + o, c % cg, i, j]
+                    wt[g * cg:(g + 1) * cg] = w[g * og:(g + 1) * og, :, :, ::-1].transpose(1, 2, 3, 0).reshape(cg, -1)
+                _, H, W = self.shape[n.inputs[0]]
+                _, Ho, Wo = self.shape[n.name]
+                bound = np.abs(w).reshape(O, -1).sum(1).max(initial=0) * 2.0 ** in_bits \
+                    + float(np.abs(n.bias.astype(np.float64)).max(initial=0))
+                self.par[n.name] = {"wt": wt, "og": og, "wrap": bool(bound >= 2 ** 31),
+                                    **seg_table(H, W, Ho, Wo, kh, kw, a["stride"], a["padding"], a["dilation"], G == 1)}
+            elif n.op == "linear":
+                self.par[n.name] = {"wt": np.ascontiguousarray(n.weight.astype(np.float64).T)}
+            elif n.op == "act":
+                from ..golden.rounding import int_range
+                lo, hi = int_range(n.bits, n.signed, n.narrow)
+                self.par[n.name] = {"s": int(n.e_out - gm.by_name[n.inputs[0]].e_out), "lo": lo, "hi": hi}
+
+    def buffers(self, key, R: int, cap: int):
+        """Output arrays (ptr (R+1,), idx (>= cap,), val (>= cap,)) owned by ``key`` and reused across chunks:
+        fresh memory costs a page fault per 4 KiB on first touch, which dominated the kernels' time."""
+        b = self._buf.get(key)
+        if b is None or b[0].shape[0] < R + 1 or b[1].shape[0] < cap:
+            rc = max(R + 1, 0 if b is None else b[0].shape[0])
+            cc = max(int(cap * 1.25) + 16, 0 if b is None else b[1].shape[0])
+            b = (np.empty(rc, np.int64), np.empty(cc, np.int64), np.empty(cc, np.int64))
+            self._buf[key] = b
+        return b[0][:R + 1], b[1], b[2]
+
+    def from_dense(self, key, y: np.ndarray, clean: np.ndarray, inp: np.ndarray):
+        """Sparse rows of the elements of dense faulty rows ``y`` (R, S) that differ from ``clean`` (I, S)."""
+        R = y.shape[0]
+        p, i, v = self.buffers(key, R, y.size)
+        n = k_from_dense(y, clean, inp, p, i, v)
+        return p, i[:n], v[:n]
+
+    def node(self, n, ins: list, inp: np.ndarray, clean: dict, cleanf: dict, R: int):
+        """Faulty sparse output of node ``n`` from its inputs' sparse rows (None = fault-free input); ``clean``
+        and ``cleanf``: the fault-free activations as int64 / float64 channel-last arrays.
+
+        Returns ((ptr, idx, val), macs): the output of ``n``, or of ``fused[n]`` for a fused conv."""
+        empty = None
+        if any(i is None for i in ins):
+            empty = (np.zeros(R + 1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        src = [self.shape[i] for i in n.inputs]
+        cnt = np.diff(next(x for x in ins if x is not None)[0]) if n.op in ("conv", "linear", "maxpool", "gsum") \
+            else None
+        macs = 0
+        if n.op == "conv":
+            pr = self.par[n.name]
+            C = src[0][0]
+            O, Ho, Wo = self.shape[n.name]
+            act = self.fused.get(n.name)
+            if act is not None:
+                pa = self.par[act]
+                scale, lo, hi, cout = 2.0 ** -pa["s"], pa["lo"], pa["hi"], cleanf[act]
+            else:
+                scale, lo, hi, cout = 0.0, 0, 0, cleanf[n.name]
+            kk = pr["wt"].shape[1]                   # kh * kw * og
+            p, i, v = self.buffers(n.name, R, int(np.minimum(Ho * Wo * O, cnt * kk).sum()))
+            k, macs = k_conv(*ins[0], inp, clean[n.inputs[0]], cleanf[n.name], cout, pr["wt"], pr["sptr"],
+                             pr["sout"], pr["sw"], pr["slen"], C, O, pr["og"], scale, lo, hi, pr["wrap"], p, i, v)
+        elif n.op == "linear":
+            wt = self.par[n.name]["wt"]
+            p, i, v = self.buffers(n.name, R, int((cnt > 0).sum()) * wt.shape[1])
+            k, macs = k_linear(*ins[0], inp, clean[n.inputs[0]], clean[n.name], wt, p, i, v)
+        elif n.op == "act":
+            pr = self.par[n.name]
+            p, i, v = self.buffers(n.name, R, len(ins[0][1]))
+            k = k_act(*ins[0], inp, clean[n.name], pr["s"], pr["lo"], pr["hi"], p, i, v)
+        elif n.op == "add":
+            a, b = (x if x is not None else empty for x in ins)
+            p, i, v = self.buffers(n.name, R, len(a[1]) + len(b[1]))
+            k = k_add(*a, clean[n.inputs[0]], *b, clean[n.inputs[1]], inp, clean[n.name], p, i, v)
+        elif n.op == "maxpool":
+            a = n.attrs
+            C, H, W = src[0]
+            _, Ho, Wo = self.shape[n.name]
+            p, i, v = self.buffers(n.name, R, int(np.minimum(Ho * Wo * C, cnt * a["k"] ** 2).sum()))
+            k = k_maxpool(*ins[0], inp, clean[n.inputs[0]], clean[n.name], C, H, W, Ho, Wo,
+                          a["k"], a["stride"], a["padding"], p, i, v)
+        elif n.op == "gsum":
+            C = src[0][0]
+            p, i, v = self.buffers(n.name, R, int(np.minimum(C, cnt).sum()))
+            k = k_gsum(*ins[0], inp, clean[n.inputs[0]], clean[n.name], C, p, i, v)
+        elif n.op == "concat":
+            out_c = self.shape[n.name][0]
+            off, acc = 0, None
+            for x, shp in zip(ins, src):
+                if x is not None:
+                    xp, xi, xv = x
+                    if len(shp) == 3:                          # channel-last: position * C_out + off + c
+                        pos, c = np.divmod(xi, shp[0])
+                        xi = pos * out_c + off + c
+                    else:
+                        xi = xi + off
+                    if acc is None:
+                        acc = (xp, xi, xv)
+                    else:
+                        p, i, v = np.empty(R + 1, np.int64), np.empty(len(acc[1]) + len(xi), np.int64), \
+                            np.empty(len(acc[1]) + len(xi), np.int64)
+                        k_merge(*acc, xp, xi, xv, p, i, v)
+                        acc = (p, i, v)
+                off += shp[0]
+            return acc, 0
+        elif n.op == "flatten":
+            xp, xi, xv = ins[0]
+            if len(src[0]) == 3:                               # channel-last -> the (C, H, W) order of flatten
+                C, H, W = src[0]
+                pos, c = np.divmod(xi, C)
+                xi = c * (H * W) + pos
+            return (xp, xi, xv), 0
+        else:
+            raise ValueError(f"sparse propagation: unsupported op {n.op!r}")
+        return (p, i[:k], v[:k]), int(macs)
+
+
+__all__ = ["available", "SparseNet", "hwc", "chw_to_hwc_index", "k_from_dense"]
