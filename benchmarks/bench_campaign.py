@@ -247,10 +247,11 @@ def ablation(gm, xq_np, faults, repeat: int) -> list[dict]:
     from sanitas.faults.campaign import make_chunks
     from sanitas.faults.engine import EngineStats, FastGolden
     k = len(xq_np)
-    cfgs = {"all optimisations": ({}, 4096), "no early stop": ({"early_stop": False}, 4096),
-            "no prefix reuse": ({"prefix_reuse": False}, 4096),
-            "incremental conv forced on": ({"sparse_delta": True}, 4096),
-            "one fault per forward": ({}, k)}
+    cfgs = {"all optimisations (sparse)": ({}, 4096), "dense propagation": ({"propagate": "dense"}, 4096),
+            "dense, no early stop": ({"early_stop": False}, 4096),
+            "sparse, no prefix reuse": ({"prefix_reuse": False}, 4096),
+            "dense, incremental conv on": ({"sparse_delta": True}, 4096),
+            "sparse, one fault per chunk": ({}, k)}
     out = []
     for name, (kw, rows) in cfgs.items():
         fg = FastGolden(gm, **kw)

@@ -77,6 +77,15 @@ def _requant(v, s, lo, hi):
 
 
 @njit(cache=True)
+def k_cap(ptr, per, limit):
+    """Output capacity: sum over rows of min(limit, per * entries of the row)."""
+    t = 0
+    for r in range(ptr.shape[0] - 1):
+        t += min(limit, per * (ptr[r + 1] - ptr[r]))
+    return t
+
+
+@njit(cache=True)
 def k_from_dense(y, clean, inp, ptr, idx, val):
     """Dense faulty rows y (R, S) vs fault-free clean (I, S) -> sparse rows of the differing elements."""
     R, S = y.shape
@@ -111,10 +120,14 @@ def k_conv(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, C
     G = O // og
     cg = C // G
     n_pos = cacc.shape[1] // O
+    n_in = sptr.shape[0] - 1
     kk = wt.shape[1]
     wf = wt.reshape(-1)
     acc = np.zeros(n_pos * O, wt.dtype)
-    tmp = np.empty(og, np.float64)
+    tmp = np.empty(O, cacc.dtype)          # accumulators and requantisation in float32 when provably exact
+    sc, flo, fhi = _like(scale, cacc), _like(lo, cacc), _like(hi, cacc)
+    tin = np.zeros(n_in, np.bool_)          # input positions with a change, then the output positions they reach
+    tout = np.zeros(n_pos, np.bool_)
     n = 0
     macs = 0
     optr[0] = 0
@@ -126,6 +139,7 @@ def k_conv(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, C
             pos = e // C
             c = e - pos * C
             g = c // cg
+            tin[pos] = True
             for t in range(sptr[pos], sptr[pos + 1]):
                 L = slen[t] * og               # slen = 1 unless G = 1
                 ua = np.uint64(sout[t] * O + g * og)       # unsigned indices: no wrap-around test, so
@@ -133,38 +147,42 @@ def k_conv(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, C
                 for o in range(np.uint64(L)):
                     acc[ua + o] += d * wf[uw + o]
                 macs += L
-        for blk in range(n_pos * G):          # a vectorised scan finds the touched blocks (cheaper than
-            base = blk * og                    # bookkeeping per update); a zero delta cannot change the output
-            a = acc[base: base + og]
-            nz = 0
-            for o in range(og):
-                nz += a[o] != 0
-            if nz == 0:
+        for p in range(n_in):
+            if tin[p]:
+                tin[p] = False
+                for t in range(sptr[p], sptr[p + 1]):
+                    for m in range(slen[t]):
+                        tout[sout[t] + m] = True
+        for op in range(n_pos):                # every channel of a reached position: one vector loop
+            if not tout[op]:
                 continue
-            ca = cacc[i0, base: base + og]
-            co = cout[i0, base: base + og]
+            tout[op] = False
+            base = op * O
+            a = acc[base: base + O]
+            ca = cacc[i0, base: base + O]
+            co = cout[i0, base: base + O]
             ndiff = 0
             if wrap:                           # 32-bit accumulator wrap (only when not provably in range)
-                for o in range(og):
-                    v = np.float64(_wrap32(np.int64(ca[o] + np.float64(a[o]))))
+                for o in range(O):
+                    v = _like(_wrap32(np.int64(ca[o] + np.float64(a[o]))), cacc)
                     a[o] = 0
-                    y = min(max(np.rint(v * scale), lo), hi) if scale > 0 else v
+                    y = min(max(np.rint(v * sc), flo), fhi) if scale > 0 else v
                     tmp[o] = y
                     ndiff += y != co[o]
             elif scale > 0:
-                for o in range(og):
-                    y = min(max(np.rint((ca[o] + np.float64(a[o])) * scale), lo), hi)
+                for o in range(O):
+                    y = min(max(np.rint((ca[o] + _like(a[o], cacc)) * sc), flo), fhi)
                     a[o] = 0
                     tmp[o] = y
                     ndiff += y != co[o]
             else:
-                for o in range(og):
-                    y = ca[o] + np.float64(a[o])
+                for o in range(O):
+                    y = ca[o] + _like(a[o], cacc)
                     a[o] = 0
                     tmp[o] = y
                     ndiff += y != co[o]
             if ndiff:
-                for o in range(og):
+                for o in range(O):
                     if tmp[o] != co[o]:
                         oidx[n] = base + o
                         oval[n] = np.int64(tmp[o])
@@ -229,8 +247,9 @@ def k_act(ptr, idx, val, inp, clean_out, s, lo, hi, optr, oidx, oval):
 
 
 @njit(cache=True)
-def k_add(pa, ia, va, ca, pb, ib, vb, cb, inp, clean_out, optr, oidx, oval):
-    """a + b where each input is sparse (an input that is fault-free has empty rows)."""
+def k_add(pa, ia, va, ca, pb, ib, vb, cb, inp, clean_out, s, lo, hi, fuse, cact, optr, oidx, oval):
+    """a + b where each input is sparse (an input that is fault-free has empty rows); with ``fuse`` the sum is
+    requantised (shift s, saturate to [lo, hi]) and compared with the fault-free ``cact`` instead."""
     R = pa.shape[0] - 1
     S = clean_out.shape[1]
     dl = np.zeros(S, np.int64)
@@ -244,25 +263,28 @@ def k_add(pa, ia, va, ca, pb, ib, vb, cb, inp, clean_out, optr, oidx, oval):
         for q in range(pa[r], pa[r + 1]):
             e = ia[q]
             dl[e] += va[q] - ca[i0, e]
-            if not mark[e]:
-                mark[e] = True
-                touched[nt] = e
-                nt += 1
+            touched[nt] = e                    # branch-free "first touch" bookkeeping
+            nt += 1 - mark[e]
+            mark[e] = True
         for q in range(pb[r], pb[r + 1]):
             e = ib[q]
             dl[e] += vb[q] - cb[i0, e]
-            if not mark[e]:
-                mark[e] = True
-                touched[nt] = e
-                nt += 1
+            touched[nt] = e
+            nt += 1 - mark[e]
+            mark[e] = True
         for t in range(nt):
             e = touched[t]
             mark[e] = False
-            if dl[e] != 0:
-                oidx[n] = e
-                oval[n] = clean_out[i0, e] + dl[e]
-                n += 1
-                dl[e] = 0
+            v = clean_out[i0, e] + dl[e]
+            dl[e] = 0
+            if fuse:
+                v = _requant(v, s, lo, hi)
+                c = cact[i0, e]
+            else:
+                c = clean_out[i0, e]
+            oidx[n] = e
+            oval[n] = v
+            n += v != c
         optr[r + 1] = n
     return n
 
@@ -443,6 +465,7 @@ class SparseNet:
         self.shape = {k: tuple(int(d) for d in v[1:]) for k, v in shapes.items()}
         self.par = {}
         self._buf = {}
+        self._f32c = {}
         consumers = {}
         for n in gm.nodes:
             for i in n.inputs:
@@ -450,8 +473,8 @@ class SparseNet:
         # a conv whose only consumer is a requantisation is evaluated fused with it (its accumulators are
         # never listed): fused[conv] = act
         self.fused = {n.name: consumers[n.name][0].name for n in gm.nodes
-                      if n.op == "conv" and n.name != gm.nodes[-1].name and len(consumers.get(n.name, [])) == 1
-                      and consumers[n.name][0].op == "act"}
+                      if n.op in ("conv", "add") and n.name != gm.nodes[-1].name
+                      and len(consumers.get(n.name, [])) == 1 and consumers[n.name][0].op == "act"}
         for n in gm.nodes:
             if n.op == "conv":
                 w = n.weight.astype(np.int64)
@@ -470,7 +493,7 @@ class SparseNet:
                 _, Ho, Wo = self.shape[n.name]
                 bound = np.abs(w).reshape(O, -1).sum(1).max(initial=0) * 2.0 ** in_bits \
                     + float(np.abs(n.bias.astype(np.float64)).max(initial=0))
-                self.par[n.name] = {"wt": wt, "og": og, "wrap": bool(bound >= 2 ** 31),
+                self.par[n.name] = {"wt": wt, "og": og, "wrap": bool(bound >= 2 ** 31), "acc32": bool(bound < 2 ** 24),
                                     **seg_table(H, W, Ho, Wo, kh, kw, a["stride"], a["padding"], a["dilation"], G == 1)}
             elif n.op == "linear":
                 self.par[n.name] = {"wt": np.ascontiguousarray(n.weight.astype(np.float64).T)}
@@ -478,6 +501,14 @@ class SparseNet:
                 from ..golden.rounding import int_range
                 lo, hi = int_range(n.bits, n.signed, n.narrow)
                 self.par[n.name] = {"s": int(n.e_out - gm.by_name[n.inputs[0]].e_out), "lo": lo, "hi": hi}
+
+    def _f32(self, key, a: np.ndarray) -> np.ndarray:
+        """float32 copy of a fault-free activation array (cached while the same array is passed)."""
+        hit = self._f32c.get(key)
+        if hit is None or hit[0] is not a:
+            hit = (a, a.astype(np.float32))
+            self._f32c[key] = hit
+        return hit[1]
 
     def buffers(self, key, R: int, cap: int):
         """Output arrays (ptr (R+1,), idx (>= cap,), val (>= cap,)) owned by ``key`` and reused across chunks:
@@ -506,8 +537,7 @@ class SparseNet:
         if any(i is None for i in ins):
             empty = (np.zeros(R + 1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
         src = [self.shape[i] for i in n.inputs]
-        cnt = np.diff(next(x for x in ins if x is not None)[0]) if n.op in ("conv", "linear", "maxpool", "gsum") \
-            else None
+        first = next(x for x in ins if x is not None)[0]
         macs = 0
         if n.op == "conv":
             pr = self.par[n.name]
@@ -520,12 +550,15 @@ class SparseNet:
             else:
                 scale, lo, hi, cout = 0.0, 0, 0, cleanf[n.name]
             kk = pr["wt"].shape[1]                   # kh * kw * og
-            p, i, v = self.buffers(n.name, R, int(np.minimum(Ho * Wo * O, cnt * kk).sum()))
-            k, macs = k_conv(*ins[0], inp, clean[n.inputs[0]], cleanf[n.name], cout, pr["wt"], pr["sptr"],
+            ca = cleanf[n.name]
+            if pr["acc32"]:                          # every faulty accumulator < 2**24: float32 is exact
+                ca, cout = self._f32(n.name, ca), self._f32(act or n.name, cout)
+            p, i, v = self.buffers(n.name, R, k_cap(first, kk, Ho * Wo * O))
+            k, macs = k_conv(*ins[0], inp, clean[n.inputs[0]], ca, cout, pr["wt"], pr["sptr"],
                              pr["sout"], pr["sw"], pr["slen"], C, O, pr["og"], scale, lo, hi, pr["wrap"], p, i, v)
         elif n.op == "linear":
             wt = self.par[n.name]["wt"]
-            p, i, v = self.buffers(n.name, R, int((cnt > 0).sum()) * wt.shape[1])
+            p, i, v = self.buffers(n.name, R, k_cap(first, wt.shape[1], wt.shape[1]))
             k, macs = k_linear(*ins[0], inp, clean[n.inputs[0]], clean[n.name], wt, p, i, v)
         elif n.op == "act":
             pr = self.par[n.name]
@@ -534,17 +567,20 @@ class SparseNet:
         elif n.op == "add":
             a, b = (x if x is not None else empty for x in ins)
             p, i, v = self.buffers(n.name, R, len(a[1]) + len(b[1]))
-            k = k_add(*a, clean[n.inputs[0]], *b, clean[n.inputs[1]], inp, clean[n.name], p, i, v)
+            act = self.fused.get(n.name)
+            pa = self.par[act] if act else {"s": 0, "lo": 0, "hi": 0}
+            k = k_add(*a, clean[n.inputs[0]], *b, clean[n.inputs[1]], inp, clean[n.name], pa["s"], pa["lo"],
+                      pa["hi"], act is not None, clean[act or n.name], p, i, v)
         elif n.op == "maxpool":
             a = n.attrs
             C, H, W = src[0]
             _, Ho, Wo = self.shape[n.name]
-            p, i, v = self.buffers(n.name, R, int(np.minimum(Ho * Wo * C, cnt * a["k"] ** 2).sum()))
+            p, i, v = self.buffers(n.name, R, k_cap(first, a["k"] ** 2, Ho * Wo * C))
             k = k_maxpool(*ins[0], inp, clean[n.inputs[0]], clean[n.name], C, H, W, Ho, Wo,
                           a["k"], a["stride"], a["padding"], p, i, v)
         elif n.op == "gsum":
             C = src[0][0]
-            p, i, v = self.buffers(n.name, R, int(np.minimum(C, cnt).sum()))
+            p, i, v = self.buffers(n.name, R, k_cap(first, 1, C))
             k = k_gsum(*ins[0], inp, clean[n.inputs[0]], clean[n.name], C, p, i, v)
         elif n.op == "concat":
             out_c = self.shape[n.name][0]
