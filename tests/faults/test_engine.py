@@ -106,12 +106,23 @@ def test_engine_counts_work(lenet, images):
     assert np.array_equal(o, ref)
 
 
-def test_chunk_must_share_site_and_layer(lenet, images):
+@pytest.mark.parametrize("prop", ["sparse", "dense"])
+def test_mixed_chunk_equals_one_group_at_a_time(prop, lenet, images):
+    """A chunk may mix sites and layers: the sparse engine propagates it in one pass, the dense one per group."""
     _, gm = lenet
-    fg = FastGolden(gm)
-    env = fg.run(gm.quantize_input(images[:2]))
-    with pytest.raises(SanitasError, match="share one"):
-        fg.run_faults(env, [Fault("weight", "fc1", (0, 0), 0), Fault("weight", "fc2", (0, 0), 0)], 2)
+    xq = gm.quantize_input(images[:8])
+    faults = []
+    for site in ("weight", "bias", "acc", "output", "input"):
+        faults += sample_faults(gm, 8, sites=(site,), kinds=KINDS, seed=21)
+    faults = [faults[i] for i in np.random.default_rng(0).permutation(len(faults))]   # interleaved groups
+    fg = FastGolden(gm, propagate=prop)
+    env = fg.run(xq)
+    st = EngineStats()
+    o, p = fg.run_faults(env, faults, len(xq), st)
+    ref_o, ref_p = _golden_outcomes(gm, xq, faults)
+    assert np.array_equal(o, ref_o) and np.array_equal(p, ref_p)
+    assert st.rows == len(faults) * len(xq)
+    assert len({(f.site, f.layer) for f in faults}) >= 10
 
 
 @pytest.mark.gpu

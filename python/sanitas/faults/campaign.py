@@ -256,12 +256,21 @@ def _merge(st: EngineStats, s: dict):
     st.stopped_early += s.get("stopped_early", 0)
 
 
-def make_chunks(faults: list[Fault], n_inputs: int, chunk_rows: int) -> list[list[Fault]]:
-    """Group by (site, layer) in first-appearance order, then cut into chunks of <= chunk_rows rows."""
+def make_chunks(faults: list[Fault], n_inputs: int, chunk_rows: int, mixed: bool | None = None) -> list[list[Fault]]:
+    """Cut the list into chunks of <= chunk_rows rows (faults x inputs), grouped by (site, layer) in
+    first-appearance order. ``mixed`` (default: when the sparse CPU engine is available): a chunk may span
+    several (site, layer) groups, which that engine propagates in one pass; otherwise one group per chunk
+    (the dense engine batches one group at a time)."""
+    from . import sparse
     per = max(1, chunk_rows // max(1, n_inputs))
     groups: dict = {}
     for f in faults:
         groups.setdefault((f.site, f.layer), []).append(f)
+    if mixed is None:
+        mixed = sparse.available()
+    if mixed:
+        flat = [f for g in groups.values() for f in g]
+        return [flat[i:i + per] for i in range(0, len(flat), per)]
     return [g[i:i + per] for g in groups.values() for i in range(0, len(g), per)]
 
 

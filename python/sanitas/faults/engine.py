@@ -337,54 +337,112 @@ class FastGolden:
             self._np_clean = (clean, (ci, {k: v.astype(np.float64) for k, v in ci.items()}))
         return self._np_clean[1]
 
-    def _propagate_sparse(self, clean: dict, y, site: str, layer: str, inp, nf0: int, I: int, st: EngineStats):
-        """Concurrent propagation (``faults.sparse``) of the faulted node's output to the logits: ``y`` is its
-        dense faulty rows, or (element, faulty value, changed) per row for output / accumulator faults."""
-        cnp, cnpf = self._clean_np(clean)
-        R = nf0 * I
-        inp_np = inp.cpu().numpy().astype(np.int64)
-        if site in ("output", "acc"):              # one known element per row: no scan of the dense rows
-            e, vals, ch = (t.cpu().numpy() for t in y)
-            vals = vals.astype(np.int64)
-            hw = _sp.chw_to_hwc_index(e, self._snet.shape[layer])
+    def _prefix_ablation(self, clean: dict, layer: str, nf: int, R: int, st: EngineStats):
+        """Ablation ``prefix_reuse=False``: recompute the fault-free prefix on every row (what a naive tool does)."""
+        if self.prefix_reuse:
+            return
+        env_rows = {self.nodes[0].name: clean[self.nodes[0].name].repeat(nf, 1, 1, 1)}
+        for n in self.nodes[1:self.pos[layer]]:
+            env_rows[n.name] = self.op(n, [env_rows[i] for i in n.inputs])
+            st.macs_done += R * self.node_macs.get(n.name, 0)
+
+    def _inject(self, clean: dict, cnp: dict, faults: list[Fault], I: int, st: EngineStats):
+        """Sparse rows (over the F x I rows of ``faults``, all on one (site, layer)) of the faulted node's output."""
+        site, layer = faults[0].site, faults[0].layer
+        info = SITES[site].describe(self.gm, self.gm.by_name[layer])
+        nf = len(faults)
+        R = nf * I
+        dev = self.device
+        inp = torch.arange(I, device=dev).repeat(nf)
+        fidx = torch.arange(nf, device=dev).repeat_interleave(I)
+        self._prefix_ablation(clean, layer, nf, R, st)
+        st.node_rows[layer] += R
+        if site in ("output", "acc"):
+            # one element per row changes: its faulty value straight from the fault-free one (no row copy)
+            flat, am, om, xm = self._masks(faults, info)
+            e = flat[fidx]
+            old = clean[layer].reshape(I, -1)[inp, e]
+            if info.bits > 24:
+                old = old.double()
+            new = self._apply(old, am[fidx], om[fidx], xm[fidx], info.bits, info.signed)
+            ch = (new != old).cpu().numpy()
+            hw = _sp.chw_to_hwc_index(e.cpu().numpy(), self._snet.shape[layer])
             ptr = np.zeros(R + 1, np.int64)
             np.cumsum(ch, out=ptr[1:])
-            cur = (ptr, hw[ch].astype(np.int64), vals[ch])
-        else:
-            cur = self._snet.from_dense(layer, _sp.hwc(y), cnp[layer], inp_np)
+            return ptr, hw[ch].astype(np.int64), new.cpu().numpy().astype(np.int64)[ch]
+        y = self._faulted_node(clean, faults, site, layer, info, inp, fidx)
+        if site == "input":
+            st.macs_done += self._last_macs
+        return self._snet.from_dense((layer, site), _sp.hwc(y), cnp[layer], inp.cpu().numpy().astype(np.int64))
+
+    def _run_sparse(self, clean: dict, faults: list[Fault], groups: dict, I: int, st: EngineStats):
+        """Concurrent propagation (``faults.sparse``) of every fault of the chunk to the logits, in one pass."""
+        cnp, cnpf = self._clean_np(clean)
+        snet = self._snet
+        snet.threads = _sp.use_threads(torch.get_num_threads())      # same budget as torch's intra-op
+        F = len(faults)
+        R = F * I
+        st.rows += R
+        st.macs_naive += R * self.total_macs
+        # rows in group order: group g holds the contiguous rows of its faults (undone at the end)
+        perm = np.concatenate([np.asarray(ids, np.int64) for ids in groups.values()])
+        inp_np = np.tile(np.arange(I, dtype=np.int64), F)
+        inject: dict = defaultdict(list)       # node -> sparse rows (over all R rows) entering there
+        r0 = 0
+        with torch.no_grad():
+            for (site, layer), ids in groups.items():
+                p, i, v = self._inject(clean, cnp, [faults[k] for k in ids], I, st)
+                n_rows = len(ids) * I
+                if layer in snet.fused:        # a fused conv/add: rows enter at its requantiser's output
+                    act = snet.fused[layer]
+                    p, i, v = snet.node(self.gm.by_name[act], [(p, i, v)], inp_np[r0:r0 + n_rows], cnp, cnpf,
+                                        n_rows, key=("inject", site, layer))[0]
+                    layer = act
+                gp = np.empty(R + 1, np.int64)
+                gp[:r0 + 1] = 0
+                gp[r0 + 1:r0 + n_rows + 1] = p[1:]
+                gp[r0 + n_rows + 1:] = p[-1]
+                inject[layer].append((gp, i, v))
+                r0 += n_rows
         out_name = self.nodes[-1].name
-        live = {layer: cur} if cur[0][-1] else {}
-        remaining = {layer: len(self.consumers[layer])}
-        if layer == out_name:
-            final = cur
-        else:
-            final = None
-            for n in self.nodes[self.pos[layer] + 1:]:
-                if not live:
-                    break                          # every row proven masked
-                if not any(i in live for i in n.inputs):
-                    continue
-                if n.name == out_name:             # rows with no difference left before the output layer
-                    alive = np.zeros(R, bool)
-                    for v in live.values():
-                        alive |= np.diff(v[0]) > 0
-                    st.stopped_early += R - int(alive.sum())
+        first = min(self.pos[k] for k in inject)
+        last_inject = max(self.pos[k] for k in inject)
+        live: dict = {}
+        remaining: dict = {}
+        final = None
+        counted = False
+        for n in self.nodes[first:]:
+            if not live and self.pos[n.name] > last_inject:
+                break                                      # every row proven masked
+            if n.name == out_name:                         # rows with no difference left before the output layer
+                alive = np.zeros(R, bool)
+                for v in live.values():
+                    alive |= np.diff(v[0]) > 0
+                for v in inject.get(n.name, ()):
+                    alive |= np.diff(v[0]) > 0
+                st.stopped_early += R - int(alive.sum())
+                counted = True
+            name = n.name
+            if any(i in live for i in n.inputs):
                 ins = [live.get(i) for i in n.inputs]
-                res, macs = self._snet.node(n, ins, inp_np, cnp, cnpf, R)
+                res, macs = snet.node(n, ins, inp_np, cnp, cnpf, R)
                 st.macs_done += macs
                 for i in set(n.inputs):
                     if i in live:
                         remaining[i] -= n.inputs.count(i)
                         if remaining[i] <= 0:
                             del live[i]
-                name = self._snet.fused.get(n.name, n.name)     # a fused conv gives its requantiser's output
-                if res[0][-1]:                     # some row still differs
+                name = snet.fused.get(n.name, n.name)      # a fused conv gives its requantiser's output
+                if res[0][-1]:                             # some row still differs
                     live[name] = res
                     remaining[name] = len(self.consumers[name])
-                if n.name == out_name:
-                    final = res
-            if final is None:                      # the differences died out before the output layer
-                st.stopped_early += R
+            for j, x in enumerate(inject.get(n.name, ())):   # rows whose fault is here join (disjoint rows)
+                live[n.name] = x if n.name not in live else snet.merge(live[n.name], x, ("join", n.name, j))
+                remaining[n.name] = len(self.consumers[n.name])
+            if n.name == out_name:
+                final = live.get(out_name)
+        if not counted:                                    # the differences died out before the output layer
+            st.stopped_early += R
         clean_logits = cnp[out_name]                               # (I, classes) int64
         cp = clean_logits.argmax(1)
         logits = clean_logits[inp_np]                              # (R, classes) copy
@@ -396,7 +454,11 @@ class FastGolden:
             changed = cnt > 0
         fp = logits.argmax(1)                                      # first maximal logit, as classify()
         oc = np.where(~changed, MASKED, np.where(fp != cp[inp_np], CRITICAL, SDC)).astype(np.int8)
-        return oc.reshape(nf0, I), fp.reshape(nf0, I).astype(np.int64)
+        outcome = np.empty((F, I), np.int8)
+        pred = np.empty((F, I), np.int64)
+        outcome[perm] = oc.reshape(F, I)
+        pred[perm] = fp.reshape(F, I)
+        return outcome, pred
 
     def _use_sparse(self, x: torch.Tensor) -> bool:
         if self.sparse_delta is None:           # auto: worth it on large maps only (dense GEMM wins on 8x8)
@@ -460,19 +522,32 @@ class FastGolden:
 
     def run_faults(self, clean: dict, faults: list[Fault], n_inputs: int, stats: EngineStats | None = None,
                    validated: bool = False):
-        """Evaluate ``faults`` (all on one (site, layer)) on the ``n_inputs`` inputs of ``clean``.
+        """Evaluate ``faults`` (any mix of sites and layers) on the ``n_inputs`` inputs of ``clean``.
 
-        Returns (outcome, pred): int8 / int64 numpy arrays of shape (F, I)."""
+        Returns (outcome, pred): int8 / int64 numpy arrays of shape (F, I). The sparse path propagates all the
+        faults of the chunk in one pass over the graph (each row enters at its faulted node); the dense path
+        runs one batch per (site, layer)."""
         if not faults:
             return np.zeros((0, n_inputs), np.int8), np.zeros((0, n_inputs), np.int64)
-        site, layer = faults[0].site, faults[0].layer
-        if any(f.site != site or f.layer != layer for f in faults):
-            raise SanitasError("run_faults: a chunk must share one (site, layer)")
-        info = SITES[site].describe(self.gm, self.gm.by_name[layer])
         if not validated:
             for f in faults:
                 validate(f, self.gm)
         st = stats if stats is not None else EngineStats()
+        groups: dict = {}
+        for i, f in enumerate(faults):
+            groups.setdefault((f.site, f.layer), []).append(i)
+        if self.propagate == "sparse":
+            return self._run_sparse(clean, faults, groups, n_inputs, st)
+        outcome = np.zeros((len(faults), n_inputs), np.int8)
+        pred = np.zeros((len(faults), n_inputs), np.int64)
+        for ids in groups.values():
+            outcome[ids], pred[ids] = self._run_group(clean, [faults[i] for i in ids], n_inputs, st)
+        return outcome, pred
+
+    def _run_group(self, clean: dict, faults: list[Fault], n_inputs: int, st: EngineStats):
+        """Dense batched evaluation of faults that share one (site, layer): (outcome, pred) of shape (F, I)."""
+        site, layer = faults[0].site, faults[0].layer
+        info = SITES[site].describe(self.gm, self.gm.by_name[layer])
         nf0, I = len(faults), n_inputs
         R = nf0 * I
         dev = self.device
@@ -486,28 +561,11 @@ class FastGolden:
         st.rows += R
         st.macs_naive += R * self.total_macs
         with torch.no_grad():
-            if not self.prefix_reuse:          # ablation: recompute the prefix on all rows (what a naive tool does)
-                env_rows = {self.nodes[0].name: clean[self.nodes[0].name].repeat(nf0, 1, 1, 1)}
-                for n in self.nodes[1:self.pos[layer]]:
-                    env_rows[n.name] = self.op(n, [env_rows[i] for i in n.inputs])
-                    st.macs_done += R * self.node_macs.get(n.name, 0)
-                del env_rows
-            if self.propagate == "sparse" and site in ("output", "acc"):
-                # one element per row changes: its faulty value straight from the fault-free one (no row copy)
-                flat, am, om, xm = self._masks(faults, info)
-                e = flat[fidx]
-                old = clean[layer].reshape(I, -1)[inp, e]
-                if info.bits > 24:
-                    old = old.double()
-                new = self._apply(old, am[fidx], om[fidx], xm[fidx], info.bits, info.signed)
-                st.node_rows[layer] += R
-                return self._propagate_sparse(clean, (e, new, new != old), site, layer, inp, nf0, I, st)
+            self._prefix_ablation(clean, layer, nf0, R, st)
             y = self._faulted_node(clean, faults, site, layer, info, inp, fidx)
             if site == "input":                # weight/bias faults: a gather instead of the layer's MACs
                 st.macs_done += self._last_macs
             st.node_rows[layer] += R
-            if self.propagate == "sparse":
-                return self._propagate_sparse(clean, y, site, layer, inp, nf0, I, st)
             rw = _Rows(nf0, I, dev)
             # live: faulty tensors still to be consumed; chg: where they MAY differ from fault-free, as (R, H, W)
             # position maps or (R,) row flags (exact where compared, conservative where inherited)

@@ -23,10 +23,14 @@ disk); ``available()`` is False when numba cannot be imported, and the engine th
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
+# numba's OpenMP layer shares libgomp with torch and resets torch's intra-op thread count: use its own pool
+os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 try:                                                   # pragma: no branch
-    from numba import njit
+    from numba import njit, prange
     from numba.extending import overload
     _NUMBA = True
 except Exception:                                      # pragma: no cover - numba is a declared dependency
@@ -34,6 +38,7 @@ except Exception:                                      # pragma: no cover - numb
 
     def njit(*a, **k):                                 # noqa: D103 - identity decorator (kernels never run)
         return (lambda f: f) if not a or not callable(a[0]) else a[0]
+    prange = range
 
 _I64 = np.int64
 _P31 = 1 << 31
@@ -42,6 +47,17 @@ _P32 = 1 << 32
 
 def available() -> bool:
     return _NUMBA
+
+
+def use_threads(n: int) -> int:
+    """Threads the kernels may use (bounded by numba's pool); returns the number granted."""
+    if not _NUMBA:
+        return 1
+    import numba
+    n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+    if n > 1 and numba.get_num_threads() != n:
+        numba.set_num_threads(n)
+    return n
 
 
 def _like(x, arr):
@@ -86,6 +102,29 @@ def k_cap(ptr, per, limit):
 
 
 @njit(cache=True)
+def k_blocks(ptr, per, limit, nb):
+    """Row blocks for ``nb`` threads, balanced by output capacity (a proxy of each row's work: its updates
+    and the outputs it reaches): (bounds (nb+1,), capacity prefix at each bound (nb,))."""
+    R = ptr.shape[0] - 1
+    caps = np.empty(R + 1, np.int64)
+    caps[0] = 0
+    for r in range(R):
+        caps[r + 1] = caps[r] + min(limit, per * (ptr[r + 1] - ptr[r]))
+    bounds = np.empty(nb + 1, np.int64)
+    starts = np.zeros(nb, np.int64)
+    bounds[0] = 0
+    r = 0
+    for b in range(1, nb):
+        target = (caps[R] * b) // nb
+        while r < R and caps[r] < target:
+            r += 1
+        bounds[b] = r
+        starts[b] = caps[r]
+    bounds[nb] = R
+    return bounds, starts
+
+
+@njit(cache=True)
 def k_from_dense(y, clean, inp, ptr, idx, val):
     """Dense faulty rows y (R, S) vs fault-free clean (I, S) -> sparse rows of the differing elements."""
     R, S = y.shape
@@ -103,8 +142,8 @@ def k_from_dense(y, clean, inp, ptr, idx, val):
 
 
 @njit(cache=True, fastmath={"contract"})
-def k_conv(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, C, O, og, scale, lo, hi, wrap,
-           optr, oidx, oval):
+def _conv_rows(r0, r1, n, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, C, O, og, scale,
+               lo, hi, wrap, optr, oidx, oval):
     """Conv (any stride / padding / dilation / groups) on sparse faulty inputs, fused with the requantisation
     that consumes it when ``scale`` > 0 (else the accumulators themselves are the output).
 
@@ -115,8 +154,9 @@ def k_conv(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, C
     cacc: fault-free accumulators (I, S) float64; cout: fault-free output (I, S) float64 (= cacc if unfused).
     The deltas accumulate in float32 when the layer's bound proves every partial sum below 2**24, else in
     float64; accumulators and their requantisation are float64 (exact below 2**53), and ``rint(v * 2**-s)``
-    is the golden shift with round half to even. Returns (nnz, macs)."""
-    R = ptr.shape[0] - 1
+    is the golden shift with round half to even.
+
+    Rows r0..r1-1, written from output position n on (optr[r + 1] = end of row r). Returns (end, macs)."""
     G = O // og
     cg = C // G
     n_pos = cacc.shape[1] // O
@@ -128,10 +168,8 @@ def k_conv(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, C
     sc, flo, fhi = _like(scale, cacc), _like(lo, cacc), _like(hi, cacc)
     tin = np.zeros(n_in, np.bool_)          # input positions with a change, then the output positions they reach
     tout = np.zeros(n_pos, np.bool_)
-    n = 0
     macs = 0
-    optr[0] = 0
-    for r in range(R):
+    for r in range(r0, r1):
         i0 = inp[r]
         for q in range(ptr[r], ptr[r + 1]):
             e = idx[q]
@@ -189,6 +227,39 @@ def k_conv(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, C
                         n += 1
         optr[r + 1] = n
     return n, macs
+
+
+@njit(cache=True)
+def k_conv(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, C, O, og, scale, lo, hi, wrap,
+           optr, oidx, oval):
+    """Conv on sparse faulty inputs, all rows in this thread (see ``_conv_rows``). Returns (nnz, macs)."""
+    optr[0] = 0
+    return _conv_rows(0, ptr.shape[0] - 1, 0, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen,
+                      C, O, og, scale, lo, hi, wrap, optr, oidx, oval)
+
+
+@njit(cache=True, parallel=True)
+def k_conv_par(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, C, O, og, scale, lo, hi, wrap,
+               bounds, starts, optr, oidx, oval):
+    """``k_conv`` with the rows cut into blocks (``bounds``, balanced by entries) run on numba's threads; block b
+    writes from ``starts[b]`` (its capacity prefix), then the blocks are packed. Returns (nnz, macs)."""
+    nb = bounds.shape[0] - 1
+    ends = np.zeros(nb, np.int64)
+    macs = np.zeros(nb, np.int64)
+    optr[0] = 0
+    for b in prange(nb):
+        ends[b], macs[b] = _conv_rows(bounds[b], bounds[b + 1], starts[b], ptr, idx, val, inp, clean_in, cacc,
+                                      cout, wt, sptr, sout, sw, slen, C, O, og, scale, lo, hi, wrap, optr, oidx, oval)
+    n = ends[0] - starts[0]
+    for b in range(1, nb):
+        src = starts[b]
+        for k in range(ends[b] - src):          # dest <= src: a forward copy is safe
+            oidx[n + k] = oidx[src + k]
+            oval[n + k] = oval[src + k]
+        for r in range(bounds[b], bounds[b + 1]):
+            optr[r + 1] += n - src
+        n += ends[b] - src
+    return n, macs.sum()
 
 
 @njit(cache=True, fastmath={"contract"})
@@ -460,8 +531,9 @@ def seg_table(H, W, Ho, Wo, kh, kw, s, p, d, contiguous: bool) -> dict:
 class SparseNet:
     """Per-node parameters of the sparse kernels for one ``GoldenModel`` (built once per engine)."""
 
-    def __init__(self, gm, shapes: dict):
+    def __init__(self, gm, shapes: dict, threads: int = 1):
         self.gm = gm
+        self.threads = threads              # > 1: the convolutions split their rows over numba's threads
         self.shape = {k: tuple(int(d) for d in v[1:]) for k, v in shapes.items()}
         self.par = {}
         self._buf = {}
@@ -528,11 +600,21 @@ class SparseNet:
         n = k_from_dense(y, clean, inp, p, i, v)
         return p, i[:n], v[:n]
 
-    def node(self, n, ins: list, inp: np.ndarray, clean: dict, cleanf: dict, R: int):
+    def merge(self, a, b, key):
+        """Row-wise union of two sparse tensors over the same rows (disjoint elements per row), into the reused
+        arrays of ``key`` (which must not be one of the inputs' keys)."""
+        R = a[0].shape[0] - 1
+        p, i, v = self.buffers(key, R, len(a[1]) + len(b[1]))
+        k = k_merge(*a, *b, p, i, v)
+        return p, i[:k], v[:k]
+
+    def node(self, n, ins: list, inp: np.ndarray, clean: dict, cleanf: dict, R: int, key=None):
         """Faulty sparse output of node ``n`` from its inputs' sparse rows (None = fault-free input); ``clean``
         and ``cleanf``: the fault-free activations as int64 / float64 channel-last arrays.
 
-        Returns ((ptr, idx, val), macs): the output of ``n``, or of ``fused[n]`` for a fused conv."""
+        Returns ((ptr, idx, val), macs): the output of ``n``, or of ``fused[n]`` for a fused conv / add. The
+        output arrays are reused by the next call with the same ``key`` (default: the node's name)."""
+        bk = key or n.name
         empty = None
         if any(i is None for i in ins):
             empty = (np.zeros(R + 1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
@@ -553,20 +635,24 @@ class SparseNet:
             ca = cleanf[n.name]
             if pr["acc32"]:                          # every faulty accumulator < 2**24: float32 is exact
                 ca, cout = self._f32(n.name, ca), self._f32(act or n.name, cout)
-            p, i, v = self.buffers(n.name, R, k_cap(first, kk, Ho * Wo * O))
-            k, macs = k_conv(*ins[0], inp, clean[n.inputs[0]], ca, cout, pr["wt"], pr["sptr"],
-                             pr["sout"], pr["sw"], pr["slen"], C, O, pr["og"], scale, lo, hi, pr["wrap"], p, i, v)
+            p, i, v = self.buffers(bk, R, k_cap(first, kk, Ho * Wo * O))
+            args = (*ins[0], inp, clean[n.inputs[0]], ca, cout, pr["wt"], pr["sptr"], pr["sout"], pr["sw"],
+                    pr["slen"], C, O, pr["og"], scale, lo, hi, pr["wrap"])
+            if self.threads > 1 and len(ins[0][1]) >= 4096:
+                k, macs = k_conv_par(*args, *k_blocks(first, kk, Ho * Wo * O, self.threads), p, i, v)
+            else:
+                k, macs = k_conv(*args, p, i, v)
         elif n.op == "linear":
             wt = self.par[n.name]["wt"]
-            p, i, v = self.buffers(n.name, R, k_cap(first, wt.shape[1], wt.shape[1]))
+            p, i, v = self.buffers(bk, R, k_cap(first, wt.shape[1], wt.shape[1]))
             k, macs = k_linear(*ins[0], inp, clean[n.inputs[0]], clean[n.name], wt, p, i, v)
         elif n.op == "act":
             pr = self.par[n.name]
-            p, i, v = self.buffers(n.name, R, len(ins[0][1]))
+            p, i, v = self.buffers(bk, R, len(ins[0][1]))
             k = k_act(*ins[0], inp, clean[n.name], pr["s"], pr["lo"], pr["hi"], p, i, v)
         elif n.op == "add":
             a, b = (x if x is not None else empty for x in ins)
-            p, i, v = self.buffers(n.name, R, len(a[1]) + len(b[1]))
+            p, i, v = self.buffers(bk, R, len(a[1]) + len(b[1]))
             act = self.fused.get(n.name)
             pa = self.par[act] if act else {"s": 0, "lo": 0, "hi": 0}
             k = k_add(*a, clean[n.inputs[0]], *b, clean[n.inputs[1]], inp, clean[n.name], pa["s"], pa["lo"],
@@ -575,12 +661,12 @@ class SparseNet:
             a = n.attrs
             C, H, W = src[0]
             _, Ho, Wo = self.shape[n.name]
-            p, i, v = self.buffers(n.name, R, k_cap(first, a["k"] ** 2, Ho * Wo * C))
+            p, i, v = self.buffers(bk, R, k_cap(first, a["k"] ** 2, Ho * Wo * C))
             k = k_maxpool(*ins[0], inp, clean[n.inputs[0]], clean[n.name], C, H, W, Ho, Wo,
                           a["k"], a["stride"], a["padding"], p, i, v)
         elif n.op == "gsum":
             C = src[0][0]
-            p, i, v = self.buffers(n.name, R, k_cap(first, 1, C))
+            p, i, v = self.buffers(bk, R, k_cap(first, 1, C))
             k = k_gsum(*ins[0], inp, clean[n.inputs[0]], clean[n.name], C, p, i, v)
         elif n.op == "concat":
             out_c = self.shape[n.name][0]
@@ -593,13 +679,7 @@ class SparseNet:
                         xi = pos * out_c + off + c
                     else:
                         xi = xi + off
-                    if acc is None:
-                        acc = (xp, xi, xv)
-                    else:
-                        p, i, v = np.empty(R + 1, np.int64), np.empty(len(acc[1]) + len(xi), np.int64), \
-                            np.empty(len(acc[1]) + len(xi), np.int64)
-                        k_merge(*acc, xp, xi, xv, p, i, v)
-                        acc = (p, i, v)
+                    acc = (xp, xi, xv) if acc is None else self.merge(acc, (xp, xi, xv), (bk, "cat", off))
                 off += shp[0]
             return acc, 0
         elif n.op == "flatten":
