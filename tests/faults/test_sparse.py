@@ -63,7 +63,8 @@ def test_conv_kernel_matches_golden(stride, dil, pad, groups, f32):
         op, oi, ov = np.zeros(R + 1, np.int64), np.zeros(cap, np.int64), np.zeros(cap, np.int64)
         n, macs = sp.k_conv(ptr, idx[:nnz], val[:nnz], inp, hwc(x), hwc(acc_c).astype(np.float64),
                             hwc(ref_c).astype(np.float64), wt, seg["sptr"], seg["sout"], seg["sw"], seg["slen"],
-                            C, O, og, scale, 0, 255, False, op, oi, ov)
+                            np.repeat(np.arange(H * H), C), np.arange(C) // cg, C, O, og, scale, 0, 255, False,
+                            op, oi, ov)
         got = _dense_from_sparse(op, oi[:n], ov[:n], hwc(ref_c), inp)
         assert np.array_equal(got, hwc(ref_f))
         assert np.all(ov[:n] != hwc(ref_c)[np.repeat(inp, np.diff(op)), oi[:n]])    # only real differences

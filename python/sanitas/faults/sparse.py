@@ -103,20 +103,24 @@ def k_cap(ptr, per, limit):
 
 @njit(cache=True)
 def k_blocks(ptr, per, limit, nb):
-    """Row blocks for ``nb`` threads, balanced by output capacity (a proxy of each row's work: its updates
-    and the outputs it reaches): (bounds (nb+1,), capacity prefix at each bound (nb,))."""
+    """Row blocks for ``nb`` threads, balanced by work (a row costs ~ per * entries updates plus the outputs it
+    reaches): (bounds (nb+1,), output capacity prefix min(limit, per * entries) at each bound (nb,))."""
     R = ptr.shape[0] - 1
     caps = np.empty(R + 1, np.int64)
+    work = np.empty(R + 1, np.int64)
     caps[0] = 0
+    work[0] = 0
     for r in range(R):
-        caps[r + 1] = caps[r] + min(limit, per * (ptr[r + 1] - ptr[r]))
+        c = min(limit, per * (ptr[r + 1] - ptr[r]))
+        caps[r + 1] = caps[r] + c
+        work[r + 1] = work[r] + c + per * (ptr[r + 1] - ptr[r])
     bounds = np.empty(nb + 1, np.int64)
     starts = np.zeros(nb, np.int64)
     bounds[0] = 0
     r = 0
     for b in range(1, nb):
-        target = (caps[R] * b) // nb
-        while r < R and caps[r] < target:
+        target = (work[R] * b) // nb
+        while r < R and work[r] < target:
             r += 1
         bounds[b] = r
         starts[b] = caps[r]
@@ -142,8 +146,8 @@ def k_from_dense(y, clean, inp, ptr, idx, val):
 
 
 @njit(cache=True, fastmath={"contract"})
-def _conv_rows(r0, r1, n, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, C, O, og, scale,
-               lo, hi, wrap, optr, oidx, oval):
+def _conv_rows(r0, r1, n, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, pos_of, grp_of, C,
+               O, og, scale, lo, hi, wrap, optr, oidx, oval):
     """Conv (any stride / padding / dilation / groups) on sparse faulty inputs, fused with the requantisation
     that consumes it when ``scale`` > 0 (else the accumulators themselves are the output).
 
@@ -164,7 +168,7 @@ def _conv_rows(r0, r1, n, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, so
     kk = wt.shape[1]
     wf = wt.reshape(-1)
     acc = np.zeros(n_pos * O, wt.dtype)
-    tmp = np.empty(O, cacc.dtype)          # accumulators and requantisation in float32 when provably exact
+    tmp = np.empty(n_pos * O, cacc.dtype)  # accumulators and requantisation in float32 when provably exact
     sc, flo, fhi = _like(scale, cacc), _like(lo, cacc), _like(hi, cacc)
     tin = np.zeros(n_in, np.bool_)          # input positions with a change, then the output positions they reach
     tout = np.zeros(n_pos, np.bool_)
@@ -174,9 +178,9 @@ def _conv_rows(r0, r1, n, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, so
         for q in range(ptr[r], ptr[r + 1]):
             e = idx[q]
             d = _like(val[q] - clean_in[i0, e], wt)
-            pos = e // C
+            pos = pos_of[e]                    # table lookups: an integer division costs ~40 cycles
             c = e - pos * C
-            g = c // cg
+            g = grp_of[c]
             tin[pos] = True
             for t in range(sptr[pos], sptr[pos + 1]):
                 L = slen[t] * og               # slen = 1 unless G = 1
@@ -191,56 +195,64 @@ def _conv_rows(r0, r1, n, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, so
                 for t in range(sptr[p], sptr[p + 1]):
                     for m in range(slen[t]):
                         tout[sout[t] + m] = True
-        for op in range(n_pos):                # every channel of a reached position: one vector loop
+        op = 0
+        while op < n_pos:                      # runs of reached positions, every channel: one vector loop each
             if not tout[op]:
+                op += 1
                 continue
-            tout[op] = False
+            op1 = op
+            while op1 < n_pos and tout[op1]:
+                tout[op1] = False
+                op1 += 1
             base = op * O
-            a = acc[base: base + O]
-            ca = cacc[i0, base: base + O]
-            co = cout[i0, base: base + O]
+            ln = (op1 - op) * O
+            op = op1
+            a = acc[base: base + ln]
+            ca = cacc[i0, base: base + ln]
+            co = cout[i0, base: base + ln]
+            t = tmp[:ln]
             ndiff = 0
             if wrap:                           # 32-bit accumulator wrap (only when not provably in range)
-                for o in range(O):
+                for o in range(ln):
                     v = _like(_wrap32(np.int64(ca[o] + np.float64(a[o]))), cacc)
                     a[o] = 0
                     y = min(max(np.rint(v * sc), flo), fhi) if scale > 0 else v
-                    tmp[o] = y
+                    t[o] = y
                     ndiff += y != co[o]
             elif scale > 0:
-                for o in range(O):
+                for o in range(ln):
                     y = min(max(np.rint((ca[o] + _like(a[o], cacc)) * sc), flo), fhi)
                     a[o] = 0
-                    tmp[o] = y
+                    t[o] = y
                     ndiff += y != co[o]
             else:
-                for o in range(O):
+                for o in range(ln):
                     y = ca[o] + _like(a[o], cacc)
                     a[o] = 0
-                    tmp[o] = y
+                    t[o] = y
                     ndiff += y != co[o]
             if ndiff:
-                for o in range(O):
-                    if tmp[o] != co[o]:
+                for o in range(ln):
+                    if t[o] != co[o]:
                         oidx[n] = base + o
-                        oval[n] = np.int64(tmp[o])
+                        oval[n] = np.int64(t[o])
                         n += 1
         optr[r + 1] = n
     return n, macs
 
 
 @njit(cache=True)
-def k_conv(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, C, O, og, scale, lo, hi, wrap,
-           optr, oidx, oval):
+def k_conv(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, pos_of, grp_of, C, O, og, scale,
+           lo, hi, wrap, optr, oidx, oval):
     """Conv on sparse faulty inputs, all rows in this thread (see ``_conv_rows``). Returns (nnz, macs)."""
     optr[0] = 0
     return _conv_rows(0, ptr.shape[0] - 1, 0, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen,
-                      C, O, og, scale, lo, hi, wrap, optr, oidx, oval)
+                      pos_of, grp_of, C, O, og, scale, lo, hi, wrap, optr, oidx, oval)
 
 
 @njit(cache=True, parallel=True)
-def k_conv_par(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, C, O, og, scale, lo, hi, wrap,
-               bounds, starts, optr, oidx, oval):
+def k_conv_par(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, pos_of, grp_of, C, O, og,
+               scale, lo, hi, wrap, bounds, starts, optr, oidx, oval):
     """``k_conv`` with the rows cut into blocks (``bounds``, balanced by entries) run on numba's threads; block b
     writes from ``starts[b]`` (its capacity prefix), then the blocks are packed. Returns (nnz, macs)."""
     nb = bounds.shape[0] - 1
@@ -249,7 +261,8 @@ def k_conv_par(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, sle
     optr[0] = 0
     for b in prange(nb):
         ends[b], macs[b] = _conv_rows(bounds[b], bounds[b + 1], starts[b], ptr, idx, val, inp, clean_in, cacc,
-                                      cout, wt, sptr, sout, sw, slen, C, O, og, scale, lo, hi, wrap, optr, oidx, oval)
+                                      cout, wt, sptr, sout, sw, slen, pos_of, grp_of, C, O, og, scale, lo, hi, wrap,
+                                      optr, oidx, oval)
     n = ends[0] - starts[0]
     for b in range(1, nb):
         src = starts[b]
@@ -566,6 +579,8 @@ class SparseNet:
                 bound = np.abs(w).reshape(O, -1).sum(1).max(initial=0) * 2.0 ** in_bits \
                     + float(np.abs(n.bias.astype(np.float64)).max(initial=0))
                 self.par[n.name] = {"wt": wt, "og": og, "wrap": bool(bound >= 2 ** 31), "acc32": bool(bound < 2 ** 24),
+                                    "pos_of": np.repeat(np.arange(H * W, dtype=np.int64), C),
+                                    "grp_of": np.arange(C, dtype=np.int64) // cg,
                                     **seg_table(H, W, Ho, Wo, kh, kw, a["stride"], a["padding"], a["dilation"], G == 1)}
             elif n.op == "linear":
                 self.par[n.name] = {"wt": np.ascontiguousarray(n.weight.astype(np.float64).T)}
@@ -637,7 +652,7 @@ class SparseNet:
                 ca, cout = self._f32(n.name, ca), self._f32(act or n.name, cout)
             p, i, v = self.buffers(bk, R, k_cap(first, kk, Ho * Wo * O))
             args = (*ins[0], inp, clean[n.inputs[0]], ca, cout, pr["wt"], pr["sptr"], pr["sout"], pr["sw"],
-                    pr["slen"], C, O, pr["og"], scale, lo, hi, pr["wrap"])
+                    pr["slen"], pr["pos_of"], pr["grp_of"], C, O, pr["og"], scale, lo, hi, pr["wrap"])
             if self.threads > 1 and len(ins[0][1]) >= 4096:
                 k, macs = k_conv_par(*args, *k_blocks(first, kk, Ho * Wo * O, self.threads), p, i, v)
             else:
