@@ -69,6 +69,16 @@ def test_conv_kernel_matches_golden(stride, dil, pad, groups, f32):
         assert np.array_equal(got, hwc(ref_f))
         assert np.all(ov[:n] != hwc(ref_c)[np.repeat(inp, np.diff(op)), oi[:n]])    # only real differences
         assert 0 < macs < R * O * (C // groups) * k * k * Ho * Wo / 4     # far below the dense cost
+        # the threaded version (rows cut into blocks, then packed) gives the same arrays
+        bounds, starts = sp.k_blocks(ptr, k * k * og, Ho * Wo * O, 3)
+        assert bounds[0] == 0 and bounds[-1] == R and np.all(np.diff(bounds) >= 0)
+        pp, pi, pv = np.zeros(R + 1, np.int64), np.zeros(cap, np.int64), np.zeros(cap, np.int64)
+        n2, macs2 = sp.k_conv_par(ptr, idx[:nnz], val[:nnz], inp, hwc(x), hwc(acc_c).astype(np.float64),
+                                  hwc(ref_c).astype(np.float64), wt, seg["sptr"], seg["sout"], seg["sw"],
+                                  seg["slen"], np.repeat(np.arange(H * H), C), np.arange(C) // cg, C, O, og, scale,
+                                  0, 255, False, bounds, starts, pp, pi, pv)
+        assert (n2, macs2) == (n, macs)
+        assert np.array_equal(pp, op) and np.array_equal(pi[:n], oi[:n]) and np.array_equal(pv[:n], ov[:n])
 
 
 def test_requantisation_kernel_rounds_half_to_even():

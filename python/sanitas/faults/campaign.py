@@ -240,7 +240,7 @@ def run_fault_list(gm, xq, faults: list[Fault], backend: str = "fast", device: s
     payload = {"gm": gm, "xq": np.asarray(xq)}
     key = f"mem-{id(gm)}-{id(xq)}-{device}"
     st = stats if stats is not None else EngineStats()
-    for chunk in make_chunks(faults, k, chunk_rows):
+    for chunk in make_chunks(faults, k, chunk_rows, mixed=None if device == "cpu" else False):
         ids, oc, pr, s = exec_fault_chunk(key, payload, [f.to_dict() for f in chunk], backend, device)
         for fid, o, p in zip(ids, oc, pr):
             out_o[pos[fid]], out_p[pos[fid]] = o, p
@@ -348,7 +348,8 @@ def run_campaign(spec: CampaignSpec, out, resume: bool = False, engine: str = "l
         else:
             todo = [Fault.from_dict(d) for d in records if Fault.from_dict(d).id not in done]
             rows = _auto_rows(ctx.gm, chunk_rows, k)
-            chunks = [[f.to_dict() for f in c] for c in make_chunks(todo, k, rows)]
+            chunks = [[f.to_dict() for f in c]
+                      for c in make_chunks(todo, k, rows, mixed=None if device == "cpu" else False)]
             payload = {"gm": ctx.gm, "xq": ctx.xq}
             fn, args = exec_fault_chunk, (spec.backend, device)
         ckey = f"{ctx.ckpt_sha[:16]}-{spec.fault}-{k}-{device}"

@@ -92,7 +92,7 @@ def _requant(v, s, lo, hi):
     return min(max(q, lo), hi)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def k_cap(ptr, per, limit):
     """Output capacity: sum over rows of min(limit, per * entries of the row)."""
     t = 0
@@ -101,7 +101,7 @@ def k_cap(ptr, per, limit):
     return t
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def k_blocks(ptr, per, limit, nb):
     """Row blocks for ``nb`` threads, balanced by work (a row costs ~ per * entries updates plus the outputs it
     reaches): (bounds (nb+1,), output capacity prefix min(limit, per * entries) at each bound (nb,))."""
@@ -128,7 +128,7 @@ def k_blocks(ptr, per, limit, nb):
     return bounds, starts
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def k_from_dense(y, clean, inp, ptr, idx, val):
     """Dense faulty rows y (R, S) vs fault-free clean (I, S) -> sparse rows of the differing elements."""
     R, S = y.shape
@@ -145,7 +145,7 @@ def k_from_dense(y, clean, inp, ptr, idx, val):
     return n
 
 
-@njit(cache=True, fastmath={"contract"})
+@njit(cache=True, nogil=True, fastmath={"contract"})
 def _conv_rows(r0, r1, n, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, pos_of, grp_of, C,
                O, og, scale, lo, hi, wrap, optr, oidx, oval):
     """Conv (any stride / padding / dilation / groups) on sparse faulty inputs, fused with the requantisation
@@ -241,7 +241,7 @@ def _conv_rows(r0, r1, n, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, so
     return n, macs
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def k_conv(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, pos_of, grp_of, C, O, og, scale,
            lo, hi, wrap, optr, oidx, oval):
     """Conv on sparse faulty inputs, all rows in this thread (see ``_conv_rows``). Returns (nnz, macs)."""
@@ -250,7 +250,7 @@ def k_conv(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, p
                       pos_of, grp_of, C, O, og, scale, lo, hi, wrap, optr, oidx, oval)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def k_conv_par(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, pos_of, grp_of, C, O, og,
                scale, lo, hi, wrap, bounds, starts, optr, oidx, oval):
     """``k_conv`` with the rows cut into blocks (``bounds``, balanced by entries) run on numba's threads; block b
@@ -275,7 +275,7 @@ def k_conv_par(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, sle
     return n, macs.sum()
 
 
-@njit(cache=True, fastmath={"contract"})
+@njit(cache=True, nogil=True, fastmath={"contract"})
 def k_linear(ptr, idx, val, inp, clean_in, clean_out, wt, optr, oidx, oval):
     """Linear on sparse faulty inputs; wt: (F, O) float64 (the transposed weight). Returns (nnz, macs)."""
     R = ptr.shape[0] - 1
@@ -312,7 +312,7 @@ def k_linear(ptr, idx, val, inp, clean_in, clean_out, wt, optr, oidx, oval):
     return n, macs
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def k_act(ptr, idx, val, inp, clean_out, s, lo, hi, optr, oidx, oval):
     """Requantisation (shift s, round half to even, saturate to [lo, hi]) of the touched elements."""
     R = ptr.shape[0] - 1
@@ -330,7 +330,7 @@ def k_act(ptr, idx, val, inp, clean_out, s, lo, hi, optr, oidx, oval):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def k_add(pa, ia, va, ca, pb, ib, vb, cb, inp, clean_out, s, lo, hi, fuse, cact, optr, oidx, oval):
     """a + b where each input is sparse (an input that is fault-free has empty rows); with ``fuse`` the sum is
     requantised (shift s, saturate to [lo, hi]) and compared with the fault-free ``cact`` instead."""
@@ -373,7 +373,7 @@ def k_add(pa, ia, va, ca, pb, ib, vb, cb, inp, clean_out, s, lo, hi, fuse, cact,
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def k_maxpool(ptr, idx, val, inp, clean_in, clean_out, C, H, W, Ho, Wo, k, s, p, optr, oidx, oval):
     """Max-pool (k x k, stride s, padding p = -inf) recomputed on the windows that hold a changed input."""
     R = ptr.shape[0] - 1
@@ -439,7 +439,7 @@ def k_maxpool(ptr, idx, val, inp, clean_in, clean_out, C, H, W, Ho, Wo, k, s, p,
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def k_gsum(ptr, idx, val, inp, clean_in, clean_out, C, optr, oidx, oval):
     """Global sum over H, W (channel-last input) of the changed elements."""
     R = ptr.shape[0] - 1
@@ -471,7 +471,7 @@ def k_gsum(ptr, idx, val, inp, clean_in, clean_out, C, optr, oidx, oval):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def k_merge(pa, ia, va, pb, ib, vb, optr, oidx, oval):
     """Row-wise union of two sparse tensors with disjoint index sets (concat)."""
     R = pa.shape[0] - 1

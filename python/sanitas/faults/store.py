@@ -7,12 +7,15 @@ Tables::
            bit INTEGER, kind TEXT, rate REAL, record TEXT)        (record = the Fault / trial as JSON)
     inputs(input_id INTEGER PRIMARY KEY, label, clean_pred)       the evaluated inputs (test-split indices)
     results(fault_id, input_id, outcome, pred,                    one row per experiment:
-            UNIQUE(fault_id, input_id))                           0 masked, 1 SDC-benign, 2 critical
+            PRIMARY KEY(fault_id, input_id)) WITHOUT ROWID        0 masked, 1 SDC-benign, 2 critical
+                                                                  (one B-tree: ~2x faster appends than a
+                                                                  rowid table + unique index)
 
 WAL journal with ``synchronous=NORMAL``: a committed transaction survives a crash of the process (SIGKILL)
 and readers (a report, a progress poll) never block the writer. Results are committed per chunk, each chunk
-holding every input of its faults, so a fault is either complete or absent; ``INSERT OR IGNORE`` on the UNIQUE
-key makes a replayed chunk a no-op: nothing lost, nothing duplicated.
+holding every input of its faults, so a fault is either complete or absent; ``INSERT OR IGNORE`` on the
+(fault_id, input_id) key makes a replayed chunk a no-op: nothing lost, nothing duplicated. The compute kernels
+release the GIL (numba ``nogil``), so the writer thread's inserts overlap them on another core.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ CREATE TABLE IF NOT EXISTS faults(fault_id TEXT PRIMARY KEY, seq INTEGER NOT NUL
                                   bit INTEGER, kind TEXT, rate REAL, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS inputs(input_id INTEGER PRIMARY KEY, label INTEGER, clean_pred INTEGER);
 CREATE TABLE IF NOT EXISTS results(fault_id TEXT NOT NULL, input_id INTEGER NOT NULL, outcome INTEGER NOT NULL,
-                                   pred INTEGER NOT NULL, UNIQUE(fault_id, input_id));
+                                   pred INTEGER NOT NULL, PRIMARY KEY(fault_id, input_id)) WITHOUT ROWID;
 """
 
 
