@@ -276,11 +276,13 @@ def k_conv_par(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, sle
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def k_linear(ptr, idx, val, inp, clean_in, clean_out, wt, optr, oidx, oval):
-    """Linear on sparse faulty inputs; wt: (F, O) float64 (the transposed weight). Returns (nnz, macs)."""
+def k_linear(ptr, idx, val, inp, clean_in, clean_out, wt, s, lo, hi, fuse, cact, optr, oidx, oval):
+    """Linear on sparse faulty inputs; wt: (F, O) float32/float64 (the transposed weight, float32 when every
+    partial sum of deltas provably stays below 2**24). With ``fuse`` the accumulators are requantised (shift s,
+    saturate to [lo, hi]) and compared with the fault-free ``cact``. Returns (nnz, macs)."""
     R = ptr.shape[0] - 1
     O = wt.shape[1]
-    acc = np.zeros(O, np.float64)
+    acc = np.zeros(O, wt.dtype)
     n = 0
     macs = 0
     optr[0] = 0
@@ -289,10 +291,7 @@ def k_linear(ptr, idx, val, inp, clean_in, clean_out, wt, optr, oidx, oval):
         any_d = False
         for q in range(ptr[r], ptr[r + 1]):
             e = idx[q]
-            di = val[q] - clean_in[i0, e]
-            if di == 0:
-                continue
-            d = np.float64(di)
+            d = _like(val[q] - clean_in[i0, e], wt)
             any_d = True
             wrow = wt[e]
             a = acc[:O]
@@ -302,12 +301,13 @@ def k_linear(ptr, idx, val, inp, clean_in, clean_out, wt, optr, oidx, oval):
         if any_d:
             for o in range(O):
                 dv = np.int64(acc[o])
-                acc[o] = 0.0
-                cv = clean_out[i0, o]
-                v = _wrap32(cv + dv)
+                acc[o] = 0
+                v = _wrap32(clean_out[i0, o] + dv)
+                if fuse:
+                    v = _requant(v, s, lo, hi)
                 oidx[n] = o
                 oval[n] = v
-                n += v != cv
+                n += v != cact[i0, o]
         optr[r + 1] = n
     return n, macs
 
@@ -558,7 +558,7 @@ class SparseNet:
         # a conv whose only consumer is a requantisation is evaluated fused with it (its accumulators are
         # never listed): fused[conv] = act
         self.fused = {n.name: consumers[n.name][0].name for n in gm.nodes
-                      if n.op in ("conv", "add") and n.name != gm.nodes[-1].name
+                      if n.op in ("conv", "add", "linear") and n.name != gm.nodes[-1].name
                       and len(consumers.get(n.name, [])) == 1 and consumers[n.name][0].op == "act"}
         for n in gm.nodes:
             if n.op == "conv":
@@ -583,7 +583,10 @@ class SparseNet:
                                     "grp_of": np.arange(C, dtype=np.int64) // cg,
                                     **seg_table(H, W, Ho, Wo, kh, kw, a["stride"], a["padding"], a["dilation"], G == 1)}
             elif n.op == "linear":
-                self.par[n.name] = {"wt": np.ascontiguousarray(n.weight.astype(np.float64).T)}
+                w = n.weight.astype(np.int64)
+                in_bits = gm.by_name[n.inputs[0]].bits
+                f32 = np.abs(w).sum(1).max(initial=0) * 2.0 ** (in_bits + 1) < 2 ** 24
+                self.par[n.name] = {"wt": np.ascontiguousarray(w.T.astype(np.float32 if f32 else np.float64))}
             elif n.op == "act":
                 from ..golden.rounding import int_range
                 lo, hi = int_range(n.bits, n.signed, n.narrow)
@@ -659,8 +662,11 @@ class SparseNet:
                 k, macs = k_conv(*args, p, i, v)
         elif n.op == "linear":
             wt = self.par[n.name]["wt"]
+            act = self.fused.get(n.name)
+            pa = self.par[act] if act else {"s": 0, "lo": 0, "hi": 0}
             p, i, v = self.buffers(bk, R, k_cap(first, wt.shape[1], wt.shape[1]))
-            k, macs = k_linear(*ins[0], inp, clean[n.inputs[0]], clean[n.name], wt, p, i, v)
+            k, macs = k_linear(*ins[0], inp, clean[n.inputs[0]], clean[n.name], wt, pa["s"], pa["lo"], pa["hi"],
+                               act is not None, clean[act or n.name], p, i, v)
         elif n.op == "act":
             pr = self.par[n.name]
             p, i, v = self.buffers(bk, R, len(ins[0][1]))
