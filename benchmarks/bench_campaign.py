@@ -20,8 +20,12 @@ How the comparison is made fair and exact for PyTorchFI:
   every image of the batch; the functions flip exactly bit b of the int8 (two's complement) / uint8 code.
 * PyTorchFI evaluates one fault per forward pass of the K images (its model: one corrupted model per weight
   fault; neuron faults are also declared per fault so that each image sees the one fault).
-* sanitas is timed end to end from the fault list (engine construction, fault-free pass, all chunks), both
-  in memory and with the SQLite store that ``sanitas inject`` writes.
+* sanitas is timed end to end from the fault list (fault-free pass, all chunks; the engine is built in the
+  warm-up), both in memory and with the SQLite store that ``sanitas inject`` writes. Its default CPU engine is
+  the concurrent sparse-delta propagation (``sanitas.faults.sparse``); ``--ablation`` also times the dense
+  batched path and each optimisation switched off.
+* Both tools run with ``--threads`` intra-op threads (default 1; PyTorchFI gains nothing from a second one
+  on this workload).
 
 Run: ``.venv/bin/python benchmarks/bench_campaign.py [--faults N] [--inputs K] [--models lenet5,resnet20]``.
 """

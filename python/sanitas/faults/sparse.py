@@ -330,6 +330,18 @@ def k_act(ptr, idx, val, inp, clean_out, s, lo, hi, optr, oidx, oval):
     return n
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _gather_delta(ptr, idx, val, clean, r, i0, dl, mark, touched, nt):
+    """Add row r's deltas (faulty - fault-free) into dl, listing first-touched elements; returns the count."""
+    for q in range(ptr[r], ptr[r + 1]):
+        e = idx[q]
+        dl[e] += val[q] - clean[i0, e]
+        touched[nt] = e                        # branch-free "first touch" bookkeeping
+        nt += 1 - mark[e]
+        mark[e] = True
+    return nt
+
+
 @njit(cache=True, nogil=True)
 def k_add(pa, ia, va, ca, pb, ib, vb, cb, inp, clean_out, s, lo, hi, fuse, cact, optr, oidx, oval):
     """a + b where each input is sparse (an input that is fault-free has empty rows); with ``fuse`` the sum is
@@ -343,19 +355,8 @@ def k_add(pa, ia, va, ca, pb, ib, vb, cb, inp, clean_out, s, lo, hi, fuse, cact,
     optr[0] = 0
     for r in range(R):
         i0 = inp[r]
-        nt = 0
-        for q in range(pa[r], pa[r + 1]):
-            e = ia[q]
-            dl[e] += va[q] - ca[i0, e]
-            touched[nt] = e                    # branch-free "first touch" bookkeeping
-            nt += 1 - mark[e]
-            mark[e] = True
-        for q in range(pb[r], pb[r + 1]):
-            e = ib[q]
-            dl[e] += vb[q] - cb[i0, e]
-            touched[nt] = e
-            nt += 1 - mark[e]
-            mark[e] = True
+        nt = _gather_delta(pa, ia, va, ca, r, i0, dl, mark, touched, 0)
+        nt = _gather_delta(pb, ib, vb, cb, r, i0, dl, mark, touched, nt)
         for t in range(nt):
             e = touched[t]
             mark[e] = False
