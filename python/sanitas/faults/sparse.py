@@ -601,21 +601,24 @@ class SparseNet:
             self._f32c[key] = hit
         return hit[1]
 
-    def buffers(self, key, R: int, cap: int):
+    def buffers(self, key, R: int, cap: int, wide: bool = False):
         """Output arrays (ptr (R+1,), idx (>= cap,), val (>= cap,)) owned by ``key`` and reused across chunks:
-        fresh memory costs a page fault per 4 KiB on first touch, which dominated the kernels' time."""
+        fresh memory costs a page fault per 4 KiB on first touch, which dominated the kernels' time. Indices
+        and values are int32 (halves the memory traffic: accumulators wrap to 32 bits, activations are
+        narrower) except ``wide`` ones (a global sum is exact int64)."""
         b = self._buf.get(key)
-        if b is None or b[0].shape[0] < R + 1 or b[1].shape[0] < cap:
+        if b is None or b[0].shape[0] < R + 1 or b[1].shape[0] < cap or (b[2].dtype == np.int32) == wide:
             rc = max(R + 1, 0 if b is None else b[0].shape[0])
             cc = max(int(cap * 1.25) + 16, 0 if b is None else b[1].shape[0])
-            b = (np.empty(rc, np.int64), np.empty(cc, np.int64), np.empty(cc, np.int64))
+            b = (np.empty(rc, np.int64), np.empty(cc, np.int32), np.empty(cc, np.int64 if wide else np.int32))
             self._buf[key] = b
         return b[0][:R + 1], b[1], b[2]
 
     def from_dense(self, key, y: np.ndarray, clean: np.ndarray, inp: np.ndarray):
         """Sparse rows of the elements of dense faulty rows ``y`` (R, S) that differ from ``clean`` (I, S)."""
         R = y.shape[0]
-        p, i, v = self.buffers(key, R, y.size)
+        p, i, v = self.buffers(key, R, y.size, wide=bool(np.abs(clean).max(initial=0) >= 2 ** 31 - 2 ** 16
+                                                          or np.abs(y).max(initial=0) >= 2 ** 31))
         n = k_from_dense(y, clean, inp, p, i, v)
         return p, i[:n], v[:n]
 
@@ -688,7 +691,7 @@ class SparseNet:
                           a["k"], a["stride"], a["padding"], p, i, v)
         elif n.op == "gsum":
             C = src[0][0]
-            p, i, v = self.buffers(bk, R, k_cap(first, 1, C))
+            p, i, v = self.buffers(bk, R, k_cap(first, 1, C), wide=True)
             k = k_gsum(*ins[0], inp, clean[n.inputs[0]], clean[n.name], C, p, i, v)
         elif n.op == "concat":
             out_c = self.shape[n.name][0]
