@@ -375,11 +375,13 @@ def k_add(pa, ia, va, ca, pb, ib, vb, cb, inp, clean_out, s, lo, hi, fuse, cact,
 
 
 @njit(cache=True, nogil=True)
-def k_maxpool(ptr, idx, val, inp, clean_in, clean_out, C, H, W, Ho, Wo, k, s, p, optr, oidx, oval):
-    """Max-pool (k x k, stride s, padding p = -inf) recomputed on the windows that hold a changed input."""
+def k_maxpool(ptr, idx, val, inp, clean_in, clean_out, C, mptr, mout, wptr, win, optr, oidx, oval):
+    """Max-pool recomputed on the windows that hold a changed input. (mptr, mout): for each input position the
+    output positions whose window holds it; (wptr, win): each output window's input positions (padding, i.e.
+    -inf, left out). Both CSR, from ``pool_tables``."""
     R = ptr.shape[0] - 1
-    S_in = H * W * C
-    S_out = Ho * Wo * C
+    S_in = clean_in.shape[1]
+    S_out = clean_out.shape[1]
     fv = np.zeros(S_in, np.int64)                 # faulty input values where fm is set
     fm = np.zeros(S_in, np.bool_)
     mark = np.zeros(S_out, np.bool_)
@@ -393,47 +395,26 @@ def k_maxpool(ptr, idx, val, inp, clean_in, clean_out, C, H, W, Ho, Wo, k, s, p,
             e = idx[q]
             fv[e] = val[q]
             fm[e] = True
-        for q in range(ptr[r], ptr[r + 1]):
-            e = idx[q]
-            pos = e // C
-            c = e - pos * C
-            h = pos // W
-            w = pos - h * W
-            for oh in range(max(0, (h + p - k + s) // s), min(Ho - 1, (h + p) // s) + 1):
-                if not (oh * s - p <= h < oh * s - p + k):
-                    continue
-                for ow in range(max(0, (w + p - k + s) // s), min(Wo - 1, (w + p) // s) + 1):
-                    if not (ow * s - p <= w < ow * s - p + k):
-                        continue
-                    o = (oh * Wo + ow) * C + c
-                    if not mark[o]:
-                        mark[o] = True
-                        outs[no] = o
-                        no += 1
+            pin = e // C
+            c = e - pin * C
+            for t in range(mptr[pin], mptr[pin + 1]):
+                o = mout[t] * C + c
+                outs[no] = o                       # branch-free "first touch" bookkeeping
+                no += 1 - mark[o]
+                mark[o] = True
         for t in range(no):
             o = outs[t]
             mark[o] = False
-            pos = o // C
-            c = o - pos * C
-            oh = pos // Wo
-            ow = pos - oh * Wo
+            pout = o // C
+            c = o - pout * C
             best = np.iinfo(np.int64).min
-            for i in range(k):
-                h = oh * s - p + i
-                if h < 0 or h >= H:
-                    continue
-                for j in range(k):
-                    w = ow * s - p + j
-                    if w < 0 or w >= W:
-                        continue
-                    e = (h * W + w) * C + c
-                    v = fv[e] if fm[e] else clean_in[i0, e]
-                    if v > best:
-                        best = v
-            if best != clean_out[i0, o]:
-                oidx[n] = o
-                oval[n] = best
-                n += 1
+            for u in range(wptr[pout], wptr[pout + 1]):
+                e = win[u] * C + c
+                v = fv[e] if fm[e] else clean_in[i0, e]
+                best = max(best, v)
+            oidx[n] = o
+            oval[n] = best
+            n += best != clean_out[i0, o]
         for q in range(ptr[r], ptr[r + 1]):
             fm[idx[q]] = False
         optr[r + 1] = n
@@ -542,6 +523,20 @@ def seg_table(H, W, Ho, Wo, kh, kw, s, p, d, contiguous: bool) -> dict:
     return {"sptr": a(sptr), "sout": a(sout), "sw": a(sw), "slen": a(slen)}
 
 
+def pool_tables(H, W, Ho, Wo, k, s, p) -> dict:
+    """CSR tables of a k x k max-pool: input position -> output positions, output position -> window inputs."""
+    win = [[(h * W + w) for h in range(oh * s - p, oh * s - p + k) for w in range(ow * s - p, ow * s - p + k)
+            if 0 <= h < H and 0 <= w < W] for oh in range(Ho) for ow in range(Wo)]
+    reach: list = [[] for _ in range(H * W)]
+    for o, ins in enumerate(win):
+        for i in ins:
+            reach[i].append(o)
+    csr = lambda lists: (np.cumsum([0] + [len(x) for x in lists]).astype(np.int64),  # noqa: E731
+                         np.array([v for x in lists for v in x], np.int64))
+    (mptr, mout), (wptr, win_) = csr(reach), csr(win)
+    return {"mptr": mptr, "mout": mout, "wptr": wptr, "win": win_}
+
+
 class SparseNet:
     """Per-node parameters of the sparse kernels for one ``GoldenModel`` (built once per engine)."""
 
@@ -588,6 +583,11 @@ class SparseNet:
                 in_bits = gm.by_name[n.inputs[0]].bits
                 f32 = np.abs(w).sum(1).max(initial=0) * 2.0 ** (in_bits + 1) < 2 ** 24
                 self.par[n.name] = {"wt": np.ascontiguousarray(w.T.astype(np.float32 if f32 else np.float64))}
+            elif n.op == "maxpool":
+                a = n.attrs
+                _, H, W = self.shape[n.inputs[0]]
+                _, Ho, Wo = self.shape[n.name]
+                self.par[n.name] = {"kk": a["k"] ** 2, **pool_tables(H, W, Ho, Wo, a["k"], a["stride"], a["padding"])}
             elif n.op == "act":
                 from ..golden.rounding import int_range
                 lo, hi = int_range(n.bits, n.signed, n.narrow)
@@ -683,12 +683,12 @@ class SparseNet:
             k = k_add(*a, clean[n.inputs[0]], *b, clean[n.inputs[1]], inp, clean[n.name], pa["s"], pa["lo"],
                       pa["hi"], act is not None, clean[act or n.name], p, i, v)
         elif n.op == "maxpool":
-            a = n.attrs
-            C, H, W = src[0]
+            pr = self.par[n.name]
+            C = src[0][0]
             _, Ho, Wo = self.shape[n.name]
-            p, i, v = self.buffers(bk, R, k_cap(first, a["k"] ** 2, Ho * Wo * C))
-            k = k_maxpool(*ins[0], inp, clean[n.inputs[0]], clean[n.name], C, H, W, Ho, Wo,
-                          a["k"], a["stride"], a["padding"], p, i, v)
+            p, i, v = self.buffers(bk, R, k_cap(first, pr["kk"], Ho * Wo * C))
+            k = k_maxpool(*ins[0], inp, clean[n.inputs[0]], clean[n.name], C, pr["mptr"], pr["mout"], pr["wptr"],
+                          pr["win"], p, i, v)
         elif n.op == "gsum":
             C = src[0][0]
             p, i, v = self.buffers(bk, R, k_cap(first, 1, C), wide=True)
