@@ -14,7 +14,6 @@ Run: ``.venv/bin/python benchmarks/bench_protect.py [--faults 600] [--hunt 1000]
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ sys.path.insert(0, str(ROOT / "python"))
 from sanitas.data import load_dataset  # noqa: E402
 from sanitas.golden import export_golden  # noqa: E402
 from sanitas.models import build  # noqa: E402
-from sanitas.protect.campaign import rows_to_jsonl, study  # noqa: E402
+from sanitas.protect.campaign import save_study, study  # noqa: E402
 from sanitas.report.protect import targets, text_table, write_report  # noqa: E402
 from sanitas.train import load_checkpoint, save_checkpoint, train_model  # noqa: E402
 
@@ -76,13 +75,7 @@ def main(argv=None) -> int:
                 "seconds": time.time() - t0})
     for k, v in meta.items():
         res["networks"][k].update(v)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "protect.json").write_text(json.dumps(res, indent=1, default=str))
-    rows_to_jsonl(rows, out / "faults.jsonl")
-    (out / "manifest.json").write_text(json.dumps({"kind": "protect", "version": 1, "main": schemes[0],
-                                                   "networks": list(nets), "schemes": schemes,
-                                                   "results": "protect.json", "rows": "faults.jsonl"}, indent=1))
+    out = save_study(a.out, res, rows, schemes[0], nets, schemes)
     report = write_report(out)
     print(f"digits, {a.faults} primary single-bit faults per network (same faults for every scheme), "
           f"{a.clean} fault-free images for false alarms; time x = CPU time / unprotected executor, batch 128\n")

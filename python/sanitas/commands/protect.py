@@ -14,7 +14,6 @@ The summary (``--json``) is the scheme under test on the first checkpoint: ``cri
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -71,7 +70,7 @@ def _specs(args) -> dict:
 
 
 def run(args) -> dict:
-    from ..protect.campaign import rows_to_jsonl, study
+    from ..protect.campaign import save_study, study
     from ..protect.model import resolve_map
     from ..report.protect import write_report
     limit_threads()
@@ -99,13 +98,7 @@ def run(args) -> dict:
                 "seed": args.seed, "seconds": time.time() - t0})
     for k, v in meta.items():
         res["networks"][k].update(v)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "protect.json").write_text(json.dumps(res, indent=1, default=str))
-    rows_to_jsonl(rows, out / "faults.jsonl")
-    (out / "manifest.json").write_text(json.dumps({"kind": "protect", "version": 1, "main": main,
-                                                   "networks": list(nets), "schemes": list(specs),
-                                                   "results": "protect.json", "rows": "faults.jsonl"}, indent=1))
+    out = save_study(args.out, res, rows, main, nets, list(specs))
     report = write_report(out)
     first = res["networks"][next(iter(nets))]
     cov = (first.get("coverage") or {}).get(main, {})

@@ -138,7 +138,6 @@ class FastGolden:
         self.gm = gm
         if propagate not in ("auto", "sparse", "dense"):
             raise SanitasError(f"engine: propagate must be auto, sparse or dense, not {propagate!r}")
-        from . import sparse as _sp
         if propagate == "sparse" and (not _sp.available() or torch.device(device).type != "cpu"):
             raise SanitasError("engine: sparse propagation needs numba and device cpu")
         # auto: the concurrent (sparse-delta) propagation on CPU with every optimisation on; the dense batched
@@ -258,21 +257,28 @@ class FastGolden:
             u = u - ((u >> (bits - 1)) & 1) * (1 << bits)
         return u.to(v.dtype)
 
+    def _element_values(self, t: torch.Tensor, inp, e, am, om, xm, info):
+        """Fault-free and faulty value of element e[r] of fault-free tensor ``t`` (I, ...) on input inp[r]
+        (float64 for the int32-wide sites, exact)."""
+        old = t.reshape(t.shape[0], -1)[inp, e]
+        if info.bits > 24:
+            old = old.double()
+        return old, self._apply(old, am, om, xm, info.bits, info.signed)
+
     def _faulted_node(self, clean: dict, faults: list[Fault], site: str, layer: str, info, inp, fidx):
         """Output of the faulted node for R rows (row r: fault fidx[r] on input inp[r])."""
         n = self.gm.by_name[layer]
         flat, am, om, xm = self._masks(faults, info)
         R = inp.numel()
         rows = torch.arange(R, device=self.device)
+        e = flat[fidx]
         if site in ("output", "acc"):
             y = clean[layer][inp]                                                  # gather = a fresh copy
             if info.bits > 24:
                 y = y.double()                                                     # faulty int32: exact in f64
-            yv = y.view(R, -1)
-            e = flat[fidx]
-            old = yv[rows, e]
-            yv[rows, e] = self._apply(old, am[fidx], om[fidx], xm[fidx], info.bits, info.signed)
-            self._known_change = yv[rows, e] != old                # (R,) exact: only that element changed
+            old, new = self._element_values(clean[layer], inp, e, am[fidx], om[fidx], xm[fidx], info)
+            y.view(R, -1)[rows, e] = new
+            self._known_change = new != old                        # (R,) exact: only that element changed
             return y
         self._known_change = None
         if site == "input":
@@ -280,9 +286,7 @@ class FastGolden:
             x = clean[src][inp]
             if info.bits > 24:
                 x = x.double()
-            xv = x.view(R, -1)
-            e = flat[fidx]
-            xv[rows, e] = self._apply(xv[rows, e], am[fidx], om[fidx], xm[fidx], info.bits, info.signed)
+            x.view(R, -1)[rows, e] = self._element_values(clean[src], inp, e, am[fidx], om[fidx], xm[fidx], info)[1]
             if n.op in ("conv", "linear"):
                 y, macs = self.mac_rows(n, x, clean, _Rows(len(faults), inp.numel() // len(faults), x.device))
                 self._last_macs = macs
@@ -361,10 +365,7 @@ class FastGolden:
             # one element per row changes: its faulty value straight from the fault-free one (no row copy)
             flat, am, om, xm = self._masks(faults, info)
             e = flat[fidx]
-            old = clean[layer].reshape(I, -1)[inp, e]
-            if info.bits > 24:
-                old = old.double()
-            new = self._apply(old, am[fidx], om[fidx], xm[fidx], info.bits, info.signed)
+            old, new = self._element_values(clean[layer], inp, e, am[fidx], om[fidx], xm[fidx], info)
             ch = (new != old).cpu().numpy()
             hw = _sp.chw_to_hwc_index(e.cpu().numpy(), self._snet.shape[layer])
             ptr = np.zeros(R + 1, np.int64)
@@ -373,7 +374,8 @@ class FastGolden:
         y = self._faulted_node(clean, faults, site, layer, info, inp, fidx)
         if site == "input":
             st.macs_done += self._last_macs
-        return self._snet.from_dense((layer, site), _sp.hwc(y), cnp[layer], inp.cpu().numpy().astype(np.int64))
+        return self._snet.from_dense((layer, site), _sp.hwc(y), cnp[layer], inp.cpu().numpy().astype(np.int64),
+                                     wide=self.gm.by_name[layer].op == "gsum")
 
     def _run_sparse(self, clean: dict, faults: list[Fault], groups: dict, I: int, st: EngineStats):
         """Concurrent propagation (``faults.sparse``) of every fault of the chunk to the logits, in one pass."""
@@ -663,11 +665,6 @@ class FastGolden:
                 outcome.view(-1)[rw.ids] = torch.where(changed, oc, torch.zeros_like(oc))
                 pred.view(-1)[rw.ids] = fp
         return outcome.cpu().numpy(), pred.cpu().numpy().astype(np.int64)
-
-
-def _rowdiff_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(R,) rows where a and b differ anywhere."""
-    return (a != b).reshape(a.shape[0], -1).any(1)
 
 
 def _change_map(ne: torch.Tensor):

@@ -161,8 +161,6 @@ def _conv_rows(r0, r1, n, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, so
     is the golden shift with round half to even.
 
     Rows r0..r1-1, written from output position n on (optr[r + 1] = end of row r). Returns (end, macs)."""
-    G = O // og
-    cg = C // G
     n_pos = cacc.shape[1] // O
     n_in = sptr.shape[0] - 1
     kk = wt.shape[1]
@@ -614,11 +612,11 @@ class SparseNet:
             self._buf[key] = b
         return b[0][:R + 1], b[1], b[2]
 
-    def from_dense(self, key, y: np.ndarray, clean: np.ndarray, inp: np.ndarray):
-        """Sparse rows of the elements of dense faulty rows ``y`` (R, S) that differ from ``clean`` (I, S)."""
+    def from_dense(self, key, y: np.ndarray, clean: np.ndarray, inp: np.ndarray, wide: bool = False):
+        """Sparse rows of the elements of dense faulty rows ``y`` (R, S) that differ from ``clean`` (I, S);
+        ``wide``: int64 values (a global sum's output), else int32 (accumulators wrap to 32 bits)."""
         R = y.shape[0]
-        p, i, v = self.buffers(key, R, y.size, wide=bool(np.abs(clean).max(initial=0) >= 2 ** 31 - 2 ** 16
-                                                          or np.abs(y).max(initial=0) >= 2 ** 31))
+        p, i, v = self.buffers(key, R, y.size, wide=wide)
         n = k_from_dense(y, clean, inp, p, i, v)
         return p, i[:n], v[:n]
 

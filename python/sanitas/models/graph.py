@@ -100,6 +100,27 @@ def _safe(key: str) -> str:
     return key.replace(".", "__")
 
 
+def value_of(t):
+    """The plain tensor of a Brevitas QuantTensor (or the tensor itself)."""
+    return t.value if hasattr(t, "value") else t
+
+
+def tensor_op(n, ins: list):
+    """The parameter-free ops (add, concat, maxpool, gsum, flatten) on a node's inputs; shared by ``QNet`` and
+    the NAS supernet."""
+    if n.op == "add":
+        return ins[0] + ins[1]
+    if n.op == "concat":
+        return torch.cat(ins, dim=1)
+    if n.op == "maxpool":
+        return F.max_pool2d(ins[0], n.attrs["k"], n.attrs["stride"], n.attrs["padding"])
+    if n.op == "gsum":
+        return value_of(ins[0]).sum(dim=(2, 3))
+    if n.op == "flatten":
+        return ins[0].flatten(1)
+    raise ValueError(f"unknown op {n.op!r}")
+
+
 class QNet(nn.Module):
     """A Brevitas INT8 network defined by a node list; the last node is the output (int32 logits)."""
 
@@ -130,24 +151,12 @@ class QNet(nn.Module):
                 y = self.module_of(n)(x)
             elif n.op in ("conv", "linear", "act"):
                 y = self.module_of(n)(ins[0])
-            elif n.op == "add":
-                y = ins[0] + ins[1]
-            elif n.op == "concat":
-                y = torch.cat(ins, dim=1)
-            elif n.op == "maxpool":
-                y = F.max_pool2d(ins[0], n.attrs["k"], n.attrs["stride"], n.attrs["padding"])
-            elif n.op == "gsum":
-                v = ins[0].value if hasattr(ins[0], "value") else ins[0]
-                y = v.sum(dim=(2, 3))
-            elif n.op == "flatten":
-                y = ins[0].flatten(1)
             else:
-                raise ValueError(f"unknown op {n.op!r}")
+                y = tensor_op(n, ins)
             env[n.name] = y
         if return_all:
             return env
-        out = env[self.nodes[-1].name]
-        return out.value if hasattr(out, "value") else out
+        return value_of(env[self.nodes[-1].name])
 
     @property
     def output_node(self) -> Node:

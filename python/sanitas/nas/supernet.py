@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..models.graph import QNet, _safe
+from ..models.graph import QNet, _safe, tensor_op, value_of
 from .ops import Emitter, cell_plan, emit_network, emit_op, float_op, init_head, init_weights
 from .space import Genotype, SearchSpace, SpaceConfig
 
@@ -31,10 +31,6 @@ from .space import Genotype, SearchSpace, SpaceConfig
 # noisy) statistics phase for most of a short search: the supernet switches after 30 calls instead.
 # Derived nets keep the sanitas presets unchanged.
 SUPERNET_STATS_STEPS = 30
-
-
-def _value(t):
-    return t.value if hasattr(t, "value") else t
 
 
 class Supernet(QNet):
@@ -133,32 +129,24 @@ class Supernet(QNet):
         for n in self.nodes:
             ins = [env[i] for i in n.inputs]
             if fl and n.op in ("input", "conv", "linear", "act"):
-                y = self._float_op(n, x if n.op == "input" else _value(ins[0]))
+                y = self._float_op(n, x if n.op == "input" else value_of(ins[0]))
             elif n.op == "input":
                 y = self.module_of(n)(x)
             elif n.op in ("conv", "linear", "act"):
                 y = self.module_of(n)(ins[0])
-            elif n.op == "add":
-                y = ins[0] + ins[1]
             elif n.op == "concat":       # plain tensors: dead nodes' zeros have no scale
-                y = torch.cat([_value(t) for t in ins], dim=1)
+                y = torch.cat([value_of(t) for t in ins], dim=1)
             elif n.op == "bn":           # supernet-only normalisation (see module doc)
-                y = F.batch_norm(_value(ins[0]), None, None, training=True, momentum=0.0, eps=1e-5)
+                y = F.batch_norm(value_of(ins[0]), None, None, training=True, momentum=0.0, eps=1e-5)
             elif n.op == "zeros":
-                ref = _value(ins[0])
+                ref = value_of(ins[0])
                 y = ref.new_zeros((ref.shape[0], n.attrs["channels"]) + tuple(ref.shape[2:]))
-            elif n.op == "maxpool":
-                y = F.max_pool2d(ins[0], n.attrs["k"], n.attrs["stride"], n.attrs["padding"])
-            elif n.op == "gsum":
-                y = _value(ins[0]).sum(dim=(2, 3))
-            elif n.op == "flatten":
-                y = ins[0].flatten(1)
             else:
-                raise ValueError(f"unknown op {n.op!r}")
+                y = tensor_op(n, ins)
             env[n.name] = y
         if return_all:
             return env
-        return _value(env[self.nodes[-1].name])
+        return value_of(env[self.nodes[-1].name])
 
     def _float_op(self, n, v):
         """Float shadow of a bank module: the same weights, quantisers bypassed (float warm-up)."""

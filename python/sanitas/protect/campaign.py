@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -373,6 +374,18 @@ def rows_to_jsonl(rows, path) -> None:
             fh.write(json.dumps(asdict(r)) + "\n")
 
 
+def save_study(out, res: dict, rows, main: str, networks, schemes) -> Path:
+    """Write a study folder (protect.json, faults.jsonl, manifest.json) as ``sanitas report`` reads it."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "protect.json").write_text(json.dumps(res, indent=1, default=str))
+    rows_to_jsonl(rows, out / "faults.jsonl")
+    (out / "manifest.json").write_text(json.dumps({"kind": "protect", "version": 1, "main": main,
+                                                   "networks": list(networks), "schemes": list(schemes),
+                                                   "results": "protect.json", "rows": "faults.jsonl"}, indent=1))
+    return out
+
+
 __all__ = ["SITE_CLASSES", "sample_primary", "sample_state", "site_infos", "OnceInjector", "effect_of",
            "wilson_lower", "Row", "summarize", "false_alarms", "run_campaign", "critical_hunt", "study",
-           "rows_to_jsonl"]
+           "rows_to_jsonl", "save_study"]
