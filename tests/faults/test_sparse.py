@@ -29,18 +29,22 @@ def _dense_from_sparse(ptr, idx, val, clean, inp):
     return out
 
 
-@pytest.mark.parametrize("stride,dil,pad,groups,f32", [(1, 1, 1, 1, True), (2, 1, 1, 1, False), (1, 2, 2, 1, True),
-                                                       (1, 1, 0, 2, True), (2, 1, 1, 6, False), (1, 1, 2, 6, True)])
-def test_conv_kernel_matches_golden(stride, dil, pad, groups, f32):
-    rng = np.random.default_rng(stride * 100 + dil * 10 + pad + groups)
-    I, R, C, O, H, k = 3, 40, 6, 12, 7, 3
+@pytest.mark.parametrize("stride,dil,pad,groups,f32,band,H", [
+    (1, 1, 1, 1, True, False, 7), (1, 1, 1, 1, True, True, 7), (2, 1, 1, 1, False, False, 7),
+    (2, 1, 1, 1, False, True, 7), (1, 2, 2, 1, True, False, 7), (1, 2, 2, 1, True, True, 7),
+    (1, 1, 0, 2, True, False, 7), (2, 1, 1, 6, False, False, 7), (1, 1, 2, 6, True, False, 7),
+    (1, 1, 1, 1, True, True, 2), (1, 1, 1, 1, False, True, 2), (2, 1, 1, 1, True, True, 4)])
+def test_conv_kernel_matches_golden(stride, dil, pad, groups, f32, band, H):
+    """H = 2 with a 3 x 3 kernel: every input reaches every output (the kernel's "full" path)."""
+    rng = np.random.default_rng(stride * 100 + dil * 10 + pad + groups + H)
+    I, R, C, O, k = 3, 40, 6, 12, 3
     w = rng.integers(-127, 128, (O, C // groups, k, k))
     b = rng.integers(-5000, 5000, O)
     x = rng.integers(0, 256, (I, C, H, H))                       # fault-free uint8 inputs
     inp = rng.integers(0, I, R)
     xf = x[inp].copy()                                            # faulty rows: a few random changed elements
     for r in range(R):
-        for _ in range(rng.integers(0, 6)):
+        for _ in range(rng.integers(0, 12 if H > 2 else 5)):
             xf[r, rng.integers(C), rng.integers(H), rng.integers(H)] = rng.integers(0, 256)
     acc_c = wrap32(conv2d_int(x, w, b, stride, pad, groups, dil))
     acc_f = wrap32(conv2d_int(xf, w, b, stride, pad, groups, dil))
@@ -48,37 +52,44 @@ def test_conv_kernel_matches_golden(stride, dil, pad, groups, f32):
     hwc = lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1).reshape(len(a), -1))  # noqa: E731
     ptr, idx, val = (np.zeros(R + 1, np.int64), np.zeros(xf.size, np.int64), np.zeros(xf.size, np.int64))
     nnz = sp.k_from_dense(hwc(xf), hwc(x), inp, ptr, idx, val)
+    rev = np.zeros(R + 1, np.int64)                              # the same rows, elements in reverse order
+    ridx, rval = np.zeros(nnz, np.int64), np.zeros(nnz, np.int64)
+    for r in range(R):
+        a0, a1 = ptr[r], ptr[r + 1]
+        ridx[a0:a1], rval[a0:a1] = idx[a0:a1][::-1], val[a0:a1][::-1]
     og = O // groups
-    wt = np.empty((C, k * k * og), np.float32 if f32 else np.float64)
-    cg = C // groups
-    for g in range(groups):
-        wt[g * cg:(g + 1) * cg] = w[g * og:(g + 1) * og, :, :, ::-1].transpose(1, 2, 3, 0).reshape(cg, -1)
-    seg = sp.seg_table(H, H, Ho, Wo, k, k, stride, pad, dil, groups == 1)
+    tb = sp.conv_tables(w, groups, H, H, Ho, Wo, stride, pad, dil, np.float32 if f32 else np.float64,
+                        band_limit=1e9 if band else 0.0)
+    assert tb["band"] == band and tb["full"] == (H == 2)
+    tabs = (tb["wt"], tb["sptr"], tb["sout"], tb["soff"], tb["slen"], tb["pos_of"], tb["grp_of"], C, O, og)
     for scale in (0.0, 2.0 ** -9):                               # plain accumulators, then fused requantisation
         if scale:
             ref_c, ref_f = (requantize(a, 0, 9, 8, False) for a in (acc_c, acc_f))
         else:
             ref_c, ref_f = acc_c, acc_f
-        cap = R * Ho * Wo * O
-        op, oi, ov = np.zeros(R + 1, np.int64), np.zeros(cap, np.int64), np.zeros(cap, np.int64)
-        n, macs = sp.k_conv(ptr, idx[:nnz], val[:nnz], inp, hwc(x), hwc(acc_c).astype(np.float64),
-                            hwc(ref_c).astype(np.float64), wt, seg["sptr"], seg["sout"], seg["sw"], seg["slen"],
-                            np.repeat(np.arange(H * H), C), np.arange(C) // cg, C, O, og, scale, 0, 255, False,
-                            op, oi, ov)
-        got = _dense_from_sparse(op, oi[:n], ov[:n], hwc(ref_c), inp)
-        assert np.array_equal(got, hwc(ref_f))
-        assert np.all(ov[:n] != hwc(ref_c)[np.repeat(inp, np.diff(op)), oi[:n]])    # only real differences
-        assert 0 < macs < R * O * (C // groups) * k * k * Ho * Wo / 4     # far below the dense cost
+        cdt = np.float32 if f32 else np.float64
+        cap = sp.k_cap(ptr, tb["reach"], Ho * Wo * O) + 1
+        assert cap <= R * Ho * Wo * O + 1
+        outs = []
+        for rows in ((ptr, idx[:nnz], val[:nnz]), (ptr, ridx, rval)):
+            op, oi, ov = np.zeros(R + 1, np.int64), np.zeros(cap, np.int32), np.zeros(cap, np.int32)
+            n, macs = sp.k_conv(*rows, inp, hwc(x), hwc(acc_c).astype(cdt), hwc(ref_c).astype(cdt), *tabs,
+                                scale, 0, 255, False, op, oi, ov)
+            got = _dense_from_sparse(op, oi[:n], ov[:n], hwc(ref_c), inp)
+            assert np.array_equal(got, hwc(ref_f))
+            assert np.all(ov[:n] != hwc(ref_c)[np.repeat(inp, np.diff(op)), oi[:n]])    # only real differences
+            assert 0 < macs < R * O * (C // groups) * k * k * Ho * Wo / 2       # far below the dense cost
+            outs.append((n, macs, op.copy(), oi[:n].copy(), ov[:n].copy()))
+        assert outs[0][0] == outs[1][0] and all(np.array_equal(u, v) for u, v in zip(outs[0][2:], outs[1][2:]))
+        n, macs, op, oi, ov = outs[0]
         # the threaded version (rows cut into blocks, then packed) gives the same arrays
-        bounds, starts = sp.k_blocks(ptr, k * k * og, Ho * Wo * O, 3)
+        bounds, starts = sp.k_blocks(ptr, tb["reach"], Ho * Wo * O, 3)
         assert bounds[0] == 0 and bounds[-1] == R and np.all(np.diff(bounds) >= 0)
-        pp, pi, pv = np.zeros(R + 1, np.int64), np.zeros(cap, np.int64), np.zeros(cap, np.int64)
-        n2, macs2 = sp.k_conv_par(ptr, idx[:nnz], val[:nnz], inp, hwc(x), hwc(acc_c).astype(np.float64),
-                                  hwc(ref_c).astype(np.float64), wt, seg["sptr"], seg["sout"], seg["sw"],
-                                  seg["slen"], np.repeat(np.arange(H * H), C), np.arange(C) // cg, C, O, og, scale,
-                                  0, 255, False, bounds, starts, pp, pi, pv)
+        pp, pi, pv = np.zeros(R + 1, np.int64), np.zeros(cap, np.int32), np.zeros(cap, np.int32)
+        n2, macs2 = sp.k_conv_par(ptr, idx[:nnz], val[:nnz], inp, hwc(x), hwc(acc_c).astype(cdt),
+                                  hwc(ref_c).astype(cdt), *tabs, scale, 0, 255, False, bounds, starts, pp, pi, pv)
         assert (n2, macs2) == (n, macs)
-        assert np.array_equal(pp, op) and np.array_equal(pi[:n], oi[:n]) and np.array_equal(pv[:n], ov[:n])
+        assert np.array_equal(pp, op) and np.array_equal(pi[:n], oi) and np.array_equal(pv[:n], ov)
 
 
 def test_requantisation_kernel_rounds_half_to_even():

@@ -146,53 +146,123 @@ def k_from_dense(y, clean, inp, ptr, idx, val):
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def _conv_rows(r0, r1, n, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, pos_of, grp_of, C,
+def _conv_rows(r0, r1, n, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, soff, slen, pos_of, grp_of, C,
                O, og, scale, lo, hi, wrap, optr, oidx, oval):
     """Conv (any stride / padding / dilation / groups) on sparse faulty inputs, fused with the requantisation
     that consumes it when ``scale`` > 0 (else the accumulators themselves are the output).
 
-    wt: (C, kh * kw * og) float32 or float64, the weights of input channel c in *segment order* (see
-    ``seg_table``); segments (CSR over input positions ``sptr``): a run of ``slen`` output positions starting
-    at ``sout`` that one input position reaches through consecutive taps whose weights start at ``sw * og``,
-    so a changed input updates ``slen * og`` contiguous accumulators with one vector loop.
-    cacc: fault-free accumulators (I, S) float64; cout: fault-free output (I, S) float64 (= cacc if unfused).
-    The deltas accumulate in float32 when the layer's bound proves every partial sum below 2**24, else in
-    float64; accumulators and their requantisation are float64 (exact below 2**53), and ``rint(v * 2**-s)``
-    is the golden shift with round half to even.
+    Tables (``conv_tables``): the segments of input position p are ``sptr[p]:sptr[p + 1]``; segment t covers
+    ``slen[t]`` consecutive output positions from ``sout[t]`` and the weights of input channel c for it are
+    ``wt[c, soff[t]:soff[t] + slen[t] * og]`` (output channel fastest), so a changed input updates one
+    contiguous run of accumulators per segment with one vector loop.
+    cacc: fault-free accumulators (I, S); cout: fault-free output (I, S) (= cacc if unfused), float32 when the
+    layer's bound proves every accumulator below 2**24, else float64. Deltas accumulate in wt's dtype (float32
+    when every partial sum of deltas is provably below 2**24); ``rint(v * 2**-s)`` is the golden shift with
+    round half to even.
+
+    A row's changed inputs are first bucketed by input position: with groups = 1 the changed channels of one
+    position share its segments, and four of them update the accumulators in one pass (a quarter of the
+    accumulator loads and stores). Outputs are emitted branch-free (an unpredictable branch per element
+    cost more than the arithmetic).
 
     Rows r0..r1-1, written from output position n on (optr[r + 1] = end of row r). Returns (end, macs)."""
     n_pos = cacc.shape[1] // O
     n_in = sptr.shape[0] - 1
-    kk = wt.shape[1]
+    kk = np.uint64(wt.shape[1])
     wf = wt.reshape(-1)
     acc = np.zeros(n_pos * O, wt.dtype)
-    tmp = np.empty(n_pos * O, cacc.dtype)  # accumulators and requantisation in float32 when provably exact
+    tmp = np.empty(n_pos * O, cacc.dtype)
     sc, flo, fhi = _like(scale, cacc), _like(lo, cacc), _like(hi, cacc)
-    tin = np.zeros(n_in, np.bool_)          # input positions with a change, then the output positions they reach
-    tout = np.zeros(n_pos, np.bool_)
+    bw = np.empty(C, np.uint64)             # the changed channels of one input position: weight row c * kk,
+    bg = np.empty(C, np.uint64)             # accumulator offset of the group g * og,
+    bd = np.empty(C, wt.dtype)              # delta (an element is listed at most once in a run)
+    tout = np.zeros(n_pos, np.bool_)        # output positions reached
+    blocked = og == O
+    # "full": one segment per input position covering every output position (a 3 x 3 conv on a 2 x 2 map):
+    # the changed inputs need no bucketing, and wrow[e] is the weight offset of input element e
+    full = blocked and n_in > 0
+    for p in range(n_in):
+        full = full and sptr[p + 1] - sptr[p] == 1 and sout[sptr[p]] == 0 and slen[sptr[p]] == n_pos
+    wrow = np.empty(C * n_in if full else 0, np.uint64)
+    if full:
+        for e in range(C * n_in):
+            p = e // C
+            wrow[e] = np.uint64((e - p * C)) * kk + np.uint64(soff[sptr[p]])
+    Lf = np.uint64(n_pos * O)
+    uO = np.uint64(O)
     macs = 0
     for r in range(r0, r1):
+        q0, q1 = ptr[r], ptr[r + 1]
+        if q0 == q1:
+            optr[r + 1] = n
+            continue
         i0 = inp[r]
-        for q in range(ptr[r], ptr[r + 1]):
-            e = idx[q]
-            d = _like(val[q] - clean_in[i0, e], wt)
-            pos = pos_of[e]                    # table lookups: an integer division costs ~40 cycles
-            c = e - pos * C
-            g = grp_of[c]
-            tin[pos] = True
-            for t in range(sptr[pos], sptr[pos + 1]):
-                L = slen[t] * og               # slen = 1 unless G = 1
-                ua = np.uint64(sout[t] * O + g * og)       # unsigned indices: no wrap-around test, so
-                uw = np.uint64(c * kk + sw[t] * og)        # LLVM vectorises the update
-                for o in range(np.uint64(L)):
-                    acc[ua + o] += d * wf[uw + o]
-                macs += L
-        for p in range(n_in):
-            if tin[p]:
-                tin[p] = False
+        if full:                               # every input reaches every output: no bucketing needed
+            q = q0
+            while q + 4 <= q1:
+                e0, e1, e2, e3 = idx[q], idx[q + 1], idx[q + 2], idx[q + 3]
+                d0 = _like(val[q] - clean_in[i0, e0], wt)
+                d1 = _like(val[q + 1] - clean_in[i0, e1], wt)
+                d2 = _like(val[q + 2] - clean_in[i0, e2], wt)
+                d3 = _like(val[q + 3] - clean_in[i0, e3], wt)
+                u0, u1, u2, u3 = wrow[e0], wrow[e1], wrow[e2], wrow[e3]
+                for o in range(Lf):
+                    acc[o] += d0 * wf[u0 + o] + d1 * wf[u1 + o] + d2 * wf[u2 + o] + d3 * wf[u3 + o]
+                q += 4
+            while q < q1:
+                e0 = idx[q]
+                d0 = _like(val[q] - clean_in[i0, e0], wt)
+                u0 = wrow[e0]
+                for o in range(Lf):
+                    acc[o] += d0 * wf[u0 + o]
+                q += 1
+            macs += (q1 - q0) * n_pos * O
+            tout[:] = True
+        else:
+            q = q0
+            while q < q1:                      # runs of entries at one input position (rows are mostly sorted)
+                p = pos_of[idx[q]]             # table lookups: an integer division costs ~40 cycles
+                m = 0
+                while q < q1:
+                    e = idx[q]
+                    if pos_of[e] != p:
+                        break
+                    c = e - p * C
+                    bw[m] = np.uint64(c) * kk
+                    bg[m] = np.uint64(grp_of[c] * og)
+                    bd[m] = _like(val[q] - clean_in[i0, e], wt)
+                    m += 1
+                    q += 1
                 for t in range(sptr[p], sptr[p + 1]):
-                    for m in range(slen[t]):
-                        tout[sout[t] + m] = True
+                    so = sout[t]
+                    for u in range(slen[t]):
+                        tout[so + u] = True
+                    L = np.uint64(slen[t] * og)    # unsigned indices: no wrap-around test, so LLVM vectorises
+                    ua = np.uint64(so) * uO
+                    sw = np.uint64(soff[t])
+                    j = 0
+                    if blocked:
+                        while j + 4 <= m:
+                            d0, d1, d2, d3 = bd[j], bd[j + 1], bd[j + 2], bd[j + 3]
+                            u0, u1, u2, u3 = bw[j] + sw, bw[j + 1] + sw, bw[j + 2] + sw, bw[j + 3] + sw
+                            for o in range(L):
+                                acc[ua + o] += d0 * wf[u0 + o] + d1 * wf[u1 + o] + d2 * wf[u2 + o] + d3 * wf[u3 + o]
+                            j += 4
+                        if j + 2 <= m:
+                            d0, d1 = bd[j], bd[j + 1]
+                            u0, u1 = bw[j] + sw, bw[j + 1] + sw
+                            for o in range(L):
+                                acc[ua + o] += d0 * wf[u0 + o] + d1 * wf[u1 + o]
+                            j += 2
+                    while j < m:
+                        d0 = bd[j]
+                        u0 = bw[j] + sw
+                        ub = ua + bg[j]
+                        for o in range(L):
+                            acc[ub + o] += d0 * wf[u0 + o]
+                        j += 1
+                    macs += slen[t] * og * m
+        ca, co = cacc[i0], cout[i0]
         op = 0
         while op < n_pos:                      # runs of reached positions, every channel: one vector loop each
             if not tout[op]:
@@ -202,54 +272,49 @@ def _conv_rows(r0, r1, n, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, so
             while op1 < n_pos and tout[op1]:
                 tout[op1] = False
                 op1 += 1
-            base = op * O
-            ln = (op1 - op) * O
+            b0, b1 = np.uint64(op) * uO, np.uint64(op1) * uO
             op = op1
-            a = acc[base: base + ln]
-            ca = cacc[i0, base: base + ln]
-            co = cout[i0, base: base + ln]
-            t = tmp[:ln]
             ndiff = 0
             if wrap:                           # 32-bit accumulator wrap (only when not provably in range)
-                for o in range(ln):
-                    v = _like(_wrap32(np.int64(ca[o] + np.float64(a[o]))), cacc)
-                    a[o] = 0
+                for o in range(b0, b1):
+                    v = _like(_wrap32(np.int64(ca[o] + np.float64(acc[o]))), cacc)
+                    acc[o] = 0
                     y = min(max(np.rint(v * sc), flo), fhi) if scale > 0 else v
-                    t[o] = y
+                    tmp[o] = y
                     ndiff += y != co[o]
             elif scale > 0:
-                for o in range(ln):
-                    y = min(max(np.rint((ca[o] + _like(a[o], cacc)) * sc), flo), fhi)
-                    a[o] = 0
-                    t[o] = y
+                for o in range(b0, b1):
+                    y = min(max(np.rint((ca[o] + _like(acc[o], cacc)) * sc), flo), fhi)
+                    acc[o] = 0
+                    tmp[o] = y
                     ndiff += y != co[o]
             else:
-                for o in range(ln):
-                    y = ca[o] + _like(a[o], cacc)
-                    a[o] = 0
-                    t[o] = y
+                for o in range(b0, b1):
+                    y = ca[o] + _like(acc[o], cacc)
+                    acc[o] = 0
+                    tmp[o] = y
                     ndiff += y != co[o]
             if ndiff:
-                for o in range(ln):
-                    if t[o] != co[o]:
-                        oidx[n] = base + o
-                        oval[n] = np.int64(t[o])
-                        n += 1
+                for o in range(b0, b1):        # branch-free: always store, advance on a difference
+                    y = tmp[o]
+                    oidx[n] = o
+                    oval[n] = np.int64(y)
+                    n += y != co[o]
         optr[r + 1] = n
     return n, macs
 
 
 @njit(cache=True, nogil=True)
-def k_conv(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, pos_of, grp_of, C, O, og, scale,
+def k_conv(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, soff, slen, pos_of, grp_of, C, O, og, scale,
            lo, hi, wrap, optr, oidx, oval):
     """Conv on sparse faulty inputs, all rows in this thread (see ``_conv_rows``). Returns (nnz, macs)."""
     optr[0] = 0
-    return _conv_rows(0, ptr.shape[0] - 1, 0, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen,
+    return _conv_rows(0, ptr.shape[0] - 1, 0, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, soff, slen,
                       pos_of, grp_of, C, O, og, scale, lo, hi, wrap, optr, oidx, oval)
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def k_conv_par(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, slen, pos_of, grp_of, C, O, og,
+def k_conv_par(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, soff, slen, pos_of, grp_of, C, O, og,
                scale, lo, hi, wrap, bounds, starts, optr, oidx, oval):
     """``k_conv`` with the rows cut into blocks (``bounds``, balanced by entries) run on numba's threads; block b
     writes from ``starts[b]`` (its capacity prefix), then the blocks are packed. Returns (nnz, macs)."""
@@ -259,7 +324,7 @@ def k_conv_par(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, sw, sle
     optr[0] = 0
     for b in prange(nb):
         ends[b], macs[b] = _conv_rows(bounds[b], bounds[b + 1], starts[b], ptr, idx, val, inp, clean_in, cacc,
-                                      cout, wt, sptr, sout, sw, slen, pos_of, grp_of, C, O, og, scale, lo, hi, wrap,
+                                      cout, wt, sptr, sout, soff, slen, pos_of, grp_of, C, O, og, scale, lo, hi, wrap,
                                       optr, oidx, oval)
     n = ends[0] - starts[0]
     for b in range(1, nb):
@@ -487,38 +552,90 @@ def chw_to_hwc_index(flat: np.ndarray, shape) -> np.ndarray:
     return rem * C + c
 
 
-def seg_table(H, W, Ho, Wo, kh, kw, s, p, d, contiguous: bool) -> dict:
-    """For every input position of a conv, the output positions it reaches, as segments (CSR over positions).
-
-    Weights of one input channel are laid out tap row by tap row with the column taps reversed (index
-    ``i * kw + (kw - 1 - j)``): with stride 1 and dilation 1 the taps j_hi..j_lo of row i reach consecutive
-    output columns, so one segment = one tap row (``contiguous``, groups = 1); otherwise one tap per segment."""
-    sptr, sout, sw, slen = [0], [], [], []
+def _taps(H, W, Ho, Wo, kh, kw, s, p, d):
+    """For every input position (h * W + w), the (output position, kernel row i, kernel column j) it reaches."""
+    reach = []
     for h in range(H):
         for w in range(W):
+            taps = []
             for i in range(kh):
                 t = h + p - i * d
                 if t % s or not 0 <= t // s < Ho:
                     continue
-                oh = t // s
-                cols = []                                   # (ow, weight index) in increasing ow
-                for j in reversed(range(kw)):
+                for j in range(kw):
                     u = w + p - j * d
                     if u % s == 0 and 0 <= u // s < Wo:
-                        cols.append((u // s, i * kw + (kw - 1 - j)))
-                k = 0
-                while k < len(cols):
-                    m = 1
-                    while (contiguous and s == 1 and d == 1 and k + m < len(cols)
-                           and cols[k + m][0] == cols[k][0] + m and cols[k + m][1] == cols[k][1] + m):
-                        m += 1
-                    sout.append(oh * Wo + cols[k][0])
-                    sw.append(cols[k][1])
-                    slen.append(m)
-                    k += m
+                        taps.append(((t // s) * Wo + u // s, i, j))
+            reach.append(sorted(taps))
+    return reach
+
+
+def conv_tables(w: np.ndarray, groups: int, H, W, Ho, Wo, stride, pad, dil, dtype, band_limit: float = 1.5,
+                band_bytes: int = 4 << 20) -> dict:
+    """The sparse conv's weights and segments (see ``_conv_rows``) for int weights ``w`` (O, C/G, kh, kw).
+
+    Two layouts:
+
+    * *rows*: one segment per kernel row (groups = 1, stride 1, dilation 1: its taps reach consecutive output
+      columns) or per tap; the weights of channel c are shared by every position, tap row by tap row with the
+      columns reversed (index ``i * kw + (kw - 1 - j)``) so that a segment's weights are contiguous too;
+    * *band* (groups = 1 on small maps): one segment per input position, spanning the output positions from the
+      first to the last it reaches in flat (channel-last) order, with the weights of every (channel, position)
+      stored for that span (zeros where a position in the span is not reached). On a 2 x 2 or 4 x 4 map the
+      span holds at most ``band_limit`` times the reached positions and one long vector loop replaces three
+      short ones. Used when it is within ``band_limit`` of the reached positions and ``band_bytes`` of memory.
+
+    Returns wt (C, n) of ``dtype``, sptr/sout/soff/slen (int64), pos_of, grp_of, og, ``band``, ``full`` (band
+    and every input position reaches every output position) and ``reach``: the most accumulators one changed
+    input updates (output capacity bound)."""
+    O, cg, kh, kw = w.shape
+    G = groups
+    og, C = O // G, cg * G
+    reach = _taps(H, W, Ho, Wo, kh, kw, stride, pad, dil)
+    spans = [(t[0][0], t[-1][0]) if t else (0, -1) for t in reach]
+    n_reached = sum(len({o for o, _, _ in t}) for t in reach)
+    n_band = sum(b - a + 1 for a, b in spans)
+    band = (G == 1 and n_reached > 0 and n_band <= band_limit * n_reached
+            and C * n_band * O * np.dtype(dtype).itemsize <= band_bytes)
+    sptr, sout, soff, slen = [0], [], [], []
+    if band:
+        wt = np.zeros((C, n_band * O), dtype)
+        wT = w.transpose(1, 2, 3, 0)                                    # (C, kh, kw, O)
+        at = 0
+        for taps, (a, b) in zip(reach, spans):
+            if b >= a:
+                for o, i, j in taps:
+                    wt[:, at + (o - a) * O: at + (o - a + 1) * O] = wT[:, i, j, :]
+                sout.append(a)
+                soff.append(at)
+                slen.append(b - a + 1)
+                at += (b - a + 1) * O
             sptr.append(len(sout))
+        most = max((b - a + 1) * O for a, b in spans)
+    else:
+        wt = np.empty((C, kh * kw * og), dtype)
+        for g in range(G):                   # wt[c, (i * kw + kw - 1 - j) * og + o] = w[g*og + o, c % cg, i, j]
+            wt[g * cg:(g + 1) * cg] = w[g * og:(g + 1) * og, :, :, ::-1].transpose(1, 2, 3, 0).reshape(cg, -1)
+        contiguous = G == 1 and stride == 1 and dil == 1
+        for taps in reach:
+            k = 0
+            while k < len(taps):             # taps of one kernel row reach consecutive columns in this order
+                o0, i, j = taps[k]
+                m = 1
+                while (contiguous and k + m < len(taps) and taps[k + m][1] == i
+                       and taps[k + m][0] == o0 + m and taps[k + m][2] == j - m):
+                    m += 1
+                sout.append(o0)
+                soff.append((i * kw + (kw - 1 - j)) * og)
+                slen.append(m)
+                k += m
+            sptr.append(len(sout))
+        most = max(len(t) for t in reach) * og
     a = lambda v: np.array(v, np.int64)  # noqa: E731
-    return {"sptr": a(sptr), "sout": a(sout), "sw": a(sw), "slen": a(slen)}
+    full = band and all(sp_ == (0, Ho * Wo - 1) for sp_ in spans)   # the kernel detects it from the tables too
+    return {"wt": wt, "og": og, "band": band, "full": full, "reach": int(most), "sptr": a(sptr), "sout": a(sout),
+            "soff": a(soff), "slen": a(slen), "pos_of": np.repeat(np.arange(H * W, dtype=np.int64), C),
+            "grp_of": np.arange(C, dtype=np.int64) // cg}
 
 
 def pool_tables(H, W, Ho, Wo, k, s, p) -> dict:
@@ -565,17 +682,13 @@ class SparseNet:
                 in_bits = gm.by_name[n.inputs[0]].bits
                 # |sum of d * w| <= 2**(in_bits + 1) * max_o sum |w_o| (d: a difference of two inputs)
                 f32 = np.abs(w).reshape(O, -1).sum(1).max(initial=0) * 2.0 ** (in_bits + 1) < 2 ** 24
-                wt = np.empty((C, kh * kw * og), np.float32 if f32 else np.float64)
-                for g in range(G):                   # wt[c, (i * kw + kw - 1 - j) * og + o] = w[g*og + o, c % cg, i, j]
-                    wt[g * cg:(g + 1) * cg] = w[g * og:(g + 1) * og, :, :, ::-1].transpose(1, 2, 3, 0).reshape(cg, -1)
                 _, H, W = self.shape[n.inputs[0]]
                 _, Ho, Wo = self.shape[n.name]
                 bound = np.abs(w).reshape(O, -1).sum(1).max(initial=0) * 2.0 ** in_bits \
                     + float(np.abs(n.bias.astype(np.float64)).max(initial=0))
-                self.par[n.name] = {"wt": wt, "og": og, "wrap": bool(bound >= 2 ** 31), "acc32": bool(bound < 2 ** 24),
-                                    "pos_of": np.repeat(np.arange(H * W, dtype=np.int64), C),
-                                    "grp_of": np.arange(C, dtype=np.int64) // cg,
-                                    **seg_table(H, W, Ho, Wo, kh, kw, a["stride"], a["padding"], a["dilation"], G == 1)}
+                self.par[n.name] = {"wrap": bool(bound >= 2 ** 31), "acc32": bool(bound < 2 ** 24),
+                                    **conv_tables(w, G, H, W, Ho, Wo, a["stride"], a["padding"], a["dilation"],
+                                                  np.float32 if f32 else np.float64)}
             elif n.op == "linear":
                 w = n.weight.astype(np.int64)
                 in_bits = gm.by_name[n.inputs[0]].bits
@@ -651,12 +764,12 @@ class SparseNet:
                 scale, lo, hi, cout = 2.0 ** -pa["s"], pa["lo"], pa["hi"], cleanf[act]
             else:
                 scale, lo, hi, cout = 0.0, 0, 0, cleanf[n.name]
-            kk = pr["wt"].shape[1]                   # kh * kw * og
+            kk = pr["reach"]                         # the most accumulators one changed input updates
             ca = cleanf[n.name]
             if pr["acc32"]:                          # every faulty accumulator < 2**24: float32 is exact
                 ca, cout = self._f32(n.name, ca), self._f32(act or n.name, cout)
             p, i, v = self.buffers(bk, R, k_cap(first, kk, Ho * Wo * O))
-            args = (*ins[0], inp, clean[n.inputs[0]], ca, cout, pr["wt"], pr["sptr"], pr["sout"], pr["sw"],
+            args = (*ins[0], inp, clean[n.inputs[0]], ca, cout, pr["wt"], pr["sptr"], pr["sout"], pr["soff"],
                     pr["slen"], pr["pos_of"], pr["grp_of"], C, O, pr["og"], scale, lo, hi, pr["wrap"])
             if self.threads > 1 and len(ins[0][1]) >= 4096:
                 k, macs = k_conv_par(*args, *k_blocks(first, kk, Ho * Wo * O, self.threads), p, i, v)
