@@ -312,7 +312,7 @@ def load_model(name: str):
     path = CACHE / f"{name}.pt"
     splits = load_dataset("digits")
     if not path.exists():
-        m = build(name, splits.in_shape, splits.num_classes)
+        m = build(name, splits.in_shape, splits.num_classes, seed=0)
         met = train_model(m, splits, progress=False, **RECIPES[name])
         save_checkpoint(m, path, "digits", met)
     return load_checkpoint(path)[0], splits

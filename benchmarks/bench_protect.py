@@ -39,7 +39,7 @@ def checkpoint(name: str, splits, cache: Path) -> Path:
     lr, ep = RECIPES[name]
     p = cache / f"{name}-e{ep}-lr{lr:g}.pt"
     if not p.exists():
-        m = build(name, splits.in_shape, splits.num_classes)
+        m = build(name, splits.in_shape, splits.num_classes, seed=0)
         met = train_model(m, splits, epochs=ep, lr=lr, seed=0, progress=False)
         save_checkpoint(m, p, "digits", {"test_acc": met["test_acc"]})
     return p

@@ -38,3 +38,17 @@ def test_spec_round_trip_and_weights_only_checkpoint(tmp_path):
 def test_unknown_model():
     with pytest.raises(SanitasError, match="unknown model 'alexnet'"):
         build("alexnet")
+
+
+def test_seeded_build_is_independent_of_earlier_rng_use():
+    """build(seed=...) draws the same initial weights whatever consumed the global RNG before, and leaves the
+    caller's RNG stream where it was."""
+    torch.manual_seed(1)
+    a = build("lenet5", (1, 8, 8), 10, seed=3).state_dict()
+    torch.rand(1000)                                   # something else used the global RNG in between
+    state = torch.random.get_rng_state()
+    b = build("lenet5", (1, 8, 8), 10, seed=3).state_dict()
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    c = build("lenet5", (1, 8, 8), 10, seed=4).state_dict()
+    assert not all(torch.equal(a[k], c[k]) for k in a if k.endswith("weight"))

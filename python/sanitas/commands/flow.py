@@ -80,7 +80,7 @@ def run(args) -> dict:
         from ..train import load_checkpoint, save_checkpoint, train_model
         ck = out / f"{cfg.train.model}.pt"
         if "train" in steps_on:
-            model = build(cfg.train.model, splits.in_shape, splits.num_classes)
+            model = build(cfg.train.model, splits.in_shape, splits.num_classes, seed=cfg.train.seed)
             m = train_model(model, splits, epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
                             lr=cfg.train.lr, seed=cfg.train.seed, device=cfg.train.device, progress=not args.quiet)
             save_checkpoint(model, ck, cfg.data.dataset, {"test_acc": m["test_acc"], "val_acc": m["val_acc"]})

@@ -30,7 +30,7 @@ def run(args) -> dict:
         raise SanitasError("--epochs must be >= 0")
     limit_threads()
     splits = load_dataset(args.dataset, args.data_dir)
-    model = build(args.model, splits.in_shape, splits.num_classes)
+    model = build(args.model, splits.in_shape, splits.num_classes, seed=args.seed)
     t0 = time.time()
     m = train_model(model, splits, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                     device=args.device, progress=not args.quiet)

@@ -8,11 +8,19 @@ from .zoo import ZOO
 __all__ = ["QNet", "Node", "GraphBuilder", "ZOO", "build", "build_from_spec"]
 
 
-def build(name: str, in_shape=(1, 8, 8), num_classes: int = 10, **kwargs) -> QNet:
-    """Build zoo model ``name`` for inputs of shape (C, H, W)."""
+def build(name: str, in_shape=(1, 8, 8), num_classes: int = 10, seed: int | None = None, **kwargs) -> QNet:
+    """Build zoo model ``name`` for inputs of shape (C, H, W).
+
+    With ``seed`` the initial weights are drawn from ``torch.manual_seed(seed)`` inside a forked RNG state, so
+    they do not depend on what ran earlier in the process and the caller's RNG stream is left untouched."""
     if name not in ZOO:
         raise SanitasError(f"unknown model '{name}' (choose from {', '.join(sorted(ZOO))})")
-    return ZOO[name](tuple(in_shape), num_classes, **kwargs)
+    if seed is None:
+        return ZOO[name](tuple(in_shape), num_classes, **kwargs)
+    import torch
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return ZOO[name](tuple(in_shape), num_classes, **kwargs)
 
 
 def build_from_spec(spec: dict) -> QNet:
