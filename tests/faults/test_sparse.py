@@ -52,7 +52,6 @@ def test_conv_kernel_matches_golden(stride, dil, pad, groups, f32, band, H):
     hwc = lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1).reshape(len(a), -1))  # noqa: E731
     ptr, idx, val = (np.zeros(R + 1, np.int64), np.zeros(xf.size, np.int64), np.zeros(xf.size, np.int64))
     nnz = sp.k_from_dense(hwc(xf), hwc(x), inp, ptr, idx, val)
-    rev = np.zeros(R + 1, np.int64)                              # the same rows, elements in reverse order
     ridx, rval = np.zeros(nnz, np.int64), np.zeros(nnz, np.int64)
     for r in range(R):
         a0, a1 = ptr[r], ptr[r + 1]
@@ -62,19 +61,34 @@ def test_conv_kernel_matches_golden(stride, dil, pad, groups, f32, band, H):
                         band_limit=1e9 if band else 0.0)
     assert tb["band"] == band and tb["full"] == (H == 2)
     tabs = (tb["wt"], tb["sptr"], tb["sout"], tb["soff"], tb["slen"], tb["pos_of"], tb["grp_of"], C, O, og)
-    for scale in (0.0, 2.0 ** -9):                               # plain accumulators, then fused requantisation
-        if scale:
+    # the other operand of a residual add fused into the epilogue: changed on some rows (also rows whose conv
+    # input is unchanged)
+    z = rng.integers(0, 256, (I, O, Ho, Wo))
+    zf = z[inp].copy()
+    for r in range(0, R, 3):
+        zf[r, rng.integers(O), rng.integers(Ho), rng.integers(Wo)] = rng.integers(0, 256)
+    cdt = np.float32 if f32 else np.float64
+    zptr, zidx, zval = (np.zeros(R + 1, np.int64), np.zeros(zf.size, np.int64), np.zeros(zf.size, np.int64))
+    znz = sp.k_from_dense(hwc(zf), hwc(z), inp, zptr, zidx, zval)
+    assert znz > 0
+    opos = np.repeat(np.arange(Ho * Wo), O)
+    for scale, resid in ((0.0, False), (2.0 ** -9, False), (2.0 ** -9, True)):   # accumulators / requantised /
+        if scale:                                    # requantised, added to the operand and requantised again
             ref_c, ref_f = (requantize(a, 0, 9, 8, False) for a in (acc_c, acc_f))
         else:
             ref_c, ref_f = acc_c, acc_f
-        cdt = np.float32 if f32 else np.float64
-        cap = sp.k_cap(ptr, tb["reach"], Ho * Wo * O) + 1
+        if resid:
+            ref_c, ref_f = requantize(ref_c + z, 0, 1, 8, False), requantize(ref_f + zf, 0, 1, 8, False)
+            xr = (zptr, zidx[:znz], zval[:znz], hwc(z).astype(cdt), opos, 0.5, 0, 255)
+        else:
+            xr = (np.zeros(R + 1, np.int64), zidx[:0], zval[:0], hwc(z)[:0].astype(cdt), opos, 0.0, 0, 0)
+        cap = sp.k_cap(ptr, tb["reach"], Ho * Wo * O, xr[0]) + 1
         assert cap <= R * Ho * Wo * O + 1
         outs = []
         for rows in ((ptr, idx[:nnz], val[:nnz]), (ptr, ridx, rval)):
             op, oi, ov = np.zeros(R + 1, np.int64), np.zeros(cap, np.int32), np.zeros(cap, np.int32)
             n, macs = sp.k_conv(*rows, inp, hwc(x), hwc(acc_c).astype(cdt), hwc(ref_c).astype(cdt), *tabs,
-                                scale, 0, 255, False, op, oi, ov)
+                                scale, 0, 255, False, *xr, op, oi, ov)
             got = _dense_from_sparse(op, oi[:n], ov[:n], hwc(ref_c), inp)
             assert np.array_equal(got, hwc(ref_f))
             assert np.all(ov[:n] != hwc(ref_c)[np.repeat(inp, np.diff(op)), oi[:n]])    # only real differences
@@ -83,11 +97,12 @@ def test_conv_kernel_matches_golden(stride, dil, pad, groups, f32, band, H):
         assert outs[0][0] == outs[1][0] and all(np.array_equal(u, v) for u, v in zip(outs[0][2:], outs[1][2:]))
         n, macs, op, oi, ov = outs[0]
         # the threaded version (rows cut into blocks, then packed) gives the same arrays
-        bounds, starts = sp.k_blocks(ptr, tb["reach"], Ho * Wo * O, 3)
+        bounds, starts = sp.k_blocks(ptr, xr[0], tb["reach"], Ho * Wo * O, 3)
         assert bounds[0] == 0 and bounds[-1] == R and np.all(np.diff(bounds) >= 0)
         pp, pi, pv = np.zeros(R + 1, np.int64), np.zeros(cap, np.int32), np.zeros(cap, np.int32)
         n2, macs2 = sp.k_conv_par(ptr, idx[:nnz], val[:nnz], inp, hwc(x), hwc(acc_c).astype(cdt),
-                                  hwc(ref_c).astype(cdt), *tabs, scale, 0, 255, False, bounds, starts, pp, pi, pv)
+                                  hwc(ref_c).astype(cdt), *tabs, scale, 0, 255, False, *xr, bounds, starts,
+                                  pp, pi, pv)
         assert (n2, macs2) == (n, macs)
         assert np.array_equal(pp, op) and np.array_equal(pi[:n], oi) and np.array_equal(pv[:n], ov)
 

@@ -400,6 +400,12 @@ class FastGolden:
                     p, i, v = snet.node(self.gm.by_name[act], [(p, i, v)], inp_np[r0:r0 + n_rows], cnp, cnpf,
                                         n_rows, key=("inject", site, layer))[0]
                     layer = act
+                if layer in snet.mid_add:      # its add runs inside a conv's epilogue: rows enter at the add's
+                    add, out = snet.conv_add[snet.mid_add[layer]][:2]               # requantiser's output
+                    an = self.gm.by_name[add]
+                    p, i, v = snet.node(an, [(p, i, v) if x == layer else None for x in an.inputs],
+                                        inp_np[r0:r0 + n_rows], cnp, cnpf, n_rows, key=("inject-add", site, layer))[0]
+                    layer = out
                 gp = np.empty(R + 1, np.int64)
                 gp[:r0 + 1] = 0
                 gp[r0 + 1:r0 + n_rows + 1] = p[1:]
@@ -425,7 +431,24 @@ class FastGolden:
                 st.stopped_early += R - int(alive.sum())
                 counted = True
             name = n.name
-            if any(i in live for i in n.inputs):
+            if n.name in snet.conv_add:
+                pass                                       # evaluated at its add, with the other operand
+            elif n.name in snet.add_conv and any(i in live for i in snet.add_inputs(n.name)):
+                conv = self.gm.by_name[snet.add_conv[n.name]]
+                xin, other = snet.add_inputs(n.name)
+                res, macs = snet.conv(conv, live.get(xin), inp_np, cnp, cnpf, R, key=n.name, with_add=True,
+                                      xrows=live.get(other))
+                st.macs_done += macs
+                for i in (xin, other):
+                    if i in live:
+                        remaining[i] -= 1
+                        if remaining[i] <= 0:
+                            del live[i]
+                name = snet.conv_add[conv.name][1]
+                if res[0][-1]:
+                    live[name] = res
+                    remaining[name] = len(self.consumers[name])
+            elif any(i in live for i in n.inputs):
                 ins = [live.get(i) for i in n.inputs]
                 res, macs = snet.node(n, ins, inp_np, cnp, cnpf, R)
                 st.macs_done += macs

@@ -93,25 +93,27 @@ def _requant(v, s, lo, hi):
 
 
 @njit(cache=True, nogil=True)
-def k_cap(ptr, per, limit):
-    """Output capacity: sum over rows of min(limit, per * entries of the row)."""
+def k_cap(ptr, per, limit, xptr=None):
+    """Output capacity: sum over rows of min(limit, per * entries of the row [+ entries of the row in xptr])."""
     t = 0
     for r in range(ptr.shape[0] - 1):
-        t += min(limit, per * (ptr[r + 1] - ptr[r]))
+        x = 0 if xptr is None else xptr[r + 1] - xptr[r]
+        t += min(limit, per * (ptr[r + 1] - ptr[r]) + x)
     return t
 
 
 @njit(cache=True, nogil=True)
-def k_blocks(ptr, per, limit, nb):
+def k_blocks(ptr, xptr, per, limit, nb):
     """Row blocks for ``nb`` threads, balanced by work (a row costs ~ per * entries updates plus the outputs it
-    reaches): (bounds (nb+1,), output capacity prefix min(limit, per * entries) at each bound (nb,))."""
+    reaches; xptr: the rows of a fused residual operand): (bounds (nb+1,), output capacity prefix
+    min(limit, per * entries + residual entries) at each bound (nb,))."""
     R = ptr.shape[0] - 1
     caps = np.empty(R + 1, np.int64)
     work = np.empty(R + 1, np.int64)
     caps[0] = 0
     work[0] = 0
     for r in range(R):
-        c = min(limit, per * (ptr[r + 1] - ptr[r]))
+        c = min(limit, per * (ptr[r + 1] - ptr[r]) + xptr[r + 1] - xptr[r])
         caps[r + 1] = caps[r] + c
         work[r + 1] = work[r] + c + per * (ptr[r + 1] - ptr[r])
     bounds = np.empty(nb + 1, np.int64)
@@ -162,7 +164,7 @@ def _emit(y, clean, b0, b1, n, oidx, oval):
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
 def _conv_rows(r0, r1, n, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, soff, slen, pos_of, grp_of, C,
-               O, og, scale, lo, hi, wrap, optr, oidx, oval):
+               O, og, scale, lo, hi, wrap, xptr, xidx, xval, xclean, opos, scale2, lo2, hi2, optr, oidx, oval):
     """Conv (any stride / padding / dilation / groups) on sparse faulty inputs, fused with the requantisation
     that consumes it when ``scale`` > 0 (else the accumulators themselves are the output).
 
@@ -180,6 +182,12 @@ def _conv_rows(r0, r1, n, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, so
     accumulator loads and stores). Outputs are emitted branch-free (an unpredictable branch per element
     cost more than the arithmetic).
 
+    A residual add fused into the epilogue (``scale2`` > 0; a residual block's conv -> requantise -> add ->
+    requantise): (xptr, xidx, xval) are the sparse faulty rows of the add's other operand (channel-last over
+    the conv's output; xclean its fault-free values in cacc's dtype, opos the output position of each element),
+    and the output is ``requant2(requant(acc) + operand)`` (shift 2**-scale2, saturate to [lo2, hi2]), compared
+    with the fault-free ``cout`` of that last requantisation. Without one, xptr is all zeros.
+
     Rows r0..r1-1, written from output position n on (optr[r + 1] = end of row r). Returns (end, macs)."""
     n_pos = cacc.shape[1] // O
     n_in = sptr.shape[0] - 1
@@ -192,6 +200,8 @@ def _conv_rows(r0, r1, n, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, so
     bg = np.empty(C, np.uint64)             # accumulator offset of the group g * og,
     bd = np.empty(C, wt.dtype)              # delta (an element is listed at most once in a run)
     tout = np.zeros(n_pos, np.bool_)        # output positions reached
+    xs = np.zeros(n_pos * O if scale2 > 0 else 0, cacc.dtype)   # the residual operand's changes
+    sc2, flo2, fhi2 = _like(scale2, cacc), _like(lo2, cacc), _like(hi2, cacc)
     blocked = og == O
     # "full": one segment per input position covering every output position (a 3 x 3 conv on a 2 x 2 map):
     # the changed inputs need no bucketing, and wrow[e] is the weight offset of input element e
@@ -208,11 +218,13 @@ def _conv_rows(r0, r1, n, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, so
     macs = 0
     for r in range(r0, r1):
         q0, q1 = ptr[r], ptr[r + 1]
-        if q0 == q1:
+        if q0 == q1 and xptr[r] == xptr[r + 1]:
             optr[r + 1] = n
             continue
         i0 = inp[r]
-        if full:                               # every input reaches every output: no bucketing needed
+        if q0 == q1:
+            pass
+        elif full:                               # every input reaches every output: no bucketing needed
             q = q0
             while q + 4 <= q1:
                 e0, e1, e2, e3 = idx[q], idx[q + 1], idx[q + 2], idx[q + 3]
@@ -281,7 +293,12 @@ def _conv_rows(r0, r1, n, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, so
                             acc[ub + o] += d0 * wf[u0 + o]
                         j += 1
                     macs += slen[t] * og * m
+        for q in range(xptr[r], xptr[r + 1]):  # the residual operand's changes
+            e = xidx[q]
+            xs[e] = _like(xval[q], cacc) - xclean[i0, e]
+            tout[opos[e]] = True
         ca, co = cacc[i0], cout[i0]
+        xc = xclean[i0] if scale2 > 0 else ca
         op = 0
         while op < n_pos:                      # runs of reached positions, every channel: one vector loop each
             if not tout[op]:
@@ -294,7 +311,15 @@ def _conv_rows(r0, r1, n, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, so
             b0, b1 = np.uint64(op) * uO, np.uint64(op1) * uO
             op = op1
             ndiff = 0
-            if wrap:                           # 32-bit accumulator wrap (only when not provably in range)
+            if scale2 > 0:                     # requantise, add the residual operand, requantise
+                for o in range(b0, b1):
+                    y = min(max(np.rint((ca[o] + _like(acc[o], cacc)) * sc), flo), fhi)
+                    y = min(max(np.rint((y + xc[o] + xs[o]) * sc2), flo2), fhi2)
+                    acc[o] = 0
+                    xs[o] = 0
+                    tmp[o] = y
+                    ndiff += y != co[o]
+            elif wrap:                         # 32-bit accumulator wrap (only when not provably in range)
                 for o in range(b0, b1):
                     v = _like(_wrap32(np.int64(ca[o] + np.float64(acc[o]))), cacc)
                     acc[o] = 0
@@ -321,16 +346,18 @@ def _conv_rows(r0, r1, n, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, so
 
 @njit(cache=True, nogil=True)
 def k_conv(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, soff, slen, pos_of, grp_of, C, O, og, scale,
-           lo, hi, wrap, optr, oidx, oval):
+           lo, hi, wrap, xptr, xidx, xval, xclean, opos, scale2, lo2, hi2, optr, oidx, oval):
     """Conv on sparse faulty inputs, all rows in this thread (see ``_conv_rows``). Returns (nnz, macs)."""
     optr[0] = 0
     return _conv_rows(0, ptr.shape[0] - 1, 0, ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, soff, slen,
-                      pos_of, grp_of, C, O, og, scale, lo, hi, wrap, optr, oidx, oval)
+                      pos_of, grp_of, C, O, og, scale, lo, hi, wrap, xptr, xidx, xval, xclean, opos, scale2, lo2,
+                      hi2, optr, oidx, oval)
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def k_conv_par(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, soff, slen, pos_of, grp_of, C, O, og,
-               scale, lo, hi, wrap, bounds, starts, optr, oidx, oval):
+               scale, lo, hi, wrap, xptr, xidx, xval, xclean, opos, scale2, lo2, hi2, bounds, starts, optr, oidx,
+               oval):
     """``k_conv`` with the rows cut into blocks (``bounds``, balanced by entries) run on numba's threads; block b
     writes from ``starts[b]`` (its capacity prefix), then the blocks are packed. Returns (nnz, macs)."""
     nb = bounds.shape[0] - 1
@@ -340,7 +367,7 @@ def k_conv_par(ptr, idx, val, inp, clean_in, cacc, cout, wt, sptr, sout, soff, s
     for b in prange(nb):
         ends[b], macs[b] = _conv_rows(bounds[b], bounds[b + 1], starts[b], ptr, idx, val, inp, clean_in, cacc,
                                       cout, wt, sptr, sout, soff, slen, pos_of, grp_of, C, O, og, scale, lo, hi, wrap,
-                                      optr, oidx, oval)
+                                      xptr, xidx, xval, xclean, opos, scale2, lo2, hi2, optr, oidx, oval)
     n = ends[0] - starts[0]
     for b in range(1, nb):
         src = starts[b]
@@ -693,6 +720,20 @@ class SparseNet:
         self.fused = {n.name: consumers[n.name][0].name for n in gm.nodes
                       if n.op in ("conv", "add", "linear") and n.name != gm.nodes[-1].name
                       and len(consumers.get(n.name, [])) == 1 and consumers[n.name][0].op == "act"}
+        # a residual block's second conv -> requantisation (mid) -> add -> requantisation (out): the conv is
+        # evaluated at the add, with the add's other operand; its epilogue requantises to mid, adds the other
+        # operand and requantises to out, so neither mid's nor the add's rows are ever listed (``conv_add``).
+        # conv_add[conv] = (add, out, other operand, mid); add_conv[add] = conv; mid_add[mid] = conv. Only
+        # where the conv's 32-bit accumulator cannot wrap.
+        self.conv_add = {}
+        for n in gm.nodes:
+            mid = consumers.get(self.fused.get(n.name, ""), [])
+            if n.op == "conv" and len(mid) == 1 and mid[0].op == "add" and mid[0].name in self.fused \
+                    and mid[0].inputs.count(self.fused[n.name]) == 1 \
+                    and all(v[0] != mid[0].name for v in self.conv_add.values()):   # one conv per add
+                a = mid[0]
+                other = next(i for i in a.inputs if i != self.fused[n.name])
+                self.conv_add[n.name] = (a.name, self.fused[a.name], other, self.fused[n.name])
         for n in gm.nodes:
             if n.op == "conv":
                 w = n.weight.astype(np.int64)
@@ -708,7 +749,10 @@ class SparseNet:
                 _, Ho, Wo = self.shape[n.name]
                 bound = np.abs(w).reshape(O, -1).sum(1).max(initial=0) * 2.0 ** in_bits \
                     + float(np.abs(n.bias.astype(np.float64)).max(initial=0))
+                if bound >= 2 ** 31:                 # (the add's other operand, if a conv, stays unfused)
+                    self.conv_add.pop(n.name, None)
                 self.par[n.name] = {"wrap": bool(bound >= 2 ** 31), "acc32": bool(bound < 2 ** 24),
+                                    "opos": np.repeat(np.arange(Ho * Wo, dtype=np.int64), O),
                                     **conv_tables(w, G, H, W, Ho, Wo, a["stride"], a["padding"], a["dilation"],
                                                   np.float32 if f32 else np.float64)}
             elif n.op == "linear":
@@ -725,6 +769,9 @@ class SparseNet:
                 from ..golden.rounding import int_range
                 lo, hi = int_range(n.bits, n.signed, n.narrow)
                 self.par[n.name] = {"s": int(n.e_out - gm.by_name[n.inputs[0]].e_out), "lo": lo, "hi": hi}
+
+        self.add_conv = {v[0]: k for k, v in self.conv_add.items()}
+        self.mid_add = {v[3]: k for k, v in self.conv_add.items()}
 
     def _f32(self, key, a: np.ndarray) -> np.ndarray:
         """float32 copy of a fault-free activation array (cached while the same array is passed)."""
@@ -763,6 +810,58 @@ class SparseNet:
         k = k_merge(*a, *b, p, i, v)
         return p, i[:k], v[:k]
 
+    def add_inputs(self, add: str) -> tuple:
+        """(input of the conv fused into ``add``, the add's other operand)."""
+        conv = self.add_conv[add]
+        return self.gm.by_name[conv].inputs[0], self.conv_add[conv][2]
+
+    def conv(self, n, rows, inp: np.ndarray, clean: dict, cleanf: dict, R: int, key=None, with_add: bool = False,
+             xrows=None):
+        """Faulty sparse output of conv ``n`` from the sparse rows of its input (None = fault-free).
+
+        ``with_add`` (n in ``conv_add``): the requantisation, the add and the add's requantisation that follow n
+        are evaluated too, with ``xrows`` the rows of the add's other operand (None = fault-free); the result is
+        the last requantisation's output. Otherwise it is the output of ``fused[n]`` if n is fused with a
+        requantisation, else the accumulators. Returns ((ptr, idx, val), macs)."""
+        bk = key or n.name
+        pr = self.par[n.name]
+        C = self.shape[n.inputs[0]][0]
+        O, Ho, Wo = self.shape[n.name]
+        zr = None
+        if rows is None or xrows is None:
+            zr = (np.zeros(R + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32))
+        rows = zr if rows is None else rows
+        act = self.fused.get(n.name)
+        if act is not None:
+            pa = self.par[act]
+            scale, lo, hi = 2.0 ** -pa["s"], pa["lo"], pa["hi"]
+        else:
+            scale, lo, hi = 0.0, 0, 0
+        ca = cleanf[n.name]                      # fault-free accumulators
+        if with_add:
+            _, out, other, _ = self.conv_add[n.name]
+            xrows = zr if xrows is None else xrows
+            po = self.par[out]
+            scale2, lo2, hi2, cout = 2.0 ** -po["s"], po["lo"], po["hi"], cleanf[out]
+            xclean, xkey = cleanf[other], other
+        else:
+            out = act
+            scale2, lo2, hi2, cout = 0.0, 0, 0, cleanf[act or n.name]
+            xrows, xclean, xkey = zr, ca[:0], None
+        if pr["acc32"]:                          # every faulty accumulator < 2**24: float32 is exact
+            ca, cout = self._f32(n.name, ca), self._f32(out or n.name, cout)
+            xclean = self._f32(xkey, xclean) if xkey else ca[:0]
+        kk = pr["reach"]                         # the most accumulators one changed input updates
+        p, i, v = self.buffers(bk, R, k_cap(rows[0], kk, Ho * Wo * O, xrows[0]))
+        args = (*rows, inp, clean[n.inputs[0]], ca, cout, pr["wt"], pr["sptr"], pr["sout"], pr["soff"],
+                pr["slen"], pr["pos_of"], pr["grp_of"], C, O, pr["og"], scale, lo, hi, pr["wrap"], *xrows, xclean,
+                pr["opos"], scale2, lo2, hi2)
+        if self.threads > 1 and len(rows[1]) >= 4096:
+            k, macs = k_conv_par(*args, *k_blocks(rows[0], xrows[0], kk, Ho * Wo * O, self.threads), p, i, v)
+        else:
+            k, macs = k_conv(*args, p, i, v)
+        return (p, i[:k], v[:k]), int(macs)
+
     def node(self, n, ins: list, inp: np.ndarray, clean: dict, cleanf: dict, R: int, key=None):
         """Faulty sparse output of node ``n`` from its inputs' sparse rows (None = fault-free input); ``clean``
         and ``cleanf``: the fault-free activations as int64 / float64 channel-last arrays.
@@ -777,26 +876,7 @@ class SparseNet:
         first = next(x for x in ins if x is not None)[0]
         macs = 0
         if n.op == "conv":
-            pr = self.par[n.name]
-            C = src[0][0]
-            O, Ho, Wo = self.shape[n.name]
-            act = self.fused.get(n.name)
-            if act is not None:
-                pa = self.par[act]
-                scale, lo, hi, cout = 2.0 ** -pa["s"], pa["lo"], pa["hi"], cleanf[act]
-            else:
-                scale, lo, hi, cout = 0.0, 0, 0, cleanf[n.name]
-            kk = pr["reach"]                         # the most accumulators one changed input updates
-            ca = cleanf[n.name]
-            if pr["acc32"]:                          # every faulty accumulator < 2**24: float32 is exact
-                ca, cout = self._f32(n.name, ca), self._f32(act or n.name, cout)
-            p, i, v = self.buffers(bk, R, k_cap(first, kk, Ho * Wo * O))
-            args = (*ins[0], inp, clean[n.inputs[0]], ca, cout, pr["wt"], pr["sptr"], pr["sout"], pr["soff"],
-                    pr["slen"], pr["pos_of"], pr["grp_of"], C, O, pr["og"], scale, lo, hi, pr["wrap"])
-            if self.threads > 1 and len(ins[0][1]) >= 4096:
-                k, macs = k_conv_par(*args, *k_blocks(first, kk, Ho * Wo * O, self.threads), p, i, v)
-            else:
-                k, macs = k_conv(*args, p, i, v)
+            return self.conv(n, ins[0], inp, clean, cleanf, R, bk)
         elif n.op == "linear":
             wt = self.par[n.name]["wt"]
             act = self.fused.get(n.name)
