@@ -13,8 +13,14 @@ convolution only needs ``nnz(delta_in) x O x taps`` multiply-adds instead of a d
 * every kernel emits only elements whose faulty value differs from the fault-free one, so a row whose lists
   all become empty is proven masked and costs nothing further (early stop falls out of the representation).
 
-All arithmetic is int64 (exact) with the golden model's semantics: accumulators wrap to 32 bits, requantisation
-is a shift with round half to even then saturation (``golden.rounding``), max-pool pads with -inf.
+Fusions (``SparseNet``): a conv, add or linear whose only consumer is a requantisation is evaluated with it (its
+accumulators are never listed), and a residual block's ``conv -> requantise -> add -> requantise`` is one conv
+kernel whose epilogue adds the other operand (``conv_add``).
+
+Arithmetic is exact with the golden model's semantics: integers in float32 where a per-layer bound proves every
+partial sum below 2**24 (float64, exact below 2**53, otherwise; int64 in the element-wise kernels), accumulators
+wrap to 32 bits where the bound says they can, requantisation is a shift with round half to even then
+saturation (``golden.rounding``; ``rint(v * 2**-s)`` in floating point), max-pool pads with -inf.
 
 A sparse tensor of R rows is ``(ptr, idx, val)``: CSR row pointers (R+1,), flat element indices and *faulty
 values* (not deltas). Flat indices of 4-D tensors are channel-last, ``(h * W + w) * C + c``; 2-D tensors
