@@ -393,18 +393,19 @@ class FastGolden:
         r0 = 0
         with torch.no_grad():
             for (site, layer), ids in groups.items():
+                key = (site, layer)                # distinct per group: the converted rows' buffers
                 p, i, v = self._inject(clean, cnp, [faults[k] for k in ids], I, st)
                 n_rows = len(ids) * I
                 if layer in snet.fused:        # a fused conv/add: rows enter at its requantiser's output
                     act = snet.fused[layer]
                     p, i, v = snet.node(self.gm.by_name[act], [(p, i, v)], inp_np[r0:r0 + n_rows], cnp, cnpf,
-                                        n_rows, key=("inject", site, layer))[0]
+                                        n_rows, key=("inject", *key))[0]
                     layer = act
                 if layer in snet.mid_add:      # its add runs inside a conv's epilogue: rows enter at the add's
                     add, out = snet.conv_add[snet.mid_add[layer]][:2]               # requantiser's output
                     an = self.gm.by_name[add]
                     p, i, v = snet.node(an, [(p, i, v) if x == layer else None for x in an.inputs],
-                                        inp_np[r0:r0 + n_rows], cnp, cnpf, n_rows, key=("inject-add", site, layer))[0]
+                                        inp_np[r0:r0 + n_rows], cnp, cnpf, n_rows, key=("inject-add", *key))[0]
                     layer = out
                 gp = np.empty(R + 1, np.int64)
                 gp[:r0 + 1] = 0

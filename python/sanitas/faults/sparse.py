@@ -759,10 +759,8 @@ class SparseNet:
             if n.op == "conv":
                 w = n.weight.astype(np.int64)
                 a = n.attrs
-                O, cg, kh, kw = w.shape
+                O = w.shape[0]
                 G = a["groups"]
-                og = O // G
-                C = cg * G
                 in_bits = gm.by_name[n.inputs[0]].bits
                 # |sum of d * w| <= 2**(in_bits + 1) * max_o sum |w_o| (d: a difference of two inputs)
                 f32 = np.abs(w).reshape(O, -1).sum(1).max(initial=0) * 2.0 ** (in_bits + 1) < 2 ** 24
