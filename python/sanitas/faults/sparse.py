@@ -619,7 +619,7 @@ def _taps(H, W, Ho, Wo, kh, kw, s, p, d):
 
 
 def conv_tables(w: np.ndarray, groups: int, H, W, Ho, Wo, stride, pad, dil, dtype, band_limit: float = 1.5,
-                band_bytes: int = 4 << 20, full_limit: float = 2.0) -> dict:
+                band_bytes: int = 4 << 20) -> dict:
     """The sparse conv's weights and segments (see ``_conv_rows``) for int weights ``w`` (O, C/G, kh, kw).
 
     Two layouts:
@@ -632,9 +632,8 @@ def conv_tables(w: np.ndarray, groups: int, H, W, Ho, Wo, stride, pad, dil, dtyp
       stored for that span (zeros where a position in the span is not reached). On a 2 x 2 or 4 x 4 map the
       span holds at most ``band_limit`` times the reached positions and one long vector loop replaces three
       short ones. Used when it is within ``band_limit`` of the reached positions and ``band_bytes`` of memory.
-      When spanning the *whole* output map from every input position costs at most ``full_limit`` times the
-      reached positions (a 3 x 3 conv onto a 2 x 2 map), every span is the whole map and the kernel takes its
-      "full" path: no grouping of the changed inputs, one loop over all accumulators per four of them.
+      When every input position reaches every output position (a 3 x 3 conv onto a 2 x 2 map) the kernel takes
+      its "full" path: no grouping of the changed inputs, one loop over all accumulators per four of them.
 
     Returns wt (C, n) of ``dtype``, sptr/sout/soff/slen (int64), pos_of, grp_of, og, ``band``, ``full`` (band
     and every input position reaches every output position) and ``reach``: the most accumulators one changed
@@ -644,13 +643,9 @@ def conv_tables(w: np.ndarray, groups: int, H, W, Ho, Wo, stride, pad, dil, dtyp
     og, C = O // G, cg * G
     reach = _taps(H, W, Ho, Wo, kh, kw, stride, pad, dil)
     n_reached = sum(len({o for o, _, _ in t}) for t in reach)
-    whole = G == 1 and all(reach) and len(reach) * Ho * Wo <= full_limit * n_reached
-    if whole:
-        spans = [(0, Ho * Wo - 1)] * len(reach)      # every input position spans the whole (small) output map
-    else:
-        spans = [(t[0][0], t[-1][0]) if t else (0, -1) for t in reach]
+    spans = [(t[0][0], t[-1][0]) if t else (0, -1) for t in reach]
     n_band = sum(b - a + 1 for a, b in spans)
-    band = (G == 1 and n_reached > 0 and (whole or n_band <= band_limit * n_reached)
+    band = (G == 1 and n_reached > 0 and n_band <= band_limit * n_reached
             and C * n_band * O * np.dtype(dtype).itemsize <= band_bytes)
     sptr, sout, soff, slen = [0], [], [], []
     if band:
