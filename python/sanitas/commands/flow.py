@@ -118,7 +118,7 @@ def run(args) -> dict:
     with _Step("csim", steps, "csim" in steps_on) as r:
         if r["status"] == "ok":
             from ..hls.csim import run_csim
-            c = run_csim(kernel="systolic_gemm", build_dir=out / "csim")
+            c = run_csim(kernel="systolic_gemm", build_dir=out / "csim", array=cfg.array)
             r.update({k: c[k] for k in ("cases", "mismatches", "faults", "faults_located") if k in c})
             if not c.get("passed"):
                 r["status"] = "failed"
@@ -126,11 +126,10 @@ def run(args) -> dict:
     with _Step("rtl", steps, "rtl" in steps_on) as r:
         if r["status"] == "ok":
             from ..rtl.generate import generate_systolic_array, run_cocotb_smoke
-            files = generate_systolic_array(cfg.rtl.rows, cfg.rtl.cols, out / "rtl", cfg.rtl.data_width,
-                                            cfg.rtl.acc_width)
+            files = generate_systolic_array(cfg.array, out / "rtl")
             r["files"] = [str(f) for f in files]
             if shutil.which("iverilog"):
-                s = run_cocotb_smoke(out / "rtl_sim", rows=cfg.rtl.rows, cols=cfg.rtl.cols)
+                s = run_cocotb_smoke(out / "rtl_sim", cfg.array)
                 s.pop("log", None)
                 r["sim"] = s
                 if not s.get("passed"):
