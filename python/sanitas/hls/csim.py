@@ -105,15 +105,20 @@ def _s64(x: int) -> int:
 def fault_to_gemm_fault(fault, array: ArrayConfig, m: int, k: int, n: int) -> GemmFault:
     """The HLS adapter: an array-site ``Fault`` on GEMM (m, k, n) -> the kernel's ``gemm_fault`` fields.
 
-    ``cycle`` keeps its one meaning (the wavefront cycle; None -> -1, read-out); the kind becomes its mask triple.
-    Raises a one-line SanitasError for records the array cannot hold (`sanitas.golden.gemm.locate`).
+    ``cycle`` keeps its one meaning (the wavefront cycle; None -> -1, read-out); an accumulator fault after the
+    tile's last wavefront cycle (k + rows + cols - 2) acts on the final value, which is the kernel's read-out -1.
+    The kind becomes its mask triple.  Raises a one-line SanitasError for records the array cannot hold
+    (`sanitas.golden.gemm.locate`).
     """
     from ..golden.gemm import locate
     t = locate(fault, array, m, k, n)
     if t.width > 63:
         raise SanitasError(f"{fault.site}: registers wider than 63 bits do not fit gemm_fault's masks")
     and_m, or_m, xor_m = t.masks
-    return GemmFault(_GEMM_FAULT_SITE[t.site], t.row, t.col, -1 if fault.cycle is None else int(fault.cycle),
+    cycle = -1 if fault.cycle is None else int(fault.cycle)
+    if t.site in ("pe_acc", "chk_acc") and cycle >= k + array.rows + array.cols - 1:
+        cycle = -1
+    return GemmFault(_GEMM_FAULT_SITE[t.site], t.row, t.col, cycle,
                      _s64(and_m | ~((1 << t.width) - 1)), _s64(or_m), _s64(xor_m))
 
 
