@@ -23,8 +23,8 @@ import json
 import os
 import shutil
 from dataclasses import dataclass, fields
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -127,7 +127,7 @@ class ArrayBench:
         ``junk_after`` in_valid stays 1 with random data after the last beat (in_ready = 0 must ignore it).
         The fault's wavefront cycle becomes an edge of this schedule (`fault_to_fi_ports`).
         """
-        dut, p, rng = self.dut, self.p, self.rng
+        dut, p = self.dut, self.p
         k = a.shape[1]
         beat_edges = [e + 1 for e, beat in enumerate(sched) if beat is not None]
         fi = fault_to_fi_ports(fault, p, k, beat_edges) if fault is not None else None

@@ -94,7 +94,7 @@ def test_same_faults_same_values(hls_builds, tmp_path, name):
     rtl = run_cocotb_replay(tmp_path / "rtl_replay", arr, gemms, faults)
     assert len(hls) == len(rtl) == len(faults)
     corrupting = 0
-    for (g, f), (c, s), h, r in zip(faults, golden, hls, rtl):
+    for (g, f), (c, s), h, r in zip(faults, golden, hls, rtl, strict=True):
         assert np.array_equal(h.c, c) and np.array_equal(h.s, s), f"HLS differs from golden for {f}"
         assert np.array_equal(r.c, c) and np.array_equal(r.s, s), f"RTL differs from golden for {f}"
         c0, s0 = gemm_replay(*gemms[g], None, arr)
@@ -125,7 +125,7 @@ def test_operand_faults_golden_vs_hls(hls_builds, tmp_path):
                     faults.append((g, Fault(site, "gemm", (row, col), bit, kind, value, cycle)))
     hls = csim.run_replay(gemms, faults, hls_builds["odd"]["binary"], arr, tmp_path / "replay")
     changed = 0
-    for (g, f), h in zip(faults, hls):
+    for (g, f), h in zip(faults, hls, strict=True):
         c, s = gemm_replay(*gemms[g], f, arr)
         assert np.array_equal(h.c, c) and np.array_equal(h.s, s), f"HLS differs from golden for {f}"
         c0, s0 = gemm_replay(*gemms[g], None, arr)

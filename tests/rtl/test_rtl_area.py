@@ -10,9 +10,9 @@ import shutil
 
 import pytest
 
+from sanitas.config import ArrayConfig
 from sanitas.rtl import area as area_mod
 from sanitas.rtl.area import estimate_area
-from sanitas.config import ArrayConfig
 from sanitas.rtl.generate import generate_systolic_array
 
 needs_yosys = pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys not on PATH")

@@ -63,9 +63,9 @@ from __future__ import annotations
 import hashlib
 import json
 import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -102,7 +102,7 @@ class Fault:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Fault":
+    def from_dict(cls, d: dict) -> Fault:
         try:
             return cls(site=d["site"], layer=d["layer"], index=tuple(d["index"]), bit=d.get("bit", 0),
                        kind=d.get("kind", "bitflip"), value=d.get("value"), cycle=d.get("cycle"))
@@ -110,7 +110,7 @@ class Fault:
             raise SanitasError(f"malformed fault record {d!r} ({type(e).__name__}: {e})") from None
 
     @classmethod
-    def from_json(cls, s: str) -> "Fault":
+    def from_json(cls, s: str) -> Fault:
         try:
             d = json.loads(s)
         except json.JSONDecodeError as e:
@@ -172,7 +172,7 @@ def register_site(site: Site) -> Site:
     return site
 
 
-_SHAPES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_SHAPES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def node_shapes(gm) -> dict:
@@ -245,7 +245,7 @@ def campaign_sites() -> list[str]:
     return [name for name, s in SITES.items() if s.hook is not None]
 
 
-def golden_equivalent(fault: Fault, gm, value: int | None = None) -> "Fault | None":
+def golden_equivalent(fault: Fault, gm, value: int | None = None) -> Fault | None:
     """The golden-level ``Fault`` that an array-site fault of layer ``fault.layer`` equals, or None where none does.
 
     ``pe_acc`` at read-out -> ``acc`` of the same output element, same bit and kind; ``pe_acc`` at a cycle needs the
@@ -300,7 +300,7 @@ def validate(fault: Fault, gm) -> SiteInfo:
     if fault.kind not in KINDS:
         raise SanitasError(f"unknown fault kind '{fault.kind}' (choose from {', '.join(KINDS)})")
     info = site_info(gm, fault.site, fault.layer)
-    if len(fault.index) != len(info.shape) or any(not 0 <= i < d for i, d in zip(fault.index, info.shape)):
+    if len(fault.index) != len(info.shape) or any(not 0 <= i < d for i, d in zip(fault.index, info.shape, strict=True)):
         raise SanitasError(f"index {fault.index} out of range for {fault.layer} {fault.site} of shape {info.shape}")
     if fault.kind == "multibit":
         if not 0 < fault.bit < (1 << info.bits):
@@ -362,13 +362,13 @@ def _resolve(gm, sites: Sequence[str], layers: Sequence[str] | None):
             raise SanitasError(f"unknown site '{s}' (choose from {', '.join(SITES)})")
         avail = SITES[s].layers(gm)
         if layers is not None:
-            for l in layers:
-                if l not in gm.by_name:
-                    raise SanitasError(f"layer '{l}' does not exist")
-            chosen = [l for l in avail if l in set(layers)]
+            for lay in layers:
+                if lay not in gm.by_name:
+                    raise SanitasError(f"layer '{lay}' does not exist")
+            chosen = [lay for lay in avail if lay in set(layers)]
         else:
-            chosen = [l for l in avail if _default_layer(gm, s, l)]
-        out += [(s, l, SITES[s].describe(gm, gm.by_name[l])) for l in chosen]
+            chosen = [lay for lay in avail if _default_layer(gm, s, lay)]
+        out += [(s, lay, SITES[s].describe(gm, gm.by_name[lay])) for lay in chosen]
     if not out:
         raise SanitasError(f"no layer has site(s) {', '.join(sites)}"
                            + (f" among {', '.join(layers)}" if layers else ""))
@@ -414,7 +414,7 @@ def sample_faults(gm, n: int, sites=("weight",), kinds=("bitflip",), seed: int =
     for k in kinds:
         if k not in KINDS:
             raise SanitasError(f"unknown fault kind '{k}' (choose from {', '.join(KINDS)})")
-    groups = [(s, l, info, k) for s, l, info in _resolve(gm, sites, layers) for k in kinds]
+    groups = [(s, lay, info, k) for s, lay, info in _resolve(gm, sites, layers) for k in kinds]
     sizes = np.array([info.numel * _bit_slots(k, info) for _, _, info, k in groups], dtype=np.int64)
     total = int(sizes.sum())
     rng = np.random.default_rng(seed)
@@ -424,10 +424,10 @@ def sample_faults(gm, n: int, sites=("weight",), kinds=("bitflip",), seed: int =
     out = []
     for p in picks:
         g = int(np.searchsorted(starts, p, side="right") - 1)
-        s, l, info, k = groups[g]
+        s, lay, info, k = groups[g]
         off = int(p - starts[g])
         slots = _bit_slots(k, info)
-        out.append(_fault_at(s, l, info, k, off // slots, off % slots, rng, mbu))
+        out.append(_fault_at(s, lay, info, k, off // slots, off % slots, rng, mbu))
     order = rng.permutation(len(out))          # random order, so a partial campaign is an unbiased sample
     return [out[i] for i in order]
 
@@ -435,11 +435,11 @@ def sample_faults(gm, n: int, sites=("weight",), kinds=("bitflip",), seed: int =
 def enumerate_faults(gm, site: str, layers=None, kinds=("bitflip",), mbu: int = 2) -> Iterator[Fault]:
     """Every fault of ``site`` (all elements, all bits, each kind) in graph order: exhaustive campaigns."""
     rng = np.random.default_rng(0)   # only "random" kinds draw (their value); fixed so enumeration is stable
-    for s, l, info in _resolve(gm, [site], layers):
+    for s, lay, info in _resolve(gm, [site], layers):
         for k in kinds:
             for flat in range(info.numel):
                 for slot in range(_bit_slots(k, info)):
-                    yield _fault_at(s, l, info, k, flat, slot, rng, mbu)
+                    yield _fault_at(s, lay, info, k, flat, slot, rng, mbu)
 
 
 __all__ = ["Fault", "KINDS", "SITES", "Site", "SiteInfo", "register_site", "site_info", "validate",

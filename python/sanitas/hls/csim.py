@@ -33,8 +33,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -45,6 +46,7 @@ KERNELS = ("systolic_gemm",)
 CONFIG_HEADER = "sanitas_test_config.h"   # generated into the vector directory, included by tests/<kernel>/test.cpp
 CONFIG_FILE = "array_config.json"         # the Config (array section) a run_csim build was made for
 MAX_M = 32                                # testbench buffer rows: largest m of a csim case (csim setting)
+DEFAULT_ARRAY = ArrayConfig()             # the array a call without ``array=`` simulates
 _REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -147,7 +149,7 @@ def ap_types_include() -> Path:
 _MODES = ("random", "min", "minmax", "extremes")   # value pattern of case i is _MODES[i % 4]
 
 
-def default_cases(array: ArrayConfig = ArrayConfig(), count: int = 12, seed: int = 0,
+def default_cases(array: ArrayConfig = DEFAULT_ARRAY, count: int = 12, seed: int = 0,
                   max_m: int = MAX_M) -> list[tuple[int, int, int]]:
     """``count`` (m, k, n) shapes: edge shapes first (1x1x1, full size, ragged row tiles, n = 1), then random."""
     c = array
@@ -209,7 +211,7 @@ def _write_case(path: Path, a: np.ndarray, b: np.ndarray, array: ArrayConfig) ->
 
 
 def write_gemm_vectors(out_dir: str | Path, cases: int | Sequence[tuple[int, int, int]] = 12, seed: int = 0,
-                       array: ArrayConfig = ArrayConfig(), max_m: int = MAX_M) -> list[Path]:
+                       array: ArrayConfig = DEFAULT_ARRAY, max_m: int = MAX_M) -> list[Path]:
     """Write the systolic_gemm csim vectors into ``out_dir`` and return the case files.
 
     ``cases`` is a count (shapes from :func:`default_cases`) or explicit (m, k, n) shapes.  Writes
@@ -266,9 +268,9 @@ def write_gemm_vectors(out_dir: str | Path, cases: int | Sequence[tuple[int, int
 
 
 # ----------------------------------------------------------------------------------------------- running
-_RE_MISMATCH = re.compile(r"^(\w+): (\d+) mismatches$", re.M)
-_RE_CASES = re.compile(r"^(\w+): (\d+) cases$", re.M)
-_RE_FAULTS = re.compile(r"^(\w+): (\d+)/(\d+) faults flagged in their row only$", re.M)
+_RE_MISMATCH = re.compile(r"^(\w+): (\d+) mismatches$", re.MULTILINE)
+_RE_CASES = re.compile(r"^(\w+): (\d+) cases$", re.MULTILINE)
+_RE_FAULTS = re.compile(r"^(\w+): (\d+)/(\d+) faults flagged in their row only$", re.MULTILINE)
 
 
 def parse_csim_output(text: str, kernel: str = "systolic_gemm") -> dict:
@@ -303,7 +305,7 @@ def write_array_config(build_dir: str | Path, array: ArrayConfig) -> Path:
 
 def run_csim(kernel: str = "systolic_gemm", build_dir: str | Path | None = None,
              repo_root: str | Path | None = None, python: str | None = None, timeout: float = 600, *,
-             array: ArrayConfig = ArrayConfig()) -> dict:
+             array: ArrayConfig = DEFAULT_ARRAY) -> dict:
     """Write vectors for ``array``, compile and run one kernel's testbench via ``make -C hls csim CONFIG=...``.
 
     Returns {"kernel", "passed", "mismatches", "cases", "faults", "faults_located", "seconds", "binary", "array",
@@ -374,7 +376,7 @@ def run_replay(gemms: Sequence[tuple[np.ndarray, np.ndarray]], faults: Sequence[
         tail = " | ".join(proc.stdout.strip().splitlines()[-3:])
         raise CsimError(f"HLS replay failed (exit {proc.returncode}, {len(out)}/{len(lines)} results): {tail}")
     results = []
-    for (g, _), line in zip(faults, out):
+    for (g, _), line in zip(faults, out, strict=True):
         m, _, n = shapes[g]
         vals = line.split()
         ic, i_s, i_f = vals.index("C"), vals.index("S"), vals.index("F")

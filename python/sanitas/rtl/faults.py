@@ -48,7 +48,7 @@ def fault_to_fi_ports(fault, array: ArrayConfig, k: int, beat_edges: Sequence[in
     if fault.kind not in FI_KINDS:
         raise SanitasError(f"RTL replay supports the kinds {', '.join(FI_KINDS)}, got '{fault.kind}'")
     edges = list(range(1, k + 1)) if beat_edges is None else [int(e) for e in beat_edges]
-    if len(edges) != k or any(b <= a for a, b in zip([0, *edges], edges)):
+    if len(edges) != k or any(b <= a for a, b in zip([0, *edges], edges, strict=False)):
         raise SanitasError(f"beat_edges must be {k} increasing edges >= 1, got {edges}")
     t = locate(fault, array, array.rows, k, array.cols)
     last = (edges[-1] if edges else 0) + array.latency     # every accumulator is final after this edge
