@@ -23,9 +23,10 @@ CXXFLAGS  ?= -std=$(CXXSTD) -O2 -Wall -Wextra -Wno-unknown-pragmas -Wno-unused-l
              -Wno-maybe-uninitialized -Wno-uninitialized
 CONFIG    ?=
 CONFIG_ARG = $(if $(CONFIG),--config $(abspath $(CONFIG)))
-# Deferred (`=`): evaluated only by the csynth recipe, so csim never pays for them.
-PART      ?= $(shell $(PYTHON) -m sanitas.hls.csim param part $(CONFIG_ARG))
-CLOCK_NS  ?= $(shell $(PYTHON) -m sanitas.hls.csim param clock_ns $(CONFIG_ARG))
+# Deferred (`?=` is recursive): evaluated only by the csynth recipe, so csim never pays for them.  $(shell) does
+# not see exported variables before GNU make 4.4, hence the explicit PYTHONPATH.
+PART      ?= $(shell PYTHONPATH="$(PYTHONPATH)" $(PYTHON) -m sanitas.hls.csim param part $(CONFIG_ARG))
+CLOCK_NS  ?= $(shell PYTHONPATH="$(PYTHONPATH)" $(PYTHON) -m sanitas.hls.csim param clock_ns $(CONFIG_ARG))
 HEADERS   := $(wildcard $(HLS_DIR)/include/sanitas/*.h)
 
 # sanitas must be importable by $(PYTHON) even without the editable install.

@@ -60,3 +60,15 @@ def test_make_rtl_passes_config(tmp_path):
     assert f"sanitas rtl --out build/rtl --config {cfg}" in r.stdout
     r = subprocess.run(["make", "-n", "csim", f"CONFIG={cfg}"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert f"CONFIG={cfg}" in r.stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not on PATH")
+def test_hls_csynth_part_and_clock_come_from_the_array(tmp_path):
+    cfg = tmp_path / "zcu.yaml"
+    cfg.write_text("array:\n  part: xczu7ev-ffvc1156-2-e\n  clock_mhz: 200\n")
+    for extra, part, period in (([], "xc7z020clg400-1", "10"), ([f"CONFIG={cfg}"], "xczu7ev-ffvc1156-2-e", "5")):
+        r = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(ROOT / "hls"), "csynth-systolic_gemm",
+                            f"PYTHON={sys.executable}", f"BUILD_DIR={tmp_path / 'hls'}", *extra],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert f"'set_part {part}'" in r.stdout and f"'create_clock -period {period}'" in r.stdout
