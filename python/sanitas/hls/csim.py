@@ -41,13 +41,13 @@ import numpy as np
 
 from ..config import ArrayConfig, Config, clog2
 from ..errors import SanitasError
+from ..paths import REPO_ROOT as _REPO_ROOT
 
 KERNELS = ("systolic_gemm",)
 CONFIG_HEADER = "sanitas_test_config.h"   # generated into the vector directory, included by tests/<kernel>/test.cpp
 CONFIG_FILE = "array_config.json"         # the Config (array section) a run_csim build was made for
 MAX_M = 32                                # testbench buffer rows: largest m of a csim case (csim setting)
 DEFAULT_ARRAY = ArrayConfig()             # the array a call without ``array=`` simulates
-_REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 class CsimError(SanitasError, RuntimeError):

@@ -24,6 +24,7 @@ import jinja2
 import numpy as np
 
 import sanitas
+from sanitas.paths import REPO_ROOT
 
 from ..config import ArrayConfig, clog2
 from ..errors import SanitasError
@@ -94,7 +95,7 @@ def generate_systolic_array(array: ArrayConfig, out_dir) -> list[Path]:
 
 def bench_dir() -> Path:
     """Folder of the cocotb bench (rtl_tests/systolic_array in the source checkout)."""
-    path = Path(__file__).resolve().parents[3] / "rtl_tests" / "systolic_array"
+    path = REPO_ROOT / "rtl_tests" / "systolic_array"
     if not (path / "test_systolic_array.py").is_file():
         raise FileNotFoundError(f"cocotb bench not found at {path} (run_cocotb_smoke needs the sanitas source tree)")
     return path
