@@ -38,11 +38,11 @@ def test_rtl_reads_the_array_from_config_and_overrides(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (("rtl", "--data-width", "1"), "sanitas: error: array: data_width must be >= 2, got 1"),
     (("rtl", "--cols", "4", "--acc-width", "18"),
-     "sanitas: error: array: acc_width must be >= 2*data_width + clog2(cols) + 1 = 19 (checksum product width), "
-     "got 18"),
+     ("sanitas: error: array: acc_width must be >= 2*data_width + clog2(cols) + 1 = 19 (checksum product width), "
+      "got 18")),
     (("csim", "--cols", "5", "--data-width", "6", "--acc-width", "24"),
-     "sanitas: error: array: the HLS kernel needs acc_width >= 2*data_width + clog2(max_k) + clog2(cols) = 25 for "
-     "exact accumulators, got 24"),
+     ("sanitas: error: array: the HLS kernel needs acc_width >= 2*data_width + clog2(max_k) + clog2(cols) = 25 "
+      "for exact accumulators, got 24")),
 ])
 def test_bad_array_is_one_line_error(tmp_path, args, message):
     r = sanitas(*args, "--out" if args[0] == "rtl" else "--build-dir", str(tmp_path / "x"))
