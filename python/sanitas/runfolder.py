@@ -308,11 +308,21 @@ def snapshot(d) -> dict:
             for p in sorted(d.rglob("*")) if p.is_file()}
 
 
-def run_cli_crashing_at(phase: str, argv: list) -> None:
-    """``sanitas <argv>`` with ``SANITAS_CRASH_AT=phase`` (a child-process target for the crash tests)."""
+def run_cli_child(argv: list, env: dict | None = None, log: str | None = None) -> None:
+    """``sanitas <argv>`` in a child process with extra environment ``env`` (e.g. ``{CRASH_ENV: "mid"}``),
+    stdout and stderr to file ``log``: the target of the kill and concurrent-writer tests."""
+    import sys
+
     from .cli import main
-    os.environ[CRASH_ENV] = phase
-    raise SystemExit(main(list(argv)))
+    os.environ.update(env or {})
+    if log:
+        fh = open(log, "w", buffering=1)  # noqa: SIM115 (the child's whole life)
+        os.dup2(fh.fileno(), 1)
+        os.dup2(fh.fileno(), 2)
+        sys.stdout = sys.stderr = fh
+    rc = main(list(argv))
+    sys.stdout.flush()
+    os._exit(rc)
 
 
 __all__ = [

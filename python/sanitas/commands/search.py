@@ -5,11 +5,20 @@ top-k genotypes with fault-tolerant training, trains the zoo baselines with the 
 under the same fault model and writes ``genotype.json``, ``summary.json``, ``history.json`` and
 ``manifest.json`` (kind "search", for ``sanitas report``). The summary has ``best`` and ``baselines`` (each
 with clean_acc, faulty_acc, faulty_ci, macs, params, overhead).
+
+``--out`` has one owner (``runfolder.FolderLock``, held for the run), and a folder that holds a search with other
+settings (its ``search_state.pt``, or its ``config.json`` when no epoch finished) is refused before anything in it
+is written.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from ..errors import SanitasError
+from ..runfolder import FolderLock
 from ._common import add_data_args
+
 
 def _defaults():
     from ..nas.search import SearchConfig
@@ -76,9 +85,9 @@ def config_from_args(args):
         reductions = tuple(int(v) for v in args.reductions.split(",") if v.strip())
     except ValueError:
         raise SanitasError(f"--reductions must be comma-separated integers (got '{args.reductions}')") from None
-    kw = dict(cells=args.cells, nodes=args.nodes, channels=args.channels, reductions=reductions)
+    kw = {"cells": args.cells, "nodes": args.nodes, "channels": args.channels, "reductions": reductions}
     if args.paper_space:
-        kw = dict(cells=8, nodes=4, channels=20, reductions=(2, 5), stem_multiplier=3)
+        kw = {"cells": 8, "nodes": 4, "channels": 20, "reductions": (2, 5), "stem_multiplier": 3}
     return SearchConfig(dataset=args.dataset, data_dir=args.data_dir, space=args.space, fault=args.fault,
                         rate=args.rate, alpha=args.alpha, beta=args.beta, controller=args.controller,
                         budget=args.budget, float_epochs=args.float_epochs, epochs=args.epochs,
@@ -97,4 +106,37 @@ def run(args) -> dict:
         if not torch.cuda.is_available():
             raise SanitasError("--device cuda: no CUDA GPU is available")
     cfg = config_from_args(args)
-    return run_search(cfg, args.out, progress=not args.quiet)
+    with FolderLock(args.out):
+        check_resumable(cfg, Path(args.out))
+        return run_search(cfg, args.out, progress=not args.quiet)
+
+
+def check_resumable(cfg, out: Path) -> None:
+    """Read-only: refuse (one line) a folder that holds a search run with other settings, or a damaged state."""
+    import torch
+
+    from ..nas.search import STATE_FORMAT, _resume_key
+    state, conf = out / "search_state.pt", out / "config.json"
+    if state.exists():
+        try:
+            st = torch.load(state, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 (any unreadable file: torch raises several types)
+            raise SanitasError(f"{state}: not a readable sanitas search state ({type(e).__name__}); "
+                               "use another --out") from None
+        if not isinstance(st, dict) or st.get("format") != STATE_FORMAT or not isinstance(st.get("config"), dict):
+            raise SanitasError(f"{state}: not a sanitas search state; use another --out")
+        old = st["config"]
+    elif conf.exists():
+        try:
+            old = json.loads(conf.read_text())
+        except (OSError, ValueError):
+            raise SanitasError(f"{conf}: not valid JSON; use another --out") from None
+        if not isinstance(old, dict):
+            raise SanitasError(f"{conf}: not a search configuration; use another --out")
+    else:
+        return
+    a, b = _resume_key(old), _resume_key(cfg.to_dict())
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if diff:
+        raise SanitasError(f"{out} holds a search with other settings (differs in {', '.join(diff)}); "
+                           "use another --out")
