@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import shutil
 import signal
 
 import pytest
-
 from sanitas.cli import main
 from sanitas.faults.store import Store
 from sanitas.runfolder import CRASH_ENV, PHASES, FolderLock, run_cli_child, snapshot
@@ -118,7 +118,6 @@ def test_kill_at_every_phase_then_resume_equals_uninterrupted(lenet_ckpt, tmp_pa
     argv2[argv2.index(lenet_ckpt)] = other
     refused(ref, "differs in checkpoint content", "--out", ref, "--resume", argv=argv2)
     with FolderLock(ref):                            # a live owner (this process)
-        import os
         refused(ref, f"{ref} is in use by another sanitas process (pid {os.getpid()})", "--out", ref, "--resume")
     edited = tmp_path / "edited"
     shutil.copytree(ref, edited)
