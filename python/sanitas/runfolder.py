@@ -284,10 +284,15 @@ class Journal:
         return self.data.get(key)
 
     def put(self, key: str, value) -> None:
-        self.data[key] = value
+        line = json.dumps({"k": key, "v": value}, sort_keys=True, default=str)
+        self.data[key] = json.loads(line)["v"]       # what a resume reads back, so both runs see the same value
         if self.fh is not None:
-            self.fh.write(json.dumps({"k": key, "v": value}, sort_keys=True, default=str).encode() + b"\n")
+            self.fh.write(line.encode() + b"\n")
             self.fh.flush()
+
+    def scope(self, prefix: str) -> _Scope:
+        """A view whose keys are prefixed with ``prefix`` (one journal, several units of work)."""
+        return _Scope(self, prefix)
 
     def sync(self) -> None:
         if self.fh is not None:
@@ -299,6 +304,20 @@ class Journal:
             self.sync()
             self.fh.close()
             self.fh = None
+
+
+class _Scope:
+    def __init__(self, journal: Journal, prefix: str):
+        self.journal, self.prefix = journal, prefix
+
+    def get(self, key: str):
+        return self.journal.get(self.prefix + key)
+
+    def put(self, key: str, value) -> None:
+        self.journal.put(self.prefix + key, value)
+
+    def scope(self, prefix: str) -> _Scope:
+        return _Scope(self.journal, self.prefix + prefix)
 
 
 def snapshot(d) -> dict:

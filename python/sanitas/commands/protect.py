@@ -11,6 +11,11 @@ per-layer map whose default is ``--scheme``. ``--compare`` adds baselines to the
 (kind "protect") and the report (``index.html``/``index.md`` + plots; ``sanitas report DIR`` rewrites it).
 The summary (``--json``) is the scheme under test on the first checkpoint: ``critical_corrected``,
 ``corrected``, ``detected`` (fractions), ``false_alarms`` (count), ``extra_macs`` (fraction of the model's MACs).
+
+``DIR`` has one owner (``runfolder.FolderLock``). Before the first protected run, the settings (with each
+checkpoint's sha256) and the fault list (``plan.json``, its sha256 in the settings) are written atomically;
+every finished run is appended to ``journal.jsonl``. ``--resume`` continues a killed study to the same results;
+a resume with other settings, checkpoint content or fault list is refused before anything is written.
 """
 from __future__ import annotations
 
@@ -18,7 +23,10 @@ import time
 from pathlib import Path
 
 from ..errors import SanitasError
+from ..runfolder import FolderLock, Journal, RunFolder, canonical, remove_stale_tmp, sha256_file
 from ._common import limit_threads, load_model_data_golden
+
+PLAN, JOURNAL = "plan.json", "journal.jsonl"
 
 BASELINES = "none,sanity,sanity:eager,dmr,tmr,sanity-check,clip"
 
@@ -44,6 +52,7 @@ def add_parser(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None, help="dataset folder (mnist / cifar10 checkpoints)")
     p.add_argument("--out", required=True, help="output folder (protect.json, faults.jsonl, report)")
+    p.add_argument("--resume", action="store_true", help="continue the study already in --out (same settings)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return p
@@ -89,16 +98,40 @@ def run(args) -> dict:
         nets[name] = (gm, gm.quantize_input(x.numpy()), gm.quantize_input(splits.train.tensors[0].numpy()),
                       y.numpy())
         meta[name] = {"checkpoint": str(ck), "dataset": splits.name}
-    t0 = time.time()
     if args.hunt < 0:
         raise SanitasError("--hunt must be >= 0")
-    res, rows = study(nets, specs, args.campaign, args.state_faults, args.clean, args.seed, args.timing_batch,
-                      progress=not args.quiet, hunt=args.hunt, hunt_scheme=main)
-    res.update({"main": main, "specs": {k: v for k, v in specs.items()}, "campaign": args.campaign,
-                "seed": args.seed, "seconds": time.time() - t0})
-    for k, v in meta.items():
-        res["networks"][k].update(v)
-    out = save_study(args.out, res, rows, main, nets, list(specs))
+    from ..protect.campaign import make_plan
+    settings = {"checkpoints": {n: sha256_file(m["checkpoint"]) for n, m in meta.items()},
+                "datasets": {n: m["dataset"] for n, m in meta.items()}, "main": main, "specs": specs,
+                "campaign": args.campaign, "state_faults": args.state_faults, "clean": args.clean,
+                "hunt": args.hunt, "timing_batch": args.timing_batch, "seed": args.seed}
+    plans = {n: make_plan(gm, len(xq), specs, args.campaign, args.seed, args.state_faults, calib=cal)
+             for n, (gm, xq, cal, _) in nets.items()} if args.campaign else {}
+    lists = {PLAN: canonical(plans)}
+    t0 = time.time()
+    with FolderLock(args.out):
+        out = Path(args.out)
+        folder = RunFolder(out, "protect study", results=("manifest.json", "protect.json", JOURNAL),
+                           labels={"checkpoints": "checkpoint content"})
+        resuming = folder.check(settings, lists, args.resume)          # read-only: a refusal changes nothing
+        journal = Journal(out / JOURNAL)
+        if resuming:
+            journal.load()                                              # refuses a damaged journal
+        else:
+            folder.setup(settings, lists)
+        remove_stale_tmp(out)
+        journal.open()
+        try:
+            res, rows = study(nets, specs, args.campaign, args.state_faults, args.clean, args.seed,
+                              args.timing_batch, progress=not args.quiet, hunt=args.hunt, hunt_scheme=main,
+                              plans=plans, journal=journal)
+        finally:
+            journal.close()
+        res.update({"main": main, "specs": {k: v for k, v in specs.items()}, "campaign": args.campaign,
+                    "seed": args.seed, "seconds": time.time() - t0})
+        for k, v in meta.items():
+            res["networks"][k].update(v)
+        out = save_study(args.out, res, rows, main, nets, list(specs))
     report = write_report(out)
     first = res["networks"][next(iter(nets))]
     cov = (first.get("coverage") or {}).get(main, {})
