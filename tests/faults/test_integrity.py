@@ -51,6 +51,12 @@ def last_json(out):
     return json.loads(out.strip().splitlines()[-1])
 
 
+def with_opt(argv, flag, value):
+    """``argv`` with the value after ``flag`` replaced."""
+    i = argv.index(flag)
+    return [*argv[:i + 1], value, *argv[i + 2:]]
+
+
 def table(d):
     with Store(d / "results.sqlite", readonly=True) as st:
         return st.table()
@@ -85,6 +91,14 @@ def test_kill_at_every_phase_then_resume_equals_uninterrupted(lenet_ckpt, tmp_pa
             (d / "manifest.json").write_text('{"kind": "campaign"}')      # a report cannot be fooled either
             one_error(*cli(capsys, "report", d)[::2], "setup never completed")
             (d / "manifest.json").unlink()
+            other = tmp_path / "setup-then-other-settings"     # the issue's case: a resume with new settings
+            shutil.copytree(d, other)
+            rc, so, _ = cli(capsys, *with_opt(with_opt(args, "--faults", 100), "--seed", 7), "--out", other,
+                            "--resume")
+            s7 = last_json(so)
+            assert rc == 0 and s7["faults"] == 100 and s7["inputs"] == k and s7["clean_acc"] == s_ref["clean_acc"]
+            assert json.loads((other / "settings.json").read_text())["settings"]["seed"] == 7
+            assert n_results(other) == 100 * k
         else:
             assert n_results(d) == at_kill[phase], phase
             man = json.loads((d / "manifest.json").read_text())
@@ -106,9 +120,8 @@ def test_kill_at_every_phase_then_resume_equals_uninterrupted(lenet_ckpt, tmp_pa
         assert snapshot(d) == before
         return line
 
-    base = [a for a in args if a != "--json"]
     refused(ref, "holds a different campaign (differs in seed)", "--out", ref, "--resume",
-            argv=[*base[:base.index("--seed") + 1], 4, "--quiet"])
+            argv=with_opt(args, "--seed", 4))
     refused(ref, "already holds a campaign: use --resume", "--out", ref)
     from sanitas.train import load_checkpoint, save_checkpoint
     other = tmp_path / "same-weights-other-bytes.pt"

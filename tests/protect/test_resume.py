@@ -11,7 +11,6 @@ import shutil
 import signal
 
 import pytest
-
 from sanitas.cli import main
 from sanitas.runfolder import CRASH_ENV, PHASES, run_cli_child, snapshot
 
