@@ -113,6 +113,15 @@ def test_kill_at_every_phase_then_resume_equals_uninterrupted(lenet_ckpt, tmp_pa
         assert json.loads((d / "manifest.json").read_text())["status"] == "done"
         assert not [q.name for q in d.iterdir() if ".tmp" in q.name]
 
+    # ---- killed between settings.json and the store's setup transaction: the resume sets the store up
+    nostore = tmp_path / "nostore"
+    shutil.copytree(ref, nostore)
+    for q in nostore.glob("results.sqlite*"):
+        q.unlink()
+    (nostore / "manifest.json").unlink()
+    rc, so, _ = cli(capsys, *args, "--out", nostore, "--resume")
+    assert rc == 0 and last_json(so)["new_faults"] == n and table(nostore) == t_ref
+
     # ---- refused resumes change nothing on disk
     def refused(d, needle, *extra, argv=args):
         before = snapshot(d)

@@ -132,7 +132,7 @@ def run(args) -> dict:
         for k, v in meta.items():
             res["networks"][k].update(v)
         out = save_study(args.out, res, rows, main, nets, list(specs))
-    report = write_report(out)
+        report = write_report(out)
     first = res["networks"][next(iter(nets))]
     cov = (first.get("coverage") or {}).get(main, {})
     ov = first["overhead"][main]
