@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import shutil
 import signal
 
 import pytest
 from sanitas.cli import main
-from sanitas.runfolder import CRASH_ENV, PHASES, run_cli_child, snapshot
+from sanitas.runfolder import CRASH_ENV, PHASES, FolderLock, run_cli_child, snapshot
 
 PRELOAD = ["sanitas.runfolder", "sanitas.cli", "sanitas.commands.protect", "sanitas.protect.campaign",
            "sanitas.report.protect", "sanitas.train", "sanitas.golden", "sanitas.data"]
@@ -92,6 +93,8 @@ def test_protect_kill_at_every_phase_and_refused_resumes(lenet5_ckpt, tmp_path, 
         assert snapshot(d) == before
 
     refused(ref, "already holds a protect study: use --resume", *args)
+    with FolderLock(ref):                             # a live owner (this process)
+        refused(ref, f"{ref} is in use by another sanitas process (pid {os.getpid()})", *args, "--resume")
     refused(ref, "differs in seed", *args, "--resume", "--seed", "1")
     refused(ref, "differs in campaign", *[a if a != "48" else "30" for a in args], "--resume")
     from sanitas.train import load_checkpoint, save_checkpoint
