@@ -67,7 +67,8 @@ class CampaignSpec:
     """Everything that defines a campaign's results (a resume must present the same spec)."""
     checkpoint: str
     fault: str = "bitflip"                  # bitflip | stuck | multibit | random | mibb | adsaf | ber
-    sites: list = field(default_factory=lambda: ["weight"])   # single faults: weight,bias,input,output,acc; ber: weight|act
+    # single faults: any of weight, bias, input, output, acc; ber: weight | act
+    sites: list = field(default_factory=lambda: ["weight"])
     layers: list | None = None              # restrict to these nodes (None: every node with the site)
     faults: int = 1000                      # faults to sample (single) or trials per rate (rate models)
     exhaustive: bool = False                # single faults: every element x bit x kind of the sites

@@ -71,7 +71,7 @@ def sample_primary(gm, n: int, seed: int = 0, classes=SITE_CLASSES) -> list[tupl
 def sample_state(pm: ProtectedModel, n: int, seed: int = 0) -> list[tuple[str, Fault]]:
     """``n`` single-bit flips in the protection's own state, an equal share per state site name."""
     groups: dict = {}
-    for site, layer, shape, bits, signed, batched in pm.state_sites():
+    for site, layer, shape, bits, _signed, _batched in pm.state_sites():
         groups.setdefault(site, []).append((layer, tuple(shape), bits))
     if not groups or n <= 0:
         return []
@@ -270,7 +270,7 @@ def run_campaign(gm, xq: np.ndarray, schemes, n_faults: int = 600, seed: int = 0
     effects = journal.get("golden") if journal is not None else None
     if effects is None:
         effects = []
-        for (cls, f), i in zip(tqdm(faults, desc="golden", disable=not progress, leave=False), images):
+        for (_cls, f), i in zip(tqdm(faults, desc="golden", disable=not progress, leave=False), images):
             y = gm.run_int(xq[i:i + 1], hook=golden_hook(gm, [f]))
             effects.append(effect_of(clean[i], y[0]))
         if journal is not None:
