@@ -86,6 +86,11 @@ def test_protect_kill_at_every_phase_and_refused_resumes(lenet5_ckpt, tmp_path, 
         assert strip(json.loads(so.strip().splitlines()[-1])) == strip(s_ref), phase
         assert json.loads((d / "manifest.json").read_text())["kind"] == "protect"
 
+    cut = tmp_path / "cut"                           # a manifest that names a missing file: one line, no report
+    shutil.copytree(ref, cut)
+    (cut / "protect.json").unlink()
+    one_error(*cli(capsys, "report", cut)[::2], "the manifest names protect.json, which is missing")
+
     # ---- refused resumes change nothing on disk
     def refused(d, needle, *argv):
         before = snapshot(d)
