@@ -95,7 +95,8 @@ def test_train_then_steps_from_out(tmp_path, capsys):
     assert rec["inject"]["faults"] == 12 and rec["inject"]["inputs"] == 8
     assert json.loads((out / "campaign" / "manifest.json").read_text())["kind"] == "campaign"
     assert rec["protect"]["scheme"] == "sanity+dmr" and (out / "protect" / "protect.json").exists()
-    assert (rec["board"]["bit_exact"], rec["board"]["total"]) == (16, 16)
+    assert (rec["board"]["bit_exact"], rec["board"]["total"]) == (16, 16) and rec["board"]["status"] == "ok"
+    assert rec["board"]["board_status"]["detected"] == 0
     assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 1
     # a second flow on the same --out: golden and board load the checkpoint the first one trained
     rc, s, err = _run(capsys, "--steps", "golden,board", "--out", str(out))

@@ -100,7 +100,12 @@ def _subcommand(ctx: FlowContext, name: str, argv: list[str]) -> dict:
     args = command_args(name, argv, ctx.cfg)
     summary = dict(args.func(args) or {})
     ok = summary.pop("ok", True)
-    return summary if ok else {"status": "failed", **summary}
+    # the runner's own keys are renamed, e.g. the board's "status" counters -> "board_status"
+    rec = {(f"{name}_{k}" if k in _RUNNER_KEYS else k): v for k, v in summary.items()}
+    return rec if ok else {"status": "failed", **rec}
+
+
+_RUNNER_KEYS = ("status", "seconds", "error", "traceback", "reason")
 
 
 # ------------------------------------------------------------------------------------------------ the steps
