@@ -47,20 +47,22 @@ def _error(tmp_path, name, text) -> str:
     ("flow:\n  steps: [rtl, 3]\n", "config FILE: [flow] steps: expected a list of str, got list ['rtl', 3]"),
     ("campaign:\n  rates: [0.1, x]\n",
      "config FILE: [campaign] rates: expected a list of float or null, got list [0.1, 'x']"),
-    ("array:\n  checksums: sometimes\n", "config FILE: [array] checksums: expected one of lazy, eager, "
-                                        "got str 'sometimes'"),
+    ("array:\n  checksums: sometimes\n", ("config FILE: [array] checksums: expected one of lazy, eager, "
+                                        "got str 'sometimes'")),
     ("search:\n  max_macs: [1]\n", "config FILE: [search] max_macs: expected int or str or null, got list [1]"),
     ("search:\n  reductions: [1, two]\n",
      "config FILE: [search] reductions: expected a list of int, got list [1, 'two']"),
     ("- 1\n- 2\n", "config FILE: expected a mapping of sections, got list [1, 2]"),
-    ("train: {epochs: 3\n", "config FILE: not valid YAML at line 2, column 1: expected ',' or '}', but got "
-                            "'<stream end>'"),
+    ("train: {epochs: 3\n", ("config FILE: not valid YAML at line 2, column 1: expected ',' or '}', but got "
+                            "'<stream end>'")),
     ("train:\n  epochs: -1\n", "config FILE: [train] epochs must be >= 0, got -1"),
-    ("data:\n  dataset: imagenet\n", "config FILE: [data] unknown dataset 'imagenet' (choose from digits, mnist, "
-                                     "cifar10)"),
+    ("data:\n  dataset: imagenet\n", ("config FILE: [data] unknown dataset 'imagenet' (choose from digits, mnist, "
+                                     "cifar10)")),
     ("array:\n  rows: 0\n", "config FILE: [array] rows must be >= 1, got 0"),
-    ("search:\n  controller: genetic\n", "config FILE: [search] unknown controller 'genetic' (choose from rl, "
-                                         "evolution, random)"),
+    ("flow:\n  steps: [rtl, synth]\n", ("config FILE: [flow] unknown step 'synth' (choose from train, golden, hls, "
+                                      "csim, rtl, search, inject, protect, board, report)")),
+    ("search:\n  controller: genetic\n", ("config FILE: [search] unknown controller 'genetic' (choose from rl, "
+                                         "evolution, random)")),
 ])
 def test_yaml_type_errors_name_file_section_key(tmp_path, text, msg):
     assert _error(tmp_path, "c.yaml", text) == msg
@@ -68,8 +70,8 @@ def test_yaml_type_errors_name_file_section_key(tmp_path, text, msg):
 
 @pytest.mark.parametrize("text, msg", [
     ('{"train": {"epochs": "ten"}}', "config FILE: [train] epochs: expected int, got str 'ten'"),
-    ('{"train": {"epochs": 3,}}', "config FILE: not valid JSON at line 1, column 24: "
-                                  "Expecting property name enclosed in double quotes"),
+    ('{"train": {"epochs": 3,}}', ("config FILE: not valid JSON at line 1, column 24: "
+                                  "Expecting property name enclosed in double quotes")),
     ("[1]", "config FILE: expected a mapping of sections, got list [1]"),
 ])
 def test_json_errors(tmp_path, text, msg):

@@ -355,6 +355,11 @@ class FlowConfig:
     report: str = "build/report"   # the report folder (index.html)
     steps: list[str] = field(default_factory=lambda: ["train", "golden", "hls", "csim", "rtl", "report"])  # run
 
+    def __post_init__(self):
+        from .flow import STEPS
+        for s in self.steps:
+            _one_of("flow", "step", s, list(STEPS))
+
 
 @dataclass
 class Config:
