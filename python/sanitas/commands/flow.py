@@ -29,10 +29,11 @@ def add_parser(sub):
 
 
 def run(args) -> dict:
-    from ..flow import run_flow
+    from ..flow import run_flow, select
     from ._config import fill
     limit_threads()
     cfg = fill(args)
+    select(args.steps)                  # unknown names: one line listing the table's names
     # the command-line values go through the sections' own checks (e.g. --epochs -1 is refused before any work)
     cfg.train = dataclasses.replace(cfg.train, epochs=args.epochs)
     cfg.flow = dataclasses.replace(cfg.flow, out=args.out, report=args.report, steps=list(args.steps))
