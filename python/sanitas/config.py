@@ -1,4 +1,5 @@
-"""One typed, JSON/YAML-serialisable configuration for sanitas: one section per subcommand, every field commented.
+"""One typed, JSON/YAML-serialisable configuration for sanitas: one section per subcommand, every field commented
+(docs/architecture.md, "Python package").
 
 ``Config`` holds the sections ``array`` (the accelerator geometry), ``data``, ``train``, ``golden``, ``hls``,
 ``csim``, ``rtl``, ``board``, ``campaign`` (``sanitas inject``), ``protect``, ``search`` and ``flow``. Each
