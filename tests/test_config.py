@@ -273,3 +273,23 @@ def test_bad_config_file_is_one_line_before_any_work(tmp_path, capsys):
 def test_array_config_stays_frozen_and_validated():
     with pytest.raises(SanitasError, match="array: rows must be >= 1"):
         ArrayConfig(rows=0)
+
+
+def test_configure_tolerates_a_default_equal_to_the_section_and_refuses_another():
+    import argparse
+
+    from sanitas.commands._config import configure, fill
+    p = argparse.ArgumentParser()
+    p.add_argument("--rows", type=int, default=4)                   # == ArrayConfig().rows: cleared
+    p.add_argument("--sim", action="store_true")                    # == RtlConfig().sim: cleared
+    p.set_defaults(func=lambda a: a)
+    configure(p, "rtl", "array")
+    assert p.get_default("rows") is None and p.get_default("sim") is None
+    a = p.parse_args(["--sim"])
+    fill(a)
+    assert (a.rows, a.sim) == (4, True)
+    q = argparse.ArgumentParser()
+    q.add_argument("--rows", type=int, default=5)
+    q.set_defaults(func=lambda a: a)
+    with pytest.raises(TypeError, match="--rows: default 5 differs from"):
+        configure(q, "array")

@@ -11,7 +11,8 @@ Artefacts between steps: the trained checkpoint (``<out>/<model>.pt``, made by `
 (made by ``golden``, else exported from the checkpoint). A step that needs the checkpoint while ``train`` is not
 selected loads it from ``<out>``; when it is not there the flow stops with one line before anything is written
 (``check_plan``). The search, inject, protect and board steps run their subcommands with the flow's config
-(``commands._config.command_args``) into ``<out>/search``, ``campaign``, ``protect`` (board writes nothing).
+(``commands._config.command_args``) into ``<out>/search``, ``campaign``, ``protect`` (board writes nothing); those
+folders are emptied first: the flow recomputes its artefacts on every run, as train rewrites the checkpoint.
 """
 from __future__ import annotations
 

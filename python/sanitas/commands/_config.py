@@ -1,6 +1,7 @@
 """Subcommand argument defaults read from their ``Config`` sections, and ``--config FILE`` for every subcommand.
 
-A subcommand declares its options with ``default=None`` and ends its ``add_parser`` with
+A subcommand declares its options with ``default=None`` (a default equal to the section's is tolerated and
+cleared) and ends its ``add_parser`` with
 ``configure(parser, "train", "data")``: every option whose destination is a key of one of those sections (the
 first section holding the key wins) takes that key's value when it is not given on the command line — from
 ``--config FILE`` (``Config.load``: typed, one-line errors) or else from the dataclass defaults (``Config()``).
@@ -53,9 +54,10 @@ def configure(parser, *sections: str):
         src = _source(cfg, a.dest, sections)
         if src is None:
             continue
-        if a.default is not None:       # a programming error: the default lives in the section
-            raise TypeError(f"{'/'.join(a.option_strings)}: default must be None, it is [{src}] {a.dest}")
         value = getattr(getattr(cfg, src), a.dest)
+        if a.default is not None and a.default != value:    # a programming error: two defaults for one setting
+            raise TypeError(f"{'/'.join(a.option_strings)}: default {a.default!r} differs from [{src}] {a.dest}")
+        a.default = None                # not given -> filled from the config (a plain store_true flag too)
         a.help = (a.help + " " if a.help else "") + f"(default: {_show(value)}, from [{src}] {a.dest})"
     func = parser.get_default("func")
     parser.set_defaults(config_sections=tuple(sections), func=functools.partial(_run, func))
