@@ -25,37 +25,41 @@ from pathlib import Path
 from ..errors import SanitasError
 from ..runfolder import FolderLock, Journal, RunFolder, canonical, remove_stale_tmp, sha256_file
 from ._common import limit_threads, load_model_data_golden
+<<<<<<< HEAD
 
 PLAN, JOURNAL = "plan.json", "journal.jsonl"
 
 BASELINES = "none,sanity,sanity:eager,dmr,tmr,sanity-check,clip"
+=======
+from ._config import configure, csv_list
+>>>>>>> flowcfg
 
 
 def add_parser(sub):
     p = sub.add_parser("protect", help="Sanity ABFT + DMR protection: fault coverage, overhead, report")
     p.add_argument("--checkpoint", required=True, action="append",
                    help="trained checkpoint (.pt); repeat for several networks")
-    p.add_argument("--scheme", default="sanity+dmr", help="scheme under test, e.g. sanity+dmr, sanity:eager+dmr, tmr")
+    p.add_argument("--scheme", default=None, help="scheme under test, e.g. sanity+dmr, sanity:eager+dmr, tmr")
     p.add_argument("--per-layer", default=None, help="JSON/YAML per-layer scheme map (default entry: --scheme)")
-    p.add_argument("--compare", default=BASELINES,
-                   help=f"comma list of baseline schemes run on the same faults ('' for none; default {BASELINES})")
-    p.add_argument("--campaign", type=int, default=600,
+    p.add_argument("--compare", type=csv_list(), default=None,
+                   help="comma list of baseline schemes run on the same faults ('' for none)")
+    p.add_argument("--campaign", type=int, default=None,
                    help="primary single-bit faults per network (equal share over weight, bias, input, acc, "
                         "activation, output); 0 = overhead only")
     p.add_argument("--state-faults", type=int, default=None,
                    help="faults in each scheme's own state per network (default: campaign // 6)")
-    p.add_argument("--clean", type=int, default=50, help="fault-free test images checked for false alarms")
-    p.add_argument("--hunt", type=int, default=0,
+    p.add_argument("--clean", type=int, default=None, help="fault-free test images checked for false alarms")
+    p.add_argument("--hunt", type=int, default=None,
                    help="also screen for this many CRITICAL (fault, image) experiments and replay them on the "
                         "scheme under test (a Wilson bound >= 99.9%% needs >= 3840)")
-    p.add_argument("--timing-batch", type=int, default=128, help="batch of test images for the CPU-time ratio")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timing-batch", type=int, default=None, help="batch of test images for the CPU-time ratio")
+    p.add_argument("--seed", type=int, default=None)
     p.add_argument("--data-dir", default=None, help="dataset folder (mnist / cifar10 checkpoints)")
     p.add_argument("--out", required=True, help="output folder (protect.json, faults.jsonl, report)")
     p.add_argument("--resume", action="store_true", help="continue the study already in --out (same settings)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
-    return p
+    return configure(p, "protect", "data")
 
 
 def _specs(args) -> dict:
@@ -70,9 +74,8 @@ def _specs(args) -> dict:
         specs[main] = m
     else:
         specs[main] = args.scheme
-    for s in (args.compare or "").split(","):
-        s = s.strip()
-        if s and s not in specs:
+    for s in args.compare or []:
+        if s not in specs:
             parse_scheme(s)
             specs[s] = s
     return main, specs

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import CampaignConfig
 from ..errors import SanitasError
 from ..runfolder import (
     SETTINGS,
@@ -62,22 +63,25 @@ MANIFEST = "manifest.json"
 DB = "results.sqlite"
 
 
+_D = CampaignConfig()          # the user-facing defaults live in the [campaign] config section
+
+
 @dataclass
 class CampaignSpec:
-    """Everything that defines a campaign's results (a resume must present the same spec)."""
+    """Everything that defines a campaign's results (a resume must present the same spec); the defaults are
+    ``sanitas.config.CampaignConfig``'s (see there for each setting)."""
     checkpoint: str
-    fault: str = "bitflip"                  # bitflip | stuck | multibit | random | mibb | adsaf | ber
-    # single faults: any of weight, bias, input, output, acc; ber: weight | act
-    sites: list = field(default_factory=lambda: ["weight"])
-    layers: list | None = None              # restrict to these nodes (None: every node with the site)
-    faults: int = 1000                      # faults to sample (single) or trials per rate (rate models)
-    exhaustive: bool = False                # single faults: every element x bit x kind of the sites
-    inputs: int = 64                        # first K images of the test split
-    seed: int = 0                           # fault sampling / trial seeds
-    rates: list | None = None               # rate models: rates to sweep (default DEFAULT_RATES[fault])
-    dataset: str | None = None              # default: the checkpoint's dataset
+    fault: str = _D.fault
+    sites: list = field(default_factory=lambda: list(_D.sites))
+    layers: list | None = _D.layers
+    faults: int = _D.faults
+    exhaustive: bool = _D.exhaustive
+    inputs: int = _D.inputs
+    seed: int = _D.seed
+    rates: list | None = _D.rates           # None: DEFAULT_RATES[fault]
+    dataset: str | None = _D.dataset
     data_dir: str | None = None
-    backend: str = "fast"                   # single faults: fast (batched engine) | golden (reference replay)
+    backend: str = _D.backend
 
     def check(self):
         if self.fault not in FAULT_CHOICES:
