@@ -25,14 +25,9 @@ from pathlib import Path
 from ..errors import SanitasError
 from ..runfolder import FolderLock, Journal, RunFolder, canonical, remove_stale_tmp, sha256_file
 from ._common import limit_threads, load_model_data_golden
-<<<<<<< HEAD
+from ._config import configure, csv_list
 
 PLAN, JOURNAL = "plan.json", "journal.jsonl"
-
-BASELINES = "none,sanity,sanity:eager,dmr,tmr,sanity-check,clip"
-=======
-from ._config import configure, csv_list
->>>>>>> flowcfg
 
 
 def add_parser(sub):

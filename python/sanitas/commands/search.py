@@ -18,15 +18,7 @@ from pathlib import Path
 from ..errors import SanitasError
 from ..runfolder import FolderLock
 from ._common import add_data_args
-<<<<<<< HEAD
-
-
-def _defaults():
-    from ..nas.search import SearchConfig
-    return SearchConfig()
-=======
 from ._config import configure, csv_list
->>>>>>> flowcfg
 
 
 def add_parser(sub):
@@ -89,30 +81,6 @@ def _max_macs(value):
 
 
 def config_from_args(args):
-<<<<<<< HEAD
-    from ..nas.search import SearchConfig
-    mm = args.max_macs.strip().lower()
-    try:
-        max_macs = None if mm in ("none", "") else ("auto" if mm == "auto" else int(mm))
-    except ValueError:
-        raise SanitasError(f"--max-macs must be an integer, 'auto' or 'none' (got '{args.max_macs}')") from None
-    try:
-        reductions = tuple(int(v) for v in args.reductions.split(",") if v.strip())
-    except ValueError:
-        raise SanitasError(f"--reductions must be comma-separated integers (got '{args.reductions}')") from None
-    kw = {"cells": args.cells, "nodes": args.nodes, "channels": args.channels, "reductions": reductions}
-    if args.paper_space:
-        kw = {"cells": 8, "nodes": 4, "channels": 20, "reductions": (2, 5), "stem_multiplier": 3}
-    return SearchConfig(dataset=args.dataset, data_dir=args.data_dir, space=args.space, fault=args.fault,
-                        rate=args.rate, alpha=args.alpha, beta=args.beta, controller=args.controller,
-                        budget=args.budget, float_epochs=args.float_epochs, epochs=args.epochs,
-                        warmup=args.warmup, macs_weight=args.macs_weight, overhead_weight=args.overhead_weight,
-                        protect_scheme=args.protect_scheme, max_macs=max_macs, topk=args.topk,
-                        final_epochs=args.final_epochs,
-                        baselines=tuple(b for b in args.baselines.split(",") if b.strip()),
-                        baseline_epochs=args.baseline_epochs, test_fault_samples=args.test_fault_samples,
-                        seed=args.seed, device=args.device, engine=args.engine, workers=args.workers, **kw)
-=======
     """The run's ``SearchConfig``: [search] (``--config`` or the defaults) with the given options applied."""
     import dataclasses
 
@@ -124,7 +92,6 @@ def config_from_args(args):
     if args.paper_space:
         kw.update(cells=8, nodes=4, channels=20, reductions=(2, 5), stem_multiplier=3)
     return dataclasses.replace(cfg.search, **kw)
->>>>>>> flowcfg
 
 
 def run(args) -> dict:
