@@ -1,48 +1,49 @@
 """``sanitas rtl``: generate the systolic array (+ checksum column) Verilog for one ArrayConfig; optionally simulate
 it with the cocotb bench (Icarus) and estimate its area (yosys).
 
-The array is `sanitas.config.ArrayConfig`: ``--config FILE`` loads a sanitas Config and uses its ``array``
-section, and ``--rows`` / ``--cols`` / ``--data-width`` / ``--acc-width`` / ``--max-k`` override single fields;
-their defaults are the ArrayConfig defaults. `add_array_arguments` / `array_from_args` are shared with
+The array is `sanitas.config.ArrayConfig`, the [array] section: ``--config FILE`` loads a sanitas Config, and
+``--rows`` / ``--cols`` / ``--data-width`` / ``--acc-width`` / ``--max-k`` override single fields; their defaults
+are the section's (``commands._config.configure``). `add_array_options` / `array_from_args` are shared with
 ``sanitas csim``.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from pathlib import Path
 
 from ..config import ArrayConfig
+from ._config import configure
 
 #: CLI option -> ArrayConfig field, for the fields a command line may override.
 _ARRAY_OPTIONS = (("--rows", "rows"), ("--cols", "cols"), ("--data-width", "data_width"),
                   ("--acc-width", "acc_width"), ("--max-k", "max_k"))
 
 
-def add_array_arguments(p) -> None:
-    """``--config`` and the ArrayConfig field overrides (defaults shown from ``ArrayConfig()``)."""
-    default = ArrayConfig()
-    p.add_argument("--config", default=None, help="sanitas Config file (YAML/JSON): its array section is used")
+def add_array_options(p) -> None:
+    """The ArrayConfig field overrides (``default=None``: filled from [array] by ``configure``)."""
     for opt, name in _ARRAY_OPTIONS:
-        p.add_argument(opt, dest=name, type=int, default=None,
-                       help=f"ArrayConfig.{name} (default: the config's, else {getattr(default, name)})")
+        p.add_argument(opt, dest=name, type=int, default=None, help=f"ArrayConfig.{name}")
 
 
 def array_from_args(args) -> ArrayConfig:
-    """The ArrayConfig of a command line: ``--config``'s array section (or the defaults) with the overrides."""
-    from ..config import Config
-    base = Config.load(args.config).array if getattr(args, "config", None) else ArrayConfig()
+    """The ArrayConfig of a command line: [array] of ``--config`` (or the defaults) with the overrides applied."""
+    cfg = getattr(args, "config_obj", None)
+    base = cfg.array if cfg is not None else ArrayConfig()
     overrides = {name: getattr(args, name) for _, name in _ARRAY_OPTIONS if getattr(args, name, None) is not None}
     return dataclasses.replace(base, **overrides)
 
 
 def add_parser(sub):
     p = sub.add_parser("rtl", help="generate Verilog for the systolic array with a total-checksum column")
-    add_array_arguments(p)
-    p.add_argument("--out", default="build/rtl")
-    p.add_argument("--sim", action="store_true", help="also run the cocotb fault-injection regression once (Icarus)")
-    p.add_argument("--area", action="store_true", help="also estimate LUT/FF/DSP with yosys synth_xilinx")
+    add_array_options(p)
+    p.add_argument("--out", default=None, help="Verilog output folder")
+    p.add_argument("--sim", action=argparse.BooleanOptionalAction, default=None,
+                   help="also run the cocotb fault-injection regression once (Icarus)")
+    p.add_argument("--area", action=argparse.BooleanOptionalAction, default=None,
+                   help="also estimate LUT/FF/DSP with yosys synth_xilinx")
     p.set_defaults(func=run)
-    return p
+    return configure(p, "rtl", "array")
 
 
 def run(args) -> dict:
