@@ -22,9 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -32,12 +30,10 @@ import pytest
 from sanitas.config import ArrayConfig
 from sanitas.faults import Fault
 from sanitas.golden.gemm import gemm_replay, gemm_with_checksum
-from sanitas.rtl.faults import fault_to_fi_ports
+from sanitas.rtl.bench import ArrayBench
 from sanitas.rtl.generate import BENCH_ENV, run_cocotb_smoke
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge
 
 ROOT = Path(__file__).resolve().parents[2]
 N_EDGE_CASES = 7  # fixed GEMMs of test_gemm_random (K = 1, int8 extremes, long K, K = 0)
@@ -45,133 +41,6 @@ FLIP_SHARE = 0.85  # share of bit flips among injected faults (rest: one-edge st
 
 
 # ------------------------------------------------------------------------------------------------ cocotb side
-
-
-@dataclass
-class GemmResult:
-    """Outputs of one GEMM as read when `done` rose."""
-
-    c: np.ndarray  # (ROWS, COLS) int64, C as signed ACC_W-bit values
-    s: np.ndarray  # (ROWS,) int64, checksum column S
-    row_err: int   # ROWS-bit mask
-    chk_err: int   # 0/1
-
-
-class ArrayBench:
-    """Drives one generated `systolic_array` instance: reset, GEMMs with optional fault, result read-back."""
-
-    def __init__(self, dut, cfg: dict):
-        names = {f.name for f in fields(ArrayConfig)}
-        self.p = ArrayConfig(**{k: v for k, v in cfg.items() if k in names})
-        self.cfg = cfg
-        self.dut = dut
-        self.rng = np.random.default_rng(cfg["seed"])
-        self.acc_mod = 1 << self.p.acc_width
-        self.lat = self.p.latency          # ROWS + COLS
-        self._after_readonly = False       # True: must wait for an edge before writing inputs
-        self._fi_on = False
-
-    async def init(self) -> None:
-        """Start the clock, drive every input to 0, hold reset for 2 edges."""
-        dut = self.dut
-        Clock(dut.clk, 10, unit="ns", impl="gpi").start()
-        for name in ("start", "k_len", "in_valid", "a_col", "b_row", "fi_en", "fi_row", "fi_col", "fi_bit",
-                     "fi_kind"):
-            getattr(dut, name).value = 0
-        dut.rst.value = 1
-        await RisingEdge(dut.clk)
-        await RisingEdge(dut.clk)
-        dut.rst.value = 0
-        await RisingEdge(dut.clk)
-
-    # ---- packing helpers: element i at bits [i*w +: w] ----
-    @staticmethod
-    def pack(values, width: int) -> int:
-        mask = (1 << width) - 1
-        return sum((int(v) & mask) << (i * width) for i, v in enumerate(values))
-
-    def unpack(self, word: int, n: int) -> np.ndarray:
-        w, half = self.p.acc_width, 1 << (self.p.acc_width - 1)
-        raw = [(word >> (i * w)) & (self.acc_mod - 1) for i in range(n)]
-        return np.array([v - self.acc_mod if v >= half else v for v in raw], dtype=np.int64)
-
-    def random_word(self, bits: int) -> int:
-        """Uniform random unsigned integer of ``bits`` bits (any width)."""
-        return int.from_bytes(self.rng.bytes((bits + 7) // 8), "little") & ((1 << bits) - 1)
-
-    def schedule(self, k: int, gap_prob: float) -> list[int | None]:
-        """Beat index per edge 1, 2, ... (None = bubble); exactly k beats, the last entry is beat k-1."""
-        sched: list[int | None] = []
-        for beat in range(k):
-            while gap_prob and self.rng.random() < gap_prob:
-                sched.append(None)
-            sched.append(beat)
-        return sched
-
-    def _set_fi(self, fi: Any, edge: int) -> None:
-        dut = self.dut
-        if fi is not None and fi.edge == edge:
-            dut.fi_row.value, dut.fi_col.value = fi.fi_row, fi.fi_col
-            dut.fi_bit.value, dut.fi_kind.value = fi.fi_bit, fi.fi_kind
-            dut.fi_en.value = 1
-            self._fi_on = True
-        elif self._fi_on:
-            dut.fi_en.value = 0
-            self._fi_on = False
-
-    async def gemm(self, a: np.ndarray, b: np.ndarray, sched: list[int | None], *, fault: Fault | None = None,
-                   reset_first: bool = False, junk_after: bool = False) -> GemmResult:
-        """Run C = A @ B: start, stream beats per ``sched``, wait for done; inject ``fault`` if given.
-
-        a: (ROWS, K), b: (K, COLS), DATA_W-bit values. Bubbles carry random data with in_valid = 0; with
-        ``junk_after`` in_valid stays 1 with random data after the last beat (in_ready = 0 must ignore it).
-        The fault's wavefront cycle becomes an edge of this schedule (`fault_to_fi_ports`).
-        """
-        dut, p = self.dut, self.p
-        k = a.shape[1]
-        beat_edges = [e + 1 for e, beat in enumerate(sched) if beat is not None]
-        fi = fault_to_fi_ports(fault, p, k, beat_edges) if fault is not None else None
-        a_words = [self.pack(a[:, i], p.data_width) for i in range(k)]
-        b_words = [self.pack(b[i, :], p.data_width) for i in range(k)]
-        e_last = len(sched)                # edge of the last beat (0 when K == 0)
-        final_edge = e_last + self.lat + 1  # edge that registers the check; done is high after it
-        if fi is not None:
-            assert 0 <= fi.edge <= e_last + self.lat, "fault outside the computation window"
-
-        if self._after_readonly:
-            await RisingEdge(dut.clk)
-        if reset_first:
-            dut.rst.value = 1
-            await RisingEdge(dut.clk)
-            dut.rst.value = 0
-        dut.k_len.value = k
-        dut.start.value = 1
-        self._set_fi(fi, 0)
-        await RisingEdge(dut.clk)           # edge 0: start accepted, accumulators cleared
-        dut.start.value = 0
-        for edge in range(1, final_edge + 1):
-            beat = sched[edge - 1] if edge <= e_last else None
-            if beat is not None:
-                dut.in_valid.value = 1
-                dut.a_col.value, dut.b_row.value = a_words[beat], b_words[beat]
-            else:
-                junk = edge > e_last and junk_after
-                dut.in_valid.value = 1 if junk else 0
-                if edge <= e_last or junk:  # random payload that must not be accumulated
-                    dut.a_col.value = self.random_word(p.rows * p.data_width)
-                    dut.b_row.value = self.random_word(p.cols * p.data_width)
-            self._set_fi(fi, edge)
-            if edge == final_edge:
-                await ReadOnly()            # one edge before done: still busy
-                assert int(dut.done.value) == 0 and int(dut.busy.value) == 1, "done rose early"
-            await RisingEdge(dut.clk)
-        await ReadOnly()
-        self._after_readonly = True
-        assert int(dut.done.value) == 1, f"done not high {self.lat + 1} edges after the last beat"
-        assert int(dut.busy.value) == 0
-        c = np.stack([self.unpack(getattr(dut, f"c_row{r}").value.to_unsigned(), p.cols) for r in range(p.rows)])
-        s = np.array([self.unpack(getattr(dut, f"s_row{r}").value.to_unsigned(), 1)[0] for r in range(p.rows)])
-        return GemmResult(c=c, s=s, row_err=dut.row_err.value.to_unsigned(), chk_err=int(dut.chk_err.value))
 
 
 def _bench_cfg() -> dict:

@@ -62,9 +62,10 @@ def test_minimal_legal_widths_accepted(tmp_path):
 
 
 def test_verilog_parameters_come_from_the_array():
-    assert verilog_parameters(ArrayConfig()) == {"DATA_W": 8, "ACC_W": 32, "K_W": 11, "FI_EN": 1}
-    arr = ArrayConfig(rows=3, cols=5, data_width=6, acc_width=24, max_k=128, fault_injection=False)
-    assert verilog_parameters(arr) == {"DATA_W": 6, "ACC_W": 24, "K_W": 8, "FI_EN": 0}
+    assert verilog_parameters(ArrayConfig()) == {"DATA_W": 8, "ACC_W": 32, "K_W": 11, "FI_EN": 1, "EAGER": 0}
+    arr = ArrayConfig(rows=3, cols=5, data_width=6, acc_width=24, max_k=128, fault_injection=False,
+                      checksums="eager")
+    assert verilog_parameters(arr) == {"DATA_W": 6, "ACC_W": 24, "K_W": 8, "FI_EN": 0, "EAGER": 1}
     top = render_systolic_array(arr)["systolic_array.v"]
     for name, value in verilog_parameters(arr).items():
         assert re.search(rf"parameter integer {name}\s+= {value}, ", top) or \
@@ -122,8 +123,8 @@ def test_fault_to_fi_ports():
     late = Fault("pe_acc", "gemm", (1, 2), 4, cycle=100)               # kk >= K - 1: same as read-out
     assert fault_to_fi_ports(late, arr, k).edge == k + arr.rows + arr.cols
     bad = [
-        (Fault("weight", "gemm", (0, 0), 1), "RTL replay supports the sites pe_acc, chk_acc, got 'weight'"),
-        (Fault("pe_a", "gemm", (0, 0), 1, cycle=2), "RTL replay supports the sites pe_acc, chk_acc, got 'pe_a'"),
+        (Fault("weight", "gemm", (0, 0), 1), "RTL replay supports the sites pe_acc, chk_acc, part_acc, got 'weight'"),
+        (Fault("pe_a", "gemm", (0, 0), 1, cycle=2), "RTL replay supports the sites pe_acc, chk_acc, part_acc, got 'pe_a'"),
         (Fault("pe_acc", "gemm", (0, 0), 3, "multibit"), "RTL replay supports the kinds bitflip, stuck0, stuck1"),
         (Fault("pe_acc", "gemm", (4, 0), 1), "pe_acc index must be (row, col) in [0, 4) x [0, 4), got (4, 0)"),
         (Fault("pe_acc", "gemm", (0, 4), 1), "pe_acc index must be (row, col)"),

@@ -12,9 +12,14 @@ beat kk accepted at edge E reaches PE (i, j) i + j edges later and is accumulate
 after the clear) for kk < 0, and to the last accumulation edge ``e_last + rows + cols`` for kk >= K - 1 and for
 ``cycle=None`` (read-out).  Edges count from the start edge 0.  Operand-register sites (pe_a, pe_b) and the kinds
 multibit / random have no RTL port yet (one-line SanitasError); they replay at golden and HLS level.
+
+``part_acc`` (index (m, p)) is the accumulator of Hamming partial checksum PE p of GEMM row m (`sanitas.rtl.sanity`;
+an RTL-level record, not yet in the site registry of `sanitas.faults.fault`): it sits at the wavefront position
+of the total-checksum PE, so its cycle maps to an edge exactly as ``chk_acc`` (m,)'s does, with fi_part = p + 1.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -25,7 +30,7 @@ from ..golden.gemm import locate
 #: fi_kind encoding of the generated PE: `sanitas.faults.KINDS` name -> 2-bit code.
 FI_KINDS = {"bitflip": 0, "stuck0": 1, "stuck1": 2}
 #: Array sites the RTL fault port reaches.
-FI_SITES = ("pe_acc", "chk_acc")
+FI_SITES = ("pe_acc", "chk_acc", "part_acc")
 
 
 class FiPorts(NamedTuple):
@@ -35,6 +40,7 @@ class FiPorts(NamedTuple):
     fi_bit: int
     fi_kind: int
     edge: int
+    fi_part: int = 0   # 0: the PE named by fi_col; p + 1: partial checksum PE p of row fi_row
 
 
 def fault_to_fi_ports(fault, array: ArrayConfig, k: int, beat_edges: Sequence[int] | None = None) -> FiPorts:
@@ -47,6 +53,13 @@ def fault_to_fi_ports(fault, array: ArrayConfig, k: int, beat_edges: Sequence[in
         raise SanitasError(f"RTL replay supports the sites {', '.join(FI_SITES)}, got '{fault.site}'")
     if fault.kind not in FI_KINDS:
         raise SanitasError(f"RTL replay supports the kinds {', '.join(FI_KINDS)}, got '{fault.kind}'")
+    part = 0
+    if fault.site == "part_acc":            # a partial PE: timed like the total PE of its row
+        n_part = array.cols.bit_length()
+        if len(fault.index) != 2 or not 0 <= fault.index[1] < n_part:
+            raise SanitasError(f"part_acc index must be (row, p) with p in [0, {n_part}), got {fault.index}")
+        part = fault.index[1] + 1
+        fault = dataclasses.replace(fault, site="chk_acc", index=(fault.index[0],))
     edges = list(range(1, k + 1)) if beat_edges is None else [int(e) for e in beat_edges]
     if len(edges) != k or any(b <= a for a, b in zip([0, *edges], edges, strict=False)):
         raise SanitasError(f"beat_edges must be {k} increasing edges >= 1, got {edges}")
@@ -58,4 +71,4 @@ def fault_to_fi_ports(fault, array: ArrayConfig, k: int, beat_edges: Sequence[in
         edge = 0
     else:
         edge = edges[t.kk] + 1 + t.pe_row + t.pe_col
-    return FiPorts(t.pe_row, t.pe_col, fault.bit, FI_KINDS[fault.kind], edge)
+    return FiPorts(t.pe_row, t.pe_col, fault.bit, FI_KINDS[fault.kind], edge, part)

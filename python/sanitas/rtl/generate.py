@@ -1,11 +1,15 @@
-"""Verilog generator for the sanitas INT8 output-stationary systolic array with an ABFT total-checksum column.
+"""Verilog generator for the sanitas INT8 output-stationary systolic array with its ABFT checksum columns.
 
 `generate_systolic_array` renders the jinja2 templates in ``templates/`` (package data) into a build folder:
 ``systolic_pe.v`` (MAC processing element), ``systolic_delay.v`` (operand skew) and ``systolic_array.v`` (top:
 ROWS x (COLS + 1) PEs, FSM, row check). The extra PE column is Huang & Abraham's total checksum ("Algorithm-Based
 Fault Tolerance for Matrix Operations", IEEE TC 1984): it multiplies A by ``-sum_j B[:, j]`` so every row of the
 extended product sums to 0, and the hardware flags the rows whose sum is not 0 (mod 2**ACC_W). The golden
-reference is `sanitas.golden.gemm` (`gemm_with_checksum`, and `gemm_replay` under a fault).
+reference is `sanitas.golden.gemm` (`gemm_with_checksum`, and `gemm_replay` under a fault). Beside it sit the
+floor(log2 COLS) + 1 Hamming partial checksum PEs of the sanity ABFT (run per ``ArrayConfig.checksums``: lazy =
+only in a re-run pass, eager = every pass; the hardware form is documented in the template's module comment).
+`generate_sanity_array` adds ``sanity_unit.v`` (check / locate / correct per output row, counters) and the
+``sanity_array.v`` top (array + sanity unit); their golden model is `sanitas.rtl.sanity`.
 
 The one parameter set is `sanitas.config.ArrayConfig`: it renders the Verilog parameters (`verilog_parameters`)
 and travels to the cocotb bench as JSON in the environment variable `BENCH_ENV`. `run_cocotb_smoke` builds and
@@ -28,6 +32,7 @@ from sanitas.paths import REPO_ROOT
 
 from ..config import ArrayConfig, clog2
 from ..errors import SanitasError
+from ..protect.sanity import n_partials as sanity_partials
 
 #: Environment variable carrying the JSON bench configuration into the cocotb simulation.
 BENCH_ENV = "SANITAS_SYSTOLIC_BENCH"
@@ -35,6 +40,8 @@ BENCH_ENV = "SANITAS_SYSTOLIC_BENCH"
 TOPLEVEL = "systolic_array"
 #: Template names, rendered in this order (dependencies first, top last).
 _TEMPLATES = ("systolic_pe.v.j2", "systolic_delay.v.j2", "systolic_array.v.j2")
+#: Templates of the protected datapath, rendered after _TEMPLATES by `generate_sanity_array`.
+SANITY_TEMPLATES = ("sanity_unit.v.j2", "sanity_array.v.j2")
 #: cocotb tests of the bench run by `run_cocotb_smoke` (the replay test runs only from `run_cocotb_replay`).
 SMOKE_TESTS = ("test_gemm_random", "test_fault_injection")
 
@@ -49,10 +56,20 @@ def fi_col_width(array: ArrayConfig) -> int:
     return max(1, clog2(array.cols + 1))
 
 
+def fi_part_width(array: ArrayConfig) -> int:
+    """Width of the fi_part port, bits (holds 0..n_partials: 0 = the PE named by fi_col, m + 1 = partial m)."""
+    return max(1, clog2(n_partials(array) + 1))
+
+
+def n_partials(array: ArrayConfig) -> int:
+    """Hamming partial checksum PEs per row: floor(log2 cols) + 1 (`sanitas.protect.sanity.n_partials`)."""
+    return sanity_partials(array.cols)
+
+
 def verilog_parameters(array: ArrayConfig) -> dict[str, int]:
     """Top-level Verilog parameters (overridable at elaboration) of ``array``."""
     return {"DATA_W": array.data_width, "ACC_W": array.acc_width, "K_W": array.k_width,
-            "FI_EN": int(array.fault_injection)}
+            "FI_EN": int(array.fault_injection), "EAGER": int(array.checksums.value == "eager")}
 
 
 def _environment() -> jinja2.Environment:
@@ -64,13 +81,15 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def render_systolic_array(array: ArrayConfig) -> dict[str, str]:
-    """Render the three Verilog files of ``array`` -> {file name: text}."""
+def render_systolic_array(array: ArrayConfig, templates: tuple[str, ...] = _TEMPLATES) -> dict[str, str]:
+    """Render the Verilog files of ``array`` (default: the array's three) -> {file name: text}."""
     env = _environment()
     ctx = dict(rows=array.rows, cols=array.cols, data_width=array.data_width, acc_width=array.acc_width,
                k_width=array.k_width, max_k=array.max_k, chk_width=array.chk_width, fi_row_w=fi_row_width(array),
-               fi_col_w=fi_col_width(array), fi_en=int(array.fault_injection), version=sanitas.__version__)
-    return {name[: -len(".j2")]: env.get_template(name).render(**ctx) for name in _TEMPLATES}
+               fi_col_w=fi_col_width(array), fi_part_w=fi_part_width(array), n_part=n_partials(array),
+               fi_en=int(array.fault_injection), eager=verilog_parameters(array)["EAGER"],
+               checksums=array.checksums.value, version=sanitas.__version__)
+    return {name[: -len(".j2")]: env.get_template(name).render(**ctx) for name in templates}
 
 
 def generate_systolic_array(array: ArrayConfig, out_dir) -> list[Path]:
@@ -79,9 +98,19 @@ def generate_systolic_array(array: ArrayConfig, out_dir) -> list[Path]:
     Order: systolic_pe.v, systolic_delay.v, systolic_array.v (top last). A file whose text is unchanged is not
     rewritten, so simulator builds keyed on timestamps are reused.
     """
+    return _write(array, out_dir, _TEMPLATES, "generate_systolic_array")
+
+
+def generate_sanity_array(array: ArrayConfig, out_dir) -> list[Path]:
+    """Render the protected datapath of ``array`` into ``out_dir``: the array's three files, then sanity_unit.v
+    and the sanity_array.v top (last); return the .v paths. Unchanged files are not rewritten."""
+    return _write(array, out_dir, _TEMPLATES + SANITY_TEMPLATES, "generate_sanity_array")
+
+
+def _write(array: ArrayConfig, out_dir, templates: tuple[str, ...], caller: str) -> list[Path]:
     if not isinstance(array, ArrayConfig):
-        raise SanitasError(f"generate_systolic_array needs an ArrayConfig, got {type(array).__name__}")
-    texts = render_systolic_array(array)
+        raise SanitasError(f"{caller} needs an ArrayConfig, got {type(array).__name__}")
+    texts = render_systolic_array(array, templates)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
