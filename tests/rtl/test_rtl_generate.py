@@ -124,7 +124,8 @@ def test_fault_to_fi_ports():
     assert fault_to_fi_ports(late, arr, k).edge == k + arr.rows + arr.cols
     bad = [
         (Fault("weight", "gemm", (0, 0), 1), "RTL replay supports the sites pe_acc, chk_acc, part_acc, got 'weight'"),
-        (Fault("pe_a", "gemm", (0, 0), 1, cycle=2), "RTL replay supports the sites pe_acc, chk_acc, part_acc, got 'pe_a'"),
+        (Fault("pe_a", "gemm", (0, 0), 1, cycle=2),
+         "RTL replay supports the sites pe_acc, chk_acc, part_acc, got 'pe_a'"),
         (Fault("pe_acc", "gemm", (0, 0), 3, "multibit"), "RTL replay supports the kinds bitflip, stuck0, stuck1"),
         (Fault("pe_acc", "gemm", (4, 0), 1), "pe_acc index must be (row, col) in [0, 4) x [0, 4), got (4, 0)"),
         (Fault("pe_acc", "gemm", (0, 4), 1), "pe_acc index must be (row, col)"),

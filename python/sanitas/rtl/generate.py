@@ -122,10 +122,10 @@ def _write(array: ArrayConfig, out_dir, templates: tuple[str, ...], caller: str)
     return paths
 
 
-def bench_dir() -> Path:
-    """Folder of the cocotb bench (rtl_tests/systolic_array in the source checkout)."""
-    path = REPO_ROOT / "rtl_tests" / "systolic_array"
-    if not (path / "test_systolic_array.py").is_file():
+def bench_dir(module: str = TOPLEVEL) -> Path:
+    """Folder of the cocotb bench of ``module`` (rtl_tests/<module> in the source checkout)."""
+    path = REPO_ROOT / "rtl_tests" / module
+    if not (path / f"test_{module}.py").is_file():
         raise FileNotFoundError(f"cocotb bench not found at {path} (run_cocotb_smoke needs the sanitas source tree)")
     return path
 
@@ -137,21 +137,28 @@ def _check_count(name: str, value: object) -> int:
 
 
 def _simulate(out: Path, array: ArrayConfig, cfg: dict, seed: int, testcase) -> tuple[int, int, int, Path, Path]:
-    """Generate, build (Icarus) and run the bench; returns (sim exit, tests, failed, results.xml, sim.log)."""
+    """Generate, build (Icarus) and run the systolic_array bench; (sim exit, tests, failed, results.xml, sim.log)."""
+    return run_bench(out, array, cfg, seed, testcase, toplevel=TOPLEVEL, bench=TOPLEVEL,
+                     sources=generate_systolic_array(array, out / "rtl"))
+
+
+def run_bench(out: Path, array: ArrayConfig, cfg: dict, seed: int, testcase, *, toplevel: str, bench: str,
+              sources) -> tuple[int, int, int, Path, Path]:
+    """Build ``sources`` with Icarus (top ``toplevel``) and run the cocotb tests ``testcase`` of rtl_tests/<bench>
+    with ``array`` + ``cfg`` as JSON in BENCH_ENV; returns (sim exit, tests, failed, results.xml, sim.log)."""
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
     if shutil.which("iverilog") is None:
         raise RuntimeError("iverilog not found on PATH: install Icarus Verilog (e.g. apt-get install iverilog)")
-    sources = generate_systolic_array(array, out / "rtl")
     results_xml, log = out / "results.xml", out / "sim.log"
     results_xml.unlink(missing_ok=True)
     runner = get_runner("icarus")
-    runner.build(sources=sources, hdl_toplevel=TOPLEVEL, build_dir=out / "sim", timescale=("1ns", "1ps"),
+    runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=out / "sim", timescale=("1ns", "1ps"),
                  log_file=out / "build.log")
     sim_exit = 0
     try:
-        runner.test(test_module="test_systolic_array", hdl_toplevel=TOPLEVEL, test_dir=bench_dir(),
+        runner.test(test_module=f"test_{bench}", hdl_toplevel=toplevel, test_dir=bench_dir(bench),
                     build_dir=out / "sim", results_xml=str(results_xml), testcase=list(testcase),
                     extra_env={BENCH_ENV: json.dumps(dict(array.to_dict(), **cfg))}, seed=int(seed), log_file=log)
     except SystemExit as exc:  # the runner exits on simulator failure / failed tests; report instead

@@ -1,0 +1,164 @@
+"""Golden model of the RTL sanity datapath: the partial checksum PEs, the sanity_unit's row check, and the
+lazy / eager flow of `sanity_array` under one accumulator fault record.
+
+The algorithm is `sanitas.protect.sanity` (Hamming cover, verdicts, correction with the total residual); this
+module only adds what the hardware adds to it: the GEMM-level partial checksums P (one per partial PE, wrapping
+acc_width-bit registers, `partial_checksums`), the two kinds of check beat of the sanity_unit (`check_row`) and
+the pass sequence of the protected GEMM (`protected_gemm`):
+
+1. pass 1 with the fault: C, S (`sanitas.golden.gemm.gemm_replay`) and, eager only, P;
+2. one detection beat per row: alarm when the total residual (lazy) or any residual (eager) is non-zero;
+3. on any alarm, a re-run pass: C held, S and P recomputed (fault-free: the record is a single transient);
+   one location beat per row corrects the located output (DATA) or flags the row (SANITY / UNCORRECTABLE).
+
+Outcome of a record (`OUTCOMES`): ``uncorrectable`` when a row was flagged; else ``masked`` when the pass-1 C was
+already right, ``corrected`` when it was wrong and the final C is right; ``silent`` when the final C is wrong and
+nothing was flagged. Fault sites: ``pe_acc``, ``chk_acc`` (`sanitas.faults.fault`) and ``part_acc`` (m, p), the
+accumulator of partial PE p of row m (an RTL-level record; in a lazy pass 1 that PE holds 0, so the fault acts on 0
+and is ignored by the check).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import numpy as np
+
+from ..config import ArrayConfig
+from ..errors import SanitasError
+from ..faults import Fault
+from ..faults.fault import apply_masks
+from ..golden.gemm import gemm_replay, locate, wrap
+from ..protect.sanity import DATA, OK, SANITY, UNCORRECTABLE, hamming_cover, locate as sanity_locate, n_partials
+
+#: Outcome classes of one fault record, in report order.
+OUTCOMES = ("masked", "corrected", "uncorrectable", "silent")
+#: Verdict codes of the sanity_unit (out_status), the `sanitas.protect.sanity.locate` codes.
+VERDICTS = {"ok": OK, "data": DATA, "sanity": SANITY, "uncorrectable": UNCORRECTABLE}
+#: Accumulator sites the sanity flow models.
+SANITY_SITES = ("pe_acc", "chk_acc", "part_acc")
+
+
+def eager(array: ArrayConfig) -> bool:
+    """True when the partial checksum PEs run in every pass (``checksums = eager``)."""
+    return array.checksums.value == "eager"
+
+
+def _as_chk(fault: Fault, array: ArrayConfig) -> Fault:
+    """A part_acc (m, p) record as the chk_acc (m,) record of the covered sub-GEMM (same PE position, width)."""
+    n_part = n_partials(array.cols)
+    if len(fault.index) != 2 or not 0 <= fault.index[1] < n_part:
+        raise SanitasError(f"part_acc index must be (row, p) with p in [0, {n_part}), got {fault.index}")
+    return dataclasses.replace(fault, site="chk_acc", index=(fault.index[0],))
+
+
+def partial_checksums(a, b, array: ArrayConfig, fault: Fault | None = None, *, running: bool = True) -> np.ndarray:
+    """P (m, NP) int64 of A (m, k) @ B (k, n): P[r, p] = sum_k A[r, k] * -sum_{covered j} B[k, j], acc_width wrap.
+
+    ``fault`` (site part_acc) acts on its PE like a chk_acc fault acts on the total PE (the partial PEs share its
+    wavefront position); other sites leave P alone. ``running=False`` (a lazy pass 1): the PEs hold 0 and the
+    fault acts on that 0.
+    """
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    cover = hamming_cover(b.shape[1])[:-1]                       # (NP, n): the partial rows
+    p = np.zeros((a.shape[0], len(cover)), np.int64) if not running else \
+        wrap(a @ (-(b @ cover.T)), array.acc_width)
+    if fault is not None and fault.site == "part_acc":
+        chk = _as_chk(fault, array)
+        row, q = fault.index
+        sub = b[:, cover[q] == 1]
+        if running:
+            p[row, q] = gemm_replay(a, sub, chk, array)[1][row]
+        else:
+            masks = locate(chk, array, a.shape[0], a.shape[1], sub.shape[1]).masks
+            p[row, q] = int(apply_masks(np.int64(0), *masks, array.acc_width, True))
+    return p
+
+
+class RowVerdict(NamedTuple):
+    """The sanity_unit's answer to one check beat."""
+    alarm: bool       # some residual != 0
+    status: int       # OK / DATA / SANITY / UNCORRECTABLE (protect.sanity codes)
+    idx: int          # DATA: the output; SANITY: the checksum (NP = total); else -1
+    c: np.ndarray     # (n,) the row, corrected on a location beat with status DATA
+    resid: int        # the total residual (signed acc_width-bit)
+
+
+def check_row(c, s: int, p, *, part: bool, fix: bool, acc_width: int) -> RowVerdict:
+    """One check beat of the sanity_unit: residuals of row ``c`` (n,) against S and P (NP,), verdict, correction.
+
+    ``part``: P holds computed partials (else its residuals are taken as 0); ``fix``: a location beat.
+    """
+    c = np.asarray(c, np.int64)
+    n = len(c)
+    cover = hamming_cover(n)
+    sums = np.concatenate([np.asarray(p, np.int64) if part else np.zeros(len(cover) - 1, np.int64), [s]])
+    r = wrap(cover @ c + sums, acc_width)
+    if not part:
+        r[:-1] = 0
+    status, idx = (int(v) for v in sanity_locate(r, n))
+    out = c.copy()
+    if fix and status == DATA:
+        out[idx] = wrap(int(c[idx]) - int(r[-1]), acc_width)
+    if status not in (DATA, SANITY):
+        idx = -1
+    return RowVerdict(bool(r.any()), status, idx, out, int(r[-1]))
+
+
+class GemmOutcome(NamedTuple):
+    """The protected GEMM under one fault record (the golden of one sanity_array run)."""
+    c: np.ndarray          # (m, n) final C (corrected where located)
+    c_pass1: np.ndarray    # (m, n) C of pass 1 (the faulty pass)
+    rerun: bool            # an alarm caused a re-run pass
+    detected: int          # rows alarmed in the detection beats
+    corrected: int         # rows corrected in the location beats
+    uncorrectable: int     # rows flagged in the location beats
+    outcome: str           # one of OUTCOMES
+
+
+def protected_gemm(a, b, fault: Fault | None, array: ArrayConfig) -> GemmOutcome:
+    """Run the sanity flow of `sanity_array` on A @ B with ``fault`` in pass 1 (None: fault-free)."""
+    if fault is not None and fault.site not in SANITY_SITES:
+        raise SanitasError(f"the sanity flow models the sites {', '.join(SANITY_SITES)}, got '{fault.site}'")
+    if fault is not None and fault.site == "part_acc":
+        _as_chk(fault, array)
+    acc_fault = fault if fault is not None and fault.site != "part_acc" else None
+    c1, s1 = gemm_replay(a, b, acc_fault, array)
+    p1 = partial_checksums(a, b, array, fault, running=eager(array))
+    gold, s0 = gemm_replay(a, b, None, array)
+    p0 = partial_checksums(a, b, array)
+    w = array.acc_width
+    alarms = [check_row(c1[r], int(s1[r]), p1[r], part=eager(array), fix=False, acc_width=w).alarm
+              for r in range(c1.shape[0])]
+    final, corrected, unc = c1.copy(), 0, 0
+    if any(alarms):
+        for r in range(c1.shape[0]):
+            v = check_row(c1[r], int(s0[r]), p0[r], part=True, fix=True, acc_width=w)
+            final[r] = v.c
+            corrected += v.status == DATA
+            unc += v.status in (SANITY, UNCORRECTABLE)
+    if unc:
+        outcome = "uncorrectable"
+    elif np.array_equal(final, gold):
+        outcome = "masked" if np.array_equal(c1, gold) else "corrected"
+    else:
+        outcome = "silent"
+    return GemmOutcome(final, c1, any(alarms), sum(alarms), corrected, unc, outcome)
+
+
+def pe_faults(array: ArrayConfig, rng: np.random.Generator, k: int, per_pe: int) -> list[Fault]:
+    """``per_pe`` random single accumulator faults in every PE of ``array`` (data, total and partial columns) on a
+    (rows, k) @ (k, cols) GEMM: random bit, kind (80 % bitflip, else stuck0 / stuck1 for one cycle) and
+    wavefront cycle (or read-out). Order: PE by PE, data PEs row-major, then the total PEs, then the partials."""
+    pes = [("pe_acc", (r, j)) for r in range(array.rows) for j in range(array.cols)]
+    pes += [("chk_acc", (r,)) for r in range(array.rows)]
+    pes += [("part_acc", (r, q)) for r in range(array.rows) for q in range(n_partials(array.cols))]
+    out = []
+    for site, index in pes:
+        for _ in range(per_pe):
+            u = rng.random()
+            kind = "bitflip" if u < 0.8 else ("stuck0" if u < 0.9 else "stuck1")
+            t = int(rng.integers(-1, k + array.rows + array.cols))
+            out.append(Fault(site, "gemm", index, int(rng.integers(array.acc_width)), kind,
+                             cycle=None if t < 0 else t))
+    return out
