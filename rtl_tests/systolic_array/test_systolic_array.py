@@ -4,7 +4,9 @@ One Icarus simulation per array configuration runs the cocotb tests against the 
 `sanitas.golden.gemm` (C = A @ B, S = A @ -sum_j B[:, j], acc_width-bit registers; DATA_W-bit operands):
   * test_gemm_random: operand extremes (INT8: -128 * -128), K = 1, K = 64, K = 0, then many random (A, B, K) with
     random input bubbles and ignored beats after the last one; C and S bit-exact, chk_err == 0, `done` exactly
-    LAT + 1 = ROWS + COLS + 1 edges after the last beat.
+    LAT + 1 = ROWS + COLS + 1 edges after the last beat; the Hamming partial checksums P bit-exact against
+    `sanitas.rtl.sanity.partial_checksums` when eager, 0 in a lazy pass; every 4th GEMM also runs a re-run pass
+    (C held, S and P recomputed).
   * test_fault_injection: many single accumulator faults, each a `sanitas.faults.Fault` record (site pe_acc or
     chk_acc, random element, random bit, random wavefront cycle or read-out; 85 % bitflip, 15 % one-cycle stuck0 /
     stuck1), driven through `sanitas.rtl.faults.fault_to_fi_ports` on the bench's beat schedule, a reset and a new
@@ -32,6 +34,7 @@ from sanitas.faults import Fault
 from sanitas.golden.gemm import gemm_replay, gemm_with_checksum
 from sanitas.rtl.bench import ArrayBench
 from sanitas.rtl.generate import BENCH_ENV, run_cocotb_smoke
+from sanitas.rtl.sanity import eager, partial_checksums
 
 import cocotb
 
@@ -87,15 +90,25 @@ async def test_gemm_random(dut):
         k = int(rng.integers(1, 25))
         cases.append((_operand(rng, (p.rows, k), p), _operand(rng, (k, p.cols), p), float(rng.choice([0.0, 0.3])),
                       bool(rng.random() < 0.3)))
-    checked = 0
+    checked = reruns = 0
     for i, (a, b, gap, junk) in enumerate(cases):
         res = await bench.gemm(a, b, bench.schedule(a.shape[1], gap), junk_after=junk)
         c_gold, s_gold = _golden(a, b, p)
+        p_gold = partial_checksums(a, b, p)
         assert np.array_equal(res.c, c_gold), f"case {i}: C mismatch\nhw={res.c}\ngolden={c_gold}"
         assert np.array_equal(res.s, s_gold), f"case {i}: S mismatch hw={res.s} golden={s_gold}"
         assert res.chk_err == 0 and res.row_err == 0, f"case {i}: false alarm row_err={res.row_err:#x}"
+        # partial checksum PEs: computed in every pass when eager, held at 0 in a lazy ordinary pass
+        assert res.part_valid == int(eager(p)), f"case {i}: part_valid {res.part_valid}"
+        assert np.array_equal(res.p, p_gold if eager(p) else np.zeros_like(p_gold)), f"case {i}: P {res.p}"
         checked += 1
-    _update_summary(cfg, gemms_checked=checked)
+        if i % 4 == 0:   # a re-run pass on the same beats: C held, S and P recomputed (K = 0 included)
+            res2 = await bench.gemm(a, b, bench.schedule(a.shape[1], gap), rerun=True)
+            assert np.array_equal(res2.c, c_gold), f"case {i}: the re-run pass changed C"
+            assert np.array_equal(res2.s, s_gold) and np.array_equal(res2.p, p_gold), f"case {i}: re-run S/P"
+            assert res2.part_valid == 1 and res2.row_err == 0
+            reruns += 1
+    _update_summary(cfg, gemms_checked=checked, reruns_checked=reruns)
     dut._log.info("%d GEMMs bit-exact (rows=%d cols=%d)", checked, p.rows, p.cols)
     assert checked == len(cases) == cfg["n_random"] + N_EDGE_CASES
 
@@ -191,15 +204,18 @@ N_FAULTS = 400  # injected faults per size
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog (Icarus Verilog) not on PATH")
-@pytest.mark.parametrize("array", [ArrayConfig(rows=2, cols=3), ArrayConfig(rows=4, cols=4)], ids=ArrayConfig.tag)
+@pytest.mark.parametrize("array", [ArrayConfig(rows=2, cols=3), ArrayConfig(rows=4, cols=4),
+                                   ArrayConfig(rows=3, cols=5, checksums="eager")],
+                         ids=lambda a: a.tag() + ("_eager" if eager(a) else ""))
 def test_systolic_array(array):
     """Build the array with Icarus, run both smoke tests in one simulation, check the counts."""
-    out = ROOT / "build" / "rtl_tests" / "systolic_array" / array.tag()
+    out = ROOT / "build" / "rtl_tests" / "systolic_array" / (array.tag() + ("_eager" if eager(array) else ""))
     summary = run_cocotb_smoke(out, array, seed=1000 * array.rows + array.cols, n_random=N_RANDOM,
                                n_faults=N_FAULTS)
     assert summary["passed"], f"cocotb bench failed: {summary} (log: {summary['log']})"
     assert summary["tests"] == 2 and summary["failed"] == 0
     assert summary["gemms_checked"] == N_RANDOM + N_EDGE_CASES
+    assert summary["reruns_checked"] == (N_RANDOM + N_EDGE_CASES + 3) // 4
     assert summary["faults_injected"] == N_FAULTS
     assert summary["faults_corrupting"] > 0
     assert summary["faults_detected"] == summary["faults_corrupting"] == summary["faults_located"]

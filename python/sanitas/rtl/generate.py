@@ -176,9 +176,10 @@ def run_cocotb_smoke(out_dir, array: ArrayConfig, seed: int = 0, *, n_random: in
     """Generate ``array``, build it with Icarus and run the cocotb bench once (its smoke tests, one simulation).
 
     Layout under ``out_dir``: rtl/ (Verilog), sim/ (Icarus build), results.xml, sim.log, summary.json (written
-    by the bench). Returns {"passed", "tests", "failed", "gemms_checked", "faults_injected", "faults_corrupting",
-    "faults_detected", "faults_located", "false_alarms", "rows", "cols", "data_width", "acc_width", "seed",
-    "results_xml", "log"}. Raises RuntimeError when iverilog is not on PATH, SanitasError on bad counts.
+    by the bench). Returns {"passed", "tests", "failed", "gemms_checked", "reruns_checked", "faults_injected",
+    "faults_corrupting", "faults_detected", "faults_located", "false_alarms", "rows", "cols", "data_width",
+    "acc_width", "seed", "results_xml", "log"}. Raises RuntimeError when iverilog is not on PATH, SanitasError on
+    bad counts.
     """
     _check_count("n_random", n_random)
     _check_count("n_faults", n_faults)
@@ -193,6 +194,7 @@ def run_cocotb_smoke(out_dir, array: ArrayConfig, seed: int = 0, *, n_random: in
         "tests": n_tests,
         "failed": n_failed,
         "gemms_checked": summary.get("gemms_checked", 0),
+        "reruns_checked": summary.get("reruns_checked", 0),
         "faults_injected": summary.get("faults_injected", 0),
         "faults_corrupting": summary.get("faults_corrupting", 0),
         "faults_detected": summary.get("faults_detected", 0),
