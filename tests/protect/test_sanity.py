@@ -242,11 +242,8 @@ def test_double_fault_in_one_pixel_is_uncorrectable_never_miscorrected(layer, la
     faulty = hook(None, "acc", ref)
     rep = Report()
     y, ok = make_sanity(node, lazy).run(x, hook, rep)
-    di, dk = wrap32(faulty[(0, i) + pix] - ref[(0, i) + pix]), wrap32(faulty[(0, k) + pix] - ref[(0, k) + pix])
-    if lazy and wrap32(np.int64(di + dk)) == 0:
-        # the two errors cancel in the total checksum: lazy location does not look further (documented)
-        assert not rep.alarm and np.array_equal(y, faulty)
-        return
+    # a cancelling pair (+e, -e) passes the per-pixel total; the lazy layer-wide code (or the eager partials)
+    # separates the two channels: both modes detect every pair
     assert rep.detected >= 1 and not ok
     assert rep.corrected == 0 and np.array_equal(y, faulty)        # nothing was "corrected" into a wrong value
 
