@@ -5,13 +5,15 @@ Counting rules (per image, batch 1; each guard's ``cost(pm)`` in its scheme file
 
 * **MACs** — multiplies of the sanity neurons / spatial checksums / duplicate or replica layers. Lazy sanity
   on a conv: one total neuron per group and pixel (``G * K * P``) + the layer-wide code on box sums
-  (``G * (M + 1) * K``); on a linear layer and eager: ``G * (M + 1) * K * P``; depthwise spatial: ``O * (K + 1)``; DMR-only: the layer again; TMR: twice again; Sanity-Check: check neuron + the layer on -x.
+  (``G * (M + 1) * K``); on a linear layer and eager: ``G * (M + 1) * K * P``; depthwise spatial:
+  ``O * (K + 1)``; DMR-only: the layer again; TMR: twice again; Sanity-Check: check neuron + the layer on -x.
 * **adds** — checksum arithmetic (sums of outputs per pixel, weighted read/checkpoint checksums, box sums,
   parameter seals of depthwise convs).
 * **ops** — elementwise work: duplicated requantise/add/pool, compares, votes, clipping compares.
 * **memory** — sanity rows + biases (at their storage width), TMR replica weights, checksum words, clip bounds,
-  seals (4 int64 words per sealed block), the -x buffer of Sanity-Check; DMR additionally keeps one extra checkpoint alive (``checkpoint_bits`` =
-  the largest node output, at its width) so a consumer can roll back to its producer's inputs.
+  seals (4 int64 words per sealed block), the -x buffer of Sanity-Check; DMR additionally keeps one extra
+  checkpoint alive (``checkpoint_bits`` = the largest node output, at its width) so a consumer can roll back to
+  its producer's inputs.
 * **patrol** — the scrubber's adds between inferences (``k`` codewords, ~ one add per word verified),
   included in ``extra_adds``.
 * **fault path** — MACs spent only after an alarm (lazy location recomputes all sanity neurons of the layer;
