@@ -38,7 +38,9 @@ class Patrolled:
     def patrol_words(self) -> int:
         """Memory words one full sweep of this guard verifies."""
         extra = (self.O * self.K + self.O + 8) * self.extra_lines if self.extra_lines else 0
-        return self.G * ((self.K + 1) * (self.C + self.M + 1) + 8) + extra
+        check = getattr(self, "check", None)
+        derived = self.G * (self.K + 1) if check is not None and check.derived_sites else 0
+        return self.G * ((self.K + 1) * (self.C + self.M + 1) + 8) + extra + derived
 
     def reload(self) -> None:
         self.mem.reload()
@@ -62,6 +64,10 @@ class Patrolled:
         code = self.C + self.M + 1
         words = self.G * ((cols.stop - cols.start) * code + with_bias * code + with_seals * 8)
         nrep, unc, log = scrub(*self._views(), cols, with_bias, with_seals)
+        check = getattr(self, "check", None)
+        if check is not None and not unc:     # derived layer-wide row: rebuilt from the verified weights
+            w, r, lg = check.rebuild(self.mem.arrays, cols, with_bias)
+            words, nrep, log = words + w, nrep + r, log + lg
         for j in range(max(lo, k + 2), min(hi, k + 2 + self.extra_lines)):
             w, r, u, lg = self._patrol_extra(j - k - 2, rep)
             words, nrep, unc, log = words + w, nrep + r, unc + u, log + lg

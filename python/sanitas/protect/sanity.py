@@ -17,20 +17,13 @@ faults that accumulate over time (patrol scrubbing, seals, escalation):
   then scrubbed with the same code (``code.scrub``), so a persistent memory fault is repaired and stays repaired.
   A residual pattern that no single fault explains is reported uncorrectable and nothing is changed; the
   executor retries and finally escalates (reloads the layer from its trusted image, ``patrol.py``).
-* **Lazy location** (beyond the reference): the fault-free path of a conv computes two checks instead of all
-  ``M + 1`` neurons per pixel: the total sanity neuron per pixel (``G * K * P`` MACs) and the whole Hamming code
-  on the layer-wide sums ``sum_p y[o, p]`` (``G * (M + 1) * K`` MACs on box sums of the input, ``spatial.py``;
-  fault site ``sanity_spatial``). Errors ``E[o, p]`` pass both only if every pixel's errors cancel and every
-  Hamming row's layer-wide sum cancels. So: every error confined to one output channel (any number of faulty
-  accumulators, weights or a bias of one filter) is detected; a cancelling pair +e / -e in two channels of one
-  pixel, which the per-pixel total alone missed, is seen by the partial row that separates the two channels;
-  a cancelling pair of weights in one input column ``k`` changes the two channels' layer sums by ``+-e B_k``
-  (``B_k`` = box sum of input tap ``k``): seen unless ``B_k = 0`` (with unsigned inputs: unless the tap only ever
-  reads zeros, when no output changes at all). Undetected remain patterns that cancel in every pixel and in
-  every row's layer sum: >= 2 errors in each of >= 2 pixels arranged +e/-e crosswise, or a cancelling weight pair
-  of a column whose signed-input box sum is exactly 0 — a persistent memory fault that the patrol finds. On an
-  alarm all ``M + 1`` neurons are computed per pixel (the eager cost, fault path only). Linear layers (one
-  "pixel") always compute all ``M + 1`` neurons. ``lazy=False`` (the reference's eager mode) computes all ``M + 1``
+* **Lazy location** (beyond the reference): the fault-free path computes two checks instead of all ``M + 1``
+  neurons per pixel: the total sanity neuron per pixel (``G * K * P`` MACs) and a layer-wide check on the sums
+  ``sum_p y[o, p]`` (``layerwide.py``: one position-weighted row checked exactly, ``G * K`` MACs on box sums of
+  the input, or the ``M`` partial rows mod 2**32 where accumulators may wrap; fault site ``sanity_spatial``).
+  The per-pixel total alone passed a cancelling pair +e / -e in two channels of one pixel (two accumulators, or
+  two weights of one input column); the layer-wide check sees it. On an alarm all ``M + 1`` neurons are computed
+  per pixel (the eager cost, fault path only). ``lazy=False`` (the reference's eager mode) computes all ``M + 1``
   per pixel every time; it sees every pair of faults in one pixel.
 * **Faults in the sanity neurons** (their rows, biases, seals, accumulators) are recognised: on any alarm the
   rows are verified against their seals, the sanity accumulators recomputed; an alarm that disappears was the
@@ -47,8 +40,9 @@ from ..golden import wrap32
 from .base import Memory, Report, Scheme, call_hook, cost, mac
 from .code import (DATA, OK, SANITY, UNCORRECTABLE, build_rows, hamming_cover, locate, n_partials, row_width,
                    sanity_seals, scrub, storage_bits)
+from .layerwide import LayerCheck
 from .patrol import Patrolled
-from .spatial import SpatialSanity, box_adds, box_sums
+from .spatial import SpatialSanity, box_sums
 
 
 def _geometry(node):
@@ -62,21 +56,24 @@ class SanityLayer(Patrolled):
     """A conv (with > 1 output per group) or linear layer guarded by Hamming-indexed sanity neurons.
 
     Memory (``self.mem``): ``weight`` (O, C/g, kh, kw) | (O, F) int8, ``bias`` (O,) int32, ``sanity_w``
-    (G, M+1, K) int16/int32, ``sanity_b`` (G, M+1) int32, ``sanity_sum`` (G, 2, 4) int64 seals. ``run`` reads
-    them through the fault hook (a fault delivered at a read stays in memory until scrubbed)."""
+    (G, M+1, K) int16/int32, ``sanity_b`` (G, M+1) int32, ``sanity_sum`` (G, 2, 4) int64 seals, and in lazy
+    weighted mode the layer-wide row ``sanity_wx`` (G, K) / ``sanity_bx`` (G,). ``run`` reads them through the
+    fault hook (a fault delivered at a read stays in memory until scrubbed). ``xmax``: bound of |input|."""
 
     scheme = "sanity"
 
-    def __init__(self, node, lazy: bool = True):
+    def __init__(self, node, lazy: bool = True, xmax: int = 256):
         self.node = node
         self.lazy = lazy
         self.G, self.C, self.K = _geometry(node)
         self.M = n_partials(self.C)
         self.cover = hamming_cover(self.C)
-        self.spatial = lazy and node.op == "conv"           # lazy conv: per-pixel total + layer-wide code
-        rows, sb = build_rows(node.weight.reshape(self.G, self.C, self.K), node.bias.reshape(self.G, self.C))
+        w3, b2 = node.weight.reshape(self.G, self.C, self.K), node.bias.reshape(self.G, self.C)
+        self.check = LayerCheck(node, self.G, self.C, self.K, self.M, self.cover, xmax) if lazy else None
+        rows, sb = build_rows(w3, b2)
         self.mem = Memory(node, {"weight": node.weight, "bias": node.bias, "sanity_w": rows, "sanity_b": sb,
-                                 "sanity_sum": sanity_seals(rows, sb)})
+                                 "sanity_sum": sanity_seals(rows, sb),
+                                 **(self.check.derived(w3, b2) if self.check else {})})
         self.width = row_width(self.C)
         self.bits = storage_bits(self.C)
 
@@ -95,7 +92,7 @@ class SanityLayer(Patrolled):
 
     def sanity_acc_shape(self, out_shape) -> tuple:
         """Per-image shape of the fast-path sanity accumulators (the ``sanity_acc`` fault site)."""
-        e = 1 if self.spatial else self.M + 1
+        e = 1 if self.check else self.M + 1
         return (self.G * e,) + tuple(out_shape[2:])
 
     def residuals(self, y: np.ndarray, s: np.ndarray, rows_sel=None) -> np.ndarray:
@@ -104,17 +101,6 @@ class SanityLayer(Patrolled):
         cov = self.cover if rows_sel is None else self.cover[rows_sel]
         yg = y.reshape((n, self.G, self.C) + sp)
         return wrap32(np.einsum("rc,ngc...->ngr...", cov, yg) + s)
-
-    def spatial_sums(self, x, rows, sb, out_hw) -> np.ndarray:
-        """Layer-wide sanity neurons wrap32(rows . B_g + P * sb): (N, G, M+1) — G * (M+1) * K MACs per image."""
-        bx = box_sums(x, self.node, out_hw)                          # (N, C_in, kh, kw)
-        bg = bx.reshape(bx.shape[0], self.G, self.K)
-        return wrap32(np.einsum("ngk,grk->ngr", bg, rows) + out_hw[0] * out_hw[1] * sb[None])
-
-    def spatial_residuals(self, y, hs) -> np.ndarray:
-        """wrap32(cover @ sum_p y + hs): (N, G, M+1)."""
-        ys = wrap32(y.sum(axis=(2, 3))).reshape(y.shape[0], self.G, self.C)
-        return wrap32(np.einsum("rc,ngc->ngr", self.cover, ys) + hs)
 
     # ------------------------------------------------------------------ guard interface (ProtectedModel)
     def compute(self, ins, raw, hook, rep):
@@ -126,24 +112,18 @@ class SanityLayer(Patrolled):
               ("sanity_b", tuple(self.mem.arrays["sanity_b"].shape), 32, True, False),
               ("sanity_sum", tuple(self.mem.arrays["sanity_sum"].shape), 64, True, False),
               ("sanity_acc", self.sanity_acc_shape(out_shape), 32, True, True)]
-        if self.spatial:
-            st.append(("sanity_spatial", (self.G, self.M + 1), 32, True, True))
-        return st
+        return st + (self.check.state() if self.check else [])
 
     def cost(self, pm) -> dict:
-        """Per image: sanity MACs (lazy conv: the per-pixel total + the layer-wide code on box sums), check adds,
-        row and seal memory; the eager per-pixel cost on an alarm."""
+        """Per image: sanity MACs (lazy: the per-pixel total + the layer-wide check), check adds, row and seal
+        memory; the eager per-pixel cost on an alarm."""
         out = pm.shapes[self.node.name]
         p = int(np.prod(out[2:])) if len(out) > 2 else 1
-        rows = 1 if self.spatial else self.M + 1
-        cover_adds = int(self.cover[-1:].sum() if self.spatial else self.cover.sum())
-        macs, adds = self.G * rows * self.K * p, self.G * (cover_adds + rows) * p
-        if self.spatial:
-            macs += self.G * (self.M + 1) * self.K
-            adds += (box_adds(self.node, pm.shapes[self.node.inputs[0]]) + self.G * self.C * p
-                     + self.G * (int(self.cover.sum()) + 2 * (self.M + 1)))
-        return cost(macs=macs, adds=adds,
-                    mem_bits=self.G * ((self.M + 1) * (self.K * self.bits + 32) + 2 * 4 * 64),
+        rows = 1 if self.check else self.M + 1
+        cover_adds = int(self.cover[-1:].sum() if self.check else self.cover.sum())
+        lw = self.check.cost(pm) if self.check else {"macs": 0, "adds": 0, "mem_bits": 0}
+        return cost(macs=self.G * rows * self.K * p + lw["macs"], adds=self.G * (cover_adds + rows) * p + lw["adds"],
+                    mem_bits=self.G * ((self.M + 1) * (self.K * self.bits + 32) + 2 * 4 * 64) + lw["mem_bits"],
                     fault_path_macs=self.G * (self.M + 1) * self.K * p)
 
     # ------------------------------------------------------------------ execution
@@ -157,7 +137,7 @@ class SanityLayer(Patrolled):
         sb = self.mem.read("sanity_b", hook)
         self.mem.read("sanity_sum", hook)                   # resident in memory (read by scrubs only)
         w3, b2 = w.reshape(self.G, self.C, self.K), b.reshape(self.G, self.C)
-        sel = [self.M] if self.spatial else list(range(self.M + 1))
+        sel = [self.M] if self.check else list(range(self.M + 1))
         e = len(sel)
         yext = mac(node, x, self._filters(w3, rows[:, sel]), np.concatenate([b2, sb[:, sel]], 1).reshape(-1),
                    groups=self.G)
@@ -168,9 +148,11 @@ class SanityLayer(Patrolled):
         s = call_hook(hook, node, "sanity_acc", s.reshape((n, self.G * e) + sp)).reshape(s.shape)
         r = self.residuals(y, s, sel)
         fired = bool(r.any())
-        if self.spatial:
-            hs = call_hook(hook, node, "sanity_spatial", self.spatial_sums(x, rows, sb, sp))
-            fired |= bool(self.spatial_residuals(y, hs).any())
+        if self.check:
+            for site in self.check.derived_sites:
+                self.mem.read(site, hook)
+            hs = call_hook(hook, node, "sanity_spatial", self.check.sums(x, self.mem.arrays, sp))
+            fired |= bool(self.check.residual(y, hs).any())
         if not fired:
             return y, True
         # ---------------------------------------------------------------- fault path
@@ -190,6 +172,11 @@ class SanityLayer(Patrolled):
         if unc:
             rep.note(node.name, self.scheme, "uncorrectable", reason="parameter memory", columns=unc)
             return y, False
+        if self.check:                  # the derived layer-wide row, rebuilt from the verified weights
+            _, nd, dlog = self.check.rebuild(mem.arrays)
+            if nd:
+                rep.repaired += nd
+                rep.note(node.name, self.scheme, "repaired", words=dlog)
         # recompute every sanity neuron (fresh accumulators from verified rows), then locate per pixel
         s = mac(node, x, self._filters(np.zeros((self.G, 0, self.K), np.int64), mem["sanity_w"]),
                 mem["sanity_b"].reshape(-1), groups=self.G)
@@ -208,8 +195,7 @@ class SanityLayer(Patrolled):
             rep.located += len(ch)
             rep.corrected += len(ch)
             rep.note(node.name, self.scheme, "corrected", elements=len(ch), channels=sorted(set(ch.tolist())))
-        if self.spatial and self.spatial_residuals(y, self.spatial_sums(x, mem["sanity_w"], mem["sanity_b"],
-                                                                        y.shape[2:])).any():
+        if self.check and self.check.residual(y, self.check.sums(x, mem.arrays, y.shape[2:])).any():
             rep.note(node.name, self.scheme, "uncorrectable", reason="layer-wide check still failing")
             return y, False
         if not len(pos[0]):             # the alarm came from the sanity neurons' own state: outputs untouched
@@ -221,7 +207,7 @@ class SanityLayer(Patrolled):
 class Sanity(Scheme):
     """Scheme class: sanity neurons on every conv/linear (spatial checksums on depthwise convs).
 
-    ``lazy=True``: per-pixel total + layer-wide code on the fault-free path (partials after an alarm)."""
+    ``lazy=True``: per-pixel total + layer-wide check on the fault-free path (partials after an alarm)."""
     name = "sanity"
     priority = 30
 
@@ -229,18 +215,33 @@ class Sanity(Scheme):
         self.lazy = lazy
 
     def guard(self, pm, node):
-        return make_sanity(node, self.lazy) if node.op in ("conv", "linear") else None
+        if node.op not in ("conv", "linear"):
+            return None
+        return make_sanity(node, self.lazy, input_bound(pm.gm, pm.shapes, node.inputs[0]))
 
     def __repr__(self) -> str:
         return "sanity" if self.lazy else "sanity:eager"
 
 
-def make_sanity(node, lazy: bool = True):
-    """The sanity guard of a conv/linear node: Hamming sanity neurons, or spatial checksums for depthwise."""
+def input_bound(gm, shapes, name: str) -> int:
+    """A bound on |value| of node ``name``'s output (2**bits of an activation, a sum's count times its input's)."""
+    n = gm.by_name[name]
+    ups = [input_bound(gm, shapes, i) for i in n.inputs]
+    bound = {"input": lambda: 2 ** n.bits, "act": lambda: 2 ** n.bits, "maxpool": lambda: ups[0],
+             "flatten": lambda: ups[0], "concat": lambda: max(ups), "add": lambda: sum(ups),
+             "gsum": lambda: ups[0] * int(np.prod(shapes[n.inputs[0]][2:]))}
+    return bound.get(n.op, lambda: 2 ** 31)()
+
+
+def make_sanity(node, lazy: bool = True, xmax: int = 256):
+    """The sanity guard of a conv/linear node: Hamming sanity neurons, or spatial checksums for depthwise.
+    ``xmax``: a bound on |input| (decides whether the lazy layer-wide check may run exactly in int64)."""
     g, c, _ = _geometry(node)
-    return SpatialSanity(node, lazy) if (node.op == "conv" and c == 1 and g > 1) else SanityLayer(node, lazy)
+    if node.op == "conv" and c == 1 and g > 1:
+        return SpatialSanity(node, lazy)
+    return SanityLayer(node, lazy, xmax)
 
 
 __all__ = ["OK", "DATA", "SANITY", "UNCORRECTABLE", "n_partials", "hamming_cover", "locate", "row_width",
            "storage_bits", "build_rows", "sanity_seals", "scrub", "box_sums", "SanityLayer", "SpatialSanity",
-           "make_sanity", "Sanity"]
+           "make_sanity", "input_bound", "Sanity"]
