@@ -51,7 +51,10 @@ def layers(draw, kinds=("linear", "conv", "grouped", "depthwise")):
         wt = rng.integers(-127, 128, size=wshape) * (rng.random(wshape) < 0.3)
     else:
         wt = rng.integers(-127, 128, size=wshape)
-    b = rng.integers(-(2 ** 31), 2 ** 31, size=wshape[0])
+    # full-range int32 biases (accumulators may wrap: the lazy layer-wide check runs mod 2**32) or small ones
+    # (a static bound excludes wrapping: it runs exactly, one weighted row)
+    b = rng.integers(-(2 ** 31), 2 ** 31, size=wshape[0]) if draw(st.booleans()) else \
+        rng.integers(-(2 ** 20), 2 ** 20, size=wshape[0])
     signed = draw(st.booleans()) and kind != "depthwise"
     x = rng.integers(-128, 128, size=xshape) if signed else rng.integers(0, 256, size=xshape)
     if mode == "sparse":
