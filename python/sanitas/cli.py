@@ -15,7 +15,7 @@ import sys
 
 from .errors import SanitasError
 
-COMMANDS = ("train", "golden", "hls", "csim", "rtl", "board", "inject", "report", "protect", "search", "flow")
+COMMANDS = ("train", "golden", "hls", "csim", "rtl", "board", "inject", "report", "protect", "soak", "search", "flow")
 
 
 def build_parser() -> argparse.ArgumentParser:
