@@ -22,7 +22,6 @@ from .sanity import Sanity, SanityLayer, SpatialSanity, hamming_cover, locate, m
 from .sanity_check import SanityCheck
 from .tmr import TMR
 
-__all__ = ["ProtectedModel", "Patrol", "Report", "Scheme", "NoProtection", "Sanity", "DMR", "TMR",
-           "SanityCheck",
-           "Clip", "SanityLayer", "SpatialSanity", "make_sanity", "hamming_cover", "locate", "calibrate", "parse_scheme",
-           "scheme_name", "resolve_map", "load_scheme_map"]
+__all__ = ["ProtectedModel", "Patrol", "Report", "Scheme", "NoProtection", "Sanity", "DMR", "TMR", "SanityCheck",
+           "Clip", "SanityLayer", "SpatialSanity", "make_sanity", "hamming_cover", "locate", "calibrate",
+           "parse_scheme", "scheme_name", "resolve_map", "load_scheme_map"]

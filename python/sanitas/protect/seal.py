@@ -29,6 +29,7 @@ seal (S0, S1, S2: Fletcher's third running sum), four 64-bit words per sealed bl
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -52,13 +53,19 @@ def weighted(a) -> tuple[int, int, int]:
         return int(a.sum()), int(ax.sum()), int((ax * pos).sum())
 
 
+@functools.lru_cache(maxsize=256)
+def _positions(n: int) -> np.ndarray:
+    p = np.arange(1, n + 1, dtype=np.int64)
+    p.flags.writeable = False
+    return p
+
+
 def checksums(a) -> np.ndarray:
     """Per-image weighted checksums of a batch (N, ...) -> (N, 2) int64: [sum, position-weighted sum]."""
     a = np.asarray(a, dtype=np.int64)
     flat = a.reshape(a.shape[0], -1)
-    pos = np.arange(1, flat.shape[1] + 1, dtype=np.int64)
-    with np.errstate(over="ignore"):
-        return np.stack([flat.sum(axis=1), (flat * pos).sum(axis=1)], axis=1)
+    # int64 array arithmetic wraps silently: exact modulo 2**64
+    return np.stack([flat.sum(axis=1), flat @ _positions(flat.shape[1])], axis=1)
 
 
 def seal(a) -> np.ndarray:
