@@ -65,6 +65,8 @@ def test_soak_command_resume_and_errors(lenet5_ckpt, lenet, tmp_path, capsys):
     straight = Soak(gm, xq, "sanity+dmr", seu=0.2, transients=1.0, seed=5).run(45)
     assert {k: s[k] for k in COUNTS} == straight
     assert (out / "soak.png").exists() and json.loads((out / "manifest.json").read_text())["kind"] == "soak"
+    assert cli_main(["report", str(out)]) == 0 and "silent" in (out / "index.md").read_text()
+    capsys.readouterr()
     other = [*base[:-4], "--quiet", "--out"]
     for args, msg in (([*base, "--inferences", "10"], "already holds a soak; use --resume"),
                       ([*other, str(tmp_path / "n"), "--resume"], "nothing to resume"),

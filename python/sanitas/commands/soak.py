@@ -7,7 +7,8 @@ strike every inference; count silent and flagged wrong outputs (``sanitas.protec
 ``DIR`` receives ``manifest.json`` (kind "soak", the configuration), ``state.npz`` (memory contents, patrol
 position, counters: saved every ``--save-every`` inferences, so ``--resume`` after a kill continues from the last
 save and ends with the same counts as an uninterrupted run), ``soak.json`` (counters, the inferences with wrong
-logits, speed) and ``soak.png`` (cumulative silent / flagged wrong outputs over the inferences). The summary has
+logits, speed) and its report (``sanitas report DIR``: ``soak.png``, cumulative silent / flagged wrong outputs over
+the inferences, ``index.html``, ``index.md``). The summary has
 ``inferences, memory_faults, transient_faults, silent, detected, corrected, escalations, wrong_flagged`` and the
 protection's own counters.
 """
@@ -76,22 +77,6 @@ def _spec(args):
     return m
 
 
-def _plot(out: Path, events, n: int) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 3))
-    for code, label in ((1, "silent (wrong, no alarm)"), (2, "flagged (wrong, alarm)")):
-        xs = [i for i, c in events if c == code]
-        ax.step([0] + xs + [n], [0] + list(range(1, len(xs) + 1)) + [len(xs)], where="post", label=label)
-    ax.set_xlabel("inference")
-    ax.set_ylabel("wrong outputs (cumulative)")
-    ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "soak.png", dpi=100)
-    plt.close(fig)
-
-
 def run(args) -> dict:
     from ..protect.soak import Soak
     _check_args(args)
@@ -127,5 +112,6 @@ def run(args) -> dict:
            "memory_bits": soak.memory_bits(), **counts,
            "inferences_per_s": round(done / dt, 2) if done and dt > 0 else None}
     (out / "soak.json").write_text(json.dumps({**res, "events": soak.events, "config": cfg}, indent=1))
-    _plot(out, soak.events, counts["inferences"])
+    from ..report import write_report
+    res["report"] = str(write_report(out))
     return res
