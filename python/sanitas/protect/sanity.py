@@ -226,11 +226,13 @@ class Sanity(Scheme):
 def input_bound(gm, shapes, name: str) -> int:
     """A bound on |value| of node ``name``'s output (2**bits of an activation, a sum's count times its input's)."""
     n = gm.by_name[name]
-    ups = [input_bound(gm, shapes, i) for i in n.inputs]
-    bound = {"input": lambda: 2 ** n.bits, "act": lambda: 2 ** n.bits, "maxpool": lambda: ups[0],
-             "flatten": lambda: ups[0], "concat": lambda: max(ups), "add": lambda: sum(ups),
-             "gsum": lambda: ups[0] * int(np.prod(shapes[n.inputs[0]][2:]))}
-    return bound.get(n.op, lambda: 2 ** 31)()
+    if n.op in ("input", "act"):
+        return 2 ** n.bits
+    combine = {"maxpool": lambda u: u[0], "flatten": lambda u: u[0], "concat": max, "add": sum,
+               "gsum": lambda u: u[0] * int(np.prod(shapes[n.inputs[0]][2:]))}
+    if n.op not in combine:
+        return 2 ** 31                  # e.g. raw accumulators: no useful bound
+    return combine[n.op]([input_bound(gm, shapes, i) for i in n.inputs])
 
 
 def make_sanity(node, lazy: bool = True, xmax: int = 256):
