@@ -1,4 +1,4 @@
-"""One typed, JSON/YAML-serialisable configuration for sanitas (DESIGN.md: "one config object flows everywhere").
+"""One typed, JSON/YAML-serialisable configuration for sanitas (docs/architecture.md, "Python package").
 
 ``Config`` groups the sections used by the CLI and the flow. Load with ``Config.load(path)`` (YAML via
 ``yaml.safe_load`` or JSON); unknown keys are an error (a typo must not be silently ignored).

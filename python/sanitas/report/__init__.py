@@ -6,6 +6,7 @@ Kinds: ``campaign`` (fault-injection campaigns, ``sanitas inject``); other parts
 """
 from __future__ import annotations
 
+import html
 import importlib
 import json
 import re
@@ -27,6 +28,13 @@ def read_manifest(d) -> dict:
     return m
 
 
+def html_head(title: str) -> str:
+    """Opening of a report page up to ``<body>``: charset, escaped title and the shared table/figure style."""
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}td,th{padding:2px 10px;"
+            "border-bottom:1px solid #ddd;text-align:left}img{max-width:100%}</style></head><body>")
+
+
 def write_report(d) -> Path:
     """Write the report of run folder ``d``; returns the path of its index.html."""
     kind = read_manifest(d)["kind"]
@@ -43,4 +51,4 @@ def write_report(d) -> Path:
     return Path(mod.write_report(Path(d)))
 
 
-__all__ = ["write_report", "read_manifest"]
+__all__ = ["html_head", "read_manifest", "write_report"]
