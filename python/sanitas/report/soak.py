@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..errors import SanitasError
+from . import html_head
 
 ROWS = ("inferences", "memory_faults", "transient_faults", "silent", "wrong_flagged", "detected", "corrected",
         "escalations", "repaired", "scrubbed", "rolled_back", "uncorrectable", "top1_wrong", "inferences_per_s")
@@ -45,9 +46,8 @@ def write_report(d) -> Path:
     md += [f"| {k} | {v} |" for k, v in rows] + ["", "![wrong outputs over time](soak.png)", ""]
     (d / "index.md").write_text("\n".join(md))
     body = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
-            f"<h1>{html.escape(title)}</h1><p>config: <code>{html.escape(json.dumps(cfg))}</code></p>"
-            f"<table border='1' cellpadding='3'>{body}</table><p><img src='soak.png' alt='wrong outputs'></p>"
+    page = (f"{html_head(title)}<h1>{html.escape(title)}</h1><p>config: <code>{html.escape(json.dumps(cfg))}</code></p>"
+            f"<table>{body}</table><p><img src='soak.png' alt='wrong outputs'></p>"
             "</body></html>")
     out = d / "index.html"
     out.write_text(page)
