@@ -77,7 +77,9 @@ def cases(gm, pm, xq, kind, rng):
         grp, m, k = int(rng.integers(g.G)), int(rng.integers(g.M + 1)), int(rng.integers(g.K))
         i = grp * g.C + int(rng.integers(g.C))
         widx = (i,) + tuple(int(t) for t in np.unravel_index(k, n.weight.shape[1:]))
-        return [(n.name, "sanity_w", (grp, m, k), int(rng.integers(8))), (n.name, "weight", widx, int(rng.integers(8)))], [], img
+        edits = [(n.name, "sanity_w", (grp, m, k), int(rng.integers(8))),
+                 (n.name, "weight", widx, int(rng.integers(8)))]
+        return edits, [], img
     if kind == "weight_pair":
         k = tuple(int(rng.integers(d)) for d in n.weight.shape[1:])
         p = opposite(n.weight[(slice(None),) + k], rng, range(7))
