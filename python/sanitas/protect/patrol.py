@@ -15,6 +15,8 @@ scrub engine does in idle cycles:
   trusted image (``Memory.reload``; on hardware the driver rewrites that layer's memory), counted in
   ``Report.escalations``. The inference path escalates the same way when a layer stays uncorrectable after its
   scrub and its retries (``ProtectedModel``), so an uncorrectable state never persists into the next inference.
+  The trusted image (``Memory.pristine``) is assumed intact: on hardware it is the host's copy of the model,
+  behind the host memory's own ECC.
 
 ``Patrol(guards, k)`` schedules the lines of every guard of a model: ``step(report)`` verifies the next ``k``
 lines, ``sweep(report)`` all of them (``ProtectedModel.scrub_all``); counters ``scrubbed`` (words verified) and
