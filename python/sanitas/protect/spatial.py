@@ -39,8 +39,10 @@ def box_sums(x: np.ndarray, node, out_hw) -> np.ndarray:
     kh, kw = node.weight.shape[2:]
     ho, wo = out_hw
     x = np.asarray(x, dtype=np.int64)
-    if p:
-        x = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    if p:                                   # zero padding (np.pad is several times slower on these shapes)
+        xp = np.zeros(x.shape[:2] + (x.shape[2] + 2 * p, x.shape[3] + 2 * p), dtype=np.int64)
+        xp[:, :, p:p + x.shape[2], p:p + x.shape[3]] = x
+        x = xp
     n, c = x.shape[:2]
     integral = {}
     out = np.empty((n, c, kh, kw), dtype=np.int64)
