@@ -39,6 +39,16 @@ def test_sanity_dmr_soak_never_silent_and_resumes_exactly(lenet, tmp_path):
         assert all(np.array_equal(ma.arrays[k], mc.arrays[k]) for k in ma.arrays)
 
 
+def test_soak_of_a_per_layer_map_hits_every_memory(lenet):
+    gm, xq = lenet
+    s = Soak(gm, xq, {"default": "sanity+dmr", "fc3": "tmr"}, seu=2.0, transients=1.0, seed=1)
+    sites = {(layer, site) for _, layer, site, *_ in s.table}
+    assert {("fc3", "tmr_w"), ("conv2", "sanity_sum"), ("conv2", "sanity_wx"), ("pool1", "checkpoint"),
+            ("fc1", "weight"), ("fc1", "bias")} <= sites
+    c = s.run(15)
+    assert c["memory_faults"] >= 15 and c["silent"] == c["wrong_flagged"] == 0
+
+
 def test_unprotected_soak_is_silently_wrong(lenet):
     gm, xq = lenet
     c = Soak(gm, xq, "none", seu=0.2, transients=1.0, seed=3).run(60)
