@@ -15,6 +15,9 @@ from pathlib import Path
 from ..errors import SanitasError
 
 
+MANIFEST_FILES = ("db", "results", "rows", "summary", "genotype", "config")   # keys naming required files
+
+
 def read_manifest(d) -> dict:
     p = Path(d) / "manifest.json"
     if not p.exists():
@@ -25,6 +28,11 @@ def read_manifest(d) -> dict:
         raise SanitasError(f"{p}: not valid JSON ({e})") from None
     if not isinstance(m, dict) or "kind" not in m:
         raise SanitasError(f"{p}: manifest has no \"kind\"")
+    for key in MANIFEST_FILES:                       # a manifest must not name files that are not there
+        name = m.get(key)
+        if isinstance(name, str) and not (Path(d) / name).is_file():
+            raise SanitasError(f"{d}: the manifest names {name}, which is missing (an interrupted or damaged run); "
+                               "nothing to report")
     return m
 
 

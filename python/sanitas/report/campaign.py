@@ -174,11 +174,12 @@ def _fmt_p(p: dict) -> str:
 
 def write_report(d) -> Path:
     """Plots + index.html + report.md of the campaign in folder ``d``; returns index.html."""
-    from ..faults.campaign import summarize
+    from ..faults.campaign import check_campaign_folder, summarize
     from ..faults.store import Store
     from . import read_manifest
     d = Path(d)
     man = read_manifest(d)
+    check_campaign_folder(d)
     with Store(d / man.get("db", "results.sqlite"), readonly=True) as st:
         summary = summarize(st)
         spec = st.get_meta("spec") or man.get("spec", {})
