@@ -193,7 +193,8 @@ def test_search_config_resolves_space_defaults():
 # ------------------------------------------------------------------------------------------------ CLI defaults
 REQUIRED = {"train": ["--out", "x.pt"], "golden": ["--checkpoint", "x.pt"], "hls": ["--checkpoint", "x.pt"],
             "csim": [], "rtl": [], "board": ["--checkpoint", "x.pt"], "inject": ["--checkpoint", "x.pt", "--out", "o"],
-            "protect": ["--checkpoint", "x.pt", "--out", "o"], "search": ["--out", "o"], "flow": []}
+            "protect": ["--checkpoint", "x.pt", "--out", "o"], "soak": ["--checkpoint", "x.pt", "--out", "o"],
+            "search": ["--out", "o"], "flow": []}
 # subcommand -> {option dest: (section, key)}: every setting each subcommand reads from the config
 EXPECTED = {
     "train": {**{k: ("train", k) for k in ("model", "epochs", "batch_size", "lr", "weight_decay", "seed", "device")},
@@ -211,6 +212,9 @@ EXPECTED = {
     "protect": {**{k: ("protect", k) for k in ("scheme", "per_layer", "compare", "campaign", "state_faults", "clean",
                                                "hunt", "timing_batch", "seed")},
                 "data_dir": ("data", "data_dir")},
+    "soak": {**{k: ("soak", k) for k in ("scheme", "per_layer", "inferences", "seu_per_inference",
+                                         "transients_per_inference", "seed", "patrol", "images", "save_every")},
+             "data_dir": ("data", "data_dir")},
     "search": {**{k: ("search", k) for k in ("space", "controller", "budget", "float_epochs", "epochs", "warmup",
                                              "cells", "nodes", "channels", "reductions", "fault", "rate", "alpha",
                                              "beta", "macs_weight", "overhead_weight", "protect_scheme", "max_macs",
