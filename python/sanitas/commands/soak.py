@@ -79,9 +79,19 @@ def _spec(args):
 
 
 def run(args) -> dict:
-    from ..protect.soak import Soak
+    from ..runfolder import FolderLock
     _check_args(args)
+    spec = _spec(args)
+    if not Path(args.checkpoint).exists():
+        raise SanitasError(f"checkpoint not found: {args.checkpoint}")
     limit_threads()
+    with FolderLock(args.out):          # one soak per folder at a time
+        return _soak(args, spec)
+
+
+def _soak(args, spec) -> dict:
+    from ..protect.soak import Soak
+    from ..report import write_report
     out = Path(args.out)
     cfg = _config(args)
     man = out / "manifest.json"
@@ -94,16 +104,12 @@ def run(args) -> dict:
             raise SanitasError(f"--resume with a different configuration ({', '.join(diff)}) than {man}")
     elif man.exists():
         raise SanitasError(f"{out} already holds a soak; use --resume or another --out")
-    spec = _spec(args)
-    if not Path(args.checkpoint).exists():
-        raise SanitasError(f"checkpoint not found: {args.checkpoint}")
     _, ds, gm = load_model_data_golden(args.checkpoint, args.data_dir)
     xq = gm.quantize_input(ds.test.tensors[0].numpy()[:args.images])
     soak = Soak(gm, xq, spec, args.seu_per_inference, args.transients_per_inference, args.seed, args.patrol)
     state = out / "state.npz"
     if args.resume and state.exists():
         soak.load(state)
-    out.mkdir(parents=True, exist_ok=True)
     man.write_text(json.dumps({"kind": "soak", "version": 1, "config": cfg, "results": "soak.json"}, indent=1))
     start, t0 = soak.counts["inferences"], time.perf_counter()
     counts = soak.run(args.inferences, progress=not args.quiet, every=args.save_every, on_save=lambda s: s.save(state))
@@ -113,6 +119,5 @@ def run(args) -> dict:
            "memory_bits": soak.memory_bits(), **counts,
            "inferences_per_s": round(done / dt, 2) if done and dt > 0 else None}
     (out / "soak.json").write_text(json.dumps({**res, "events": soak.events, "config": cfg}, indent=1))
-    from ..report import write_report
     res["report"] = str(write_report(out))
     return res
