@@ -129,6 +129,6 @@ def test_second_flow_into_a_busy_folder_is_refused(tmp_path, capsys):
         before = sorted(p.name for p in out.iterdir())
         rc, _, err = _run(capsys, "--steps", "report", "--out", str(out), "--report", str(tmp_path / "r"))
         assert rc == 2
-        assert err.strip().splitlines() == [f"sanitas: error: {out} is in use by another sanitas process "
-                                            f"(pid {os.getpid()})"]
+        msg = f"sanitas: error: {out} is in use by another sanitas process (pid {os.getpid()})"
+        assert err.strip().splitlines() == [msg]
         assert sorted(p.name for p in out.iterdir()) == before

@@ -91,6 +91,22 @@ class ArrayConfig:
         return max(1, self.max_k.bit_length())
 
     @property
+    def data_min(self) -> int:
+        """Smallest signed operand value, -2**(data_width - 1) (INT8: -128)."""
+        return -(1 << (self.data_width - 1))
+
+    @property
+    def data_max(self) -> int:
+        """Largest signed operand value, 2**(data_width - 1) - 1 (INT8: 127)."""
+        return (1 << (self.data_width - 1)) - 1
+
+    @property
+    def latency(self) -> int:
+        """Wavefront skew of the array, cycles: PE (i, j) runs reduction step kk in cycle kk + i + j; the
+        checksum PE of the last row (j = cols) finishes in cycle K - 1 + rows - 1 + cols."""
+        return self.rows + self.cols
+
+    @property
     def clock_period_ns(self) -> float:
         """HLS / Vivado clock period, ns."""
         return 1000.0 / self.clock_mhz

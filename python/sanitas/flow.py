@@ -153,7 +153,7 @@ def step_hls(ctx: FlowContext, cfg: Config) -> dict:
 def step_csim(ctx: FlowContext, cfg: Config) -> dict:
     """C simulation of the [csim] kernel (g++ + ap_types) into ``csim/``."""
     from .hls.csim import run_csim
-    c = run_csim(kernel=cfg.csim.kernel, build_dir=ctx.out / "csim")
+    c = run_csim(kernel=cfg.csim.kernel, build_dir=ctx.out / "csim", array=cfg.array)
     rec = {k: c[k] for k in ("cases", "mismatches", "faults", "faults_located") if k in c}
     return rec if c.get("passed") else {"status": "failed", **rec}
 
@@ -161,13 +161,11 @@ def step_csim(ctx: FlowContext, cfg: Config) -> dict:
 def step_rtl(ctx: FlowContext, cfg: Config) -> dict:
     """Verilog of the [array] systolic array (``rtl/``) and one cocotb fault-injection run (``rtl_sim/``)."""
     from .rtl.generate import generate_systolic_array, run_cocotb_smoke
-    a = cfg.array
-    files = generate_systolic_array(a.rows, a.cols, ctx.out / "rtl", a.data_width, a.acc_width)
+    files = generate_systolic_array(cfg.array, ctx.out / "rtl")
     rec: dict = {"files": [str(f) for f in files]}
     if not shutil.which("iverilog"):
         return {"status": "failed", **rec, "error": "iverilog not on PATH (make setup installs it as root)"}
-    s = run_cocotb_smoke(ctx.out / "rtl_sim", rows=a.rows, cols=a.cols, data_width=a.data_width,
-                         acc_width=a.acc_width)
+    s = run_cocotb_smoke(ctx.out / "rtl_sim", cfg.array)
     s.pop("log", None)
     rec["sim"] = s
     return rec if s.get("passed") else {"status": "failed", **rec}
