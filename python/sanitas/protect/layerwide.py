@@ -13,8 +13,9 @@ into one dot product per checked row: ``sum_p y[c, p] = W_c . B + P b_c`` with `
   sum_k |W_ok| + 128 xmax < 2**31`` for inputs ``|x| <= xmax``, ``sanity.input_bound``: then accumulators, and a
   weight or accumulator fault in them, are exact integers), one position-weighted row ``wx = -sum_c (c + 1) W_c``
   and bias ``bx = -sum_c (c + 1) b_c`` (memory ``sanity_wx`` (G, K), ``sanity_bx`` (G,)), checked exactly in
-  int64: ``sum_c (c + 1) sum_p y[c, p] + wx . B + P bx == 0``. A pair ``+e`` (channel i) / ``-e`` (channel j) of one pixel changes it by ``(i - j) e != 0``; a
-  cancelling weight pair of column ``k`` by ``(i - j) e B_k``, non-zero unless ``B_k = 0``. ``G * K`` MACs.
+  int64: ``sum_c (c + 1) sum_p y[c, p] + wx . B + P bx == 0``. A pair ``+e`` (channel i) / ``-e`` (channel j)
+  of one pixel changes it by ``(i - j) e != 0``; a cancelling weight pair of column ``k`` by ``(i - j) e B_k``,
+  non-zero unless ``B_k = 0``. ``G * K`` MACs.
 * ``hamming`` — otherwise (e.g. int32 biases near the range limit), modulo 2**32 like the accumulators, the ``M``
   partial rows of the layer's Hamming code on the layer-wide sums: the row that separates ``i`` and ``j`` sees
   ``+-e != 0`` mod 2**32. ``G * M * K`` MACs. (A single weighted row modulo 2**32 would miss pairs of bit-31 flips
