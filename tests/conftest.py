@@ -1,4 +1,5 @@
-"""Shared fixtures: trained zoo checkpoints cached under build/test-cache (keyed by model, epochs, lr, seed)."""
+"""Shared fixtures: trained zoo checkpoints cached under build/test-cache (keyed by model, epochs, lr, seed and
+checkpoint format)."""
 from __future__ import annotations
 
 import os
@@ -18,11 +19,11 @@ def trained_checkpoint(name: str, epochs: int | None = None, lr: float | None = 
     """Train (once per cache) a zoo model on digits and return its checkpoint path."""
     from sanitas.data import load_dataset
     from sanitas.models import build
-    from sanitas.train import save_checkpoint, train_model
+    from sanitas.train import CKPT_FORMAT, save_checkpoint, train_model
     ep, r = RECIPES[name]
     ep = ep if epochs is None else epochs
     r = r if lr is None else lr
-    path = CACHE / f"{name}-e{ep}-lr{r:g}-s{seed}.pt"
+    path = CACHE / f"{name}-e{ep}-lr{r:g}-s{seed}-{CKPT_FORMAT}.pt"     # the format: no stale hash-less files
     if not path.exists():
         torch.set_num_threads(min(2, os.cpu_count() or 1))
         s = load_dataset("digits")

@@ -1,11 +1,13 @@
 """``sanitas csim``: build and run an HLS kernel testbench with g++ and hls4ml's ap_types (``make -C hls csim``)."""
 from __future__ import annotations
 
+from ._common import output_dir
+
 
 def add_parser(sub):
     p = sub.add_parser("csim", help="run the HLS C simulation of a kernel (g++ + ap_types from hls4ml)")
     p.add_argument("--kernel", default="systolic_gemm")
-    p.add_argument("--build-dir", default=None)
+    p.add_argument("--build-dir", default=None, type=output_dir)
     p.set_defaults(func=run)
     return p
 

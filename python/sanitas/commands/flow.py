@@ -14,15 +14,15 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import SanitasError
-from ._common import limit_threads
+from ._common import existing_file, limit_threads, non_negative_int, output_dir
 
 
 def add_parser(sub):
     p = sub.add_parser("flow", help="run the whole flow on the default config and write build/report/index.html")
-    p.add_argument("--config", default=None, help="YAML/JSON config file (sanitas.config.Config)")
-    p.add_argument("--out", default=None, help="artefact folder (default: config flow.out = build/flow)")
-    p.add_argument("--report", default=None, help="report folder (default: config flow.report = build/report)")
-    p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    p.add_argument("--config", default=None, type=existing_file, help="YAML/JSON config file (sanitas.config.Config)")
+    p.add_argument("--out", default=None, type=output_dir, help="artefact folder (default: config flow.out = build/flow)")
+    p.add_argument("--report", default=None, type=output_dir, help="report folder (default: config flow.report = build/report)")
+    p.add_argument("--epochs", type=non_negative_int, default=None, help="override train.epochs")
     p.add_argument("--steps", default=None, help="comma-separated subset of train,golden,hls,csim,rtl,report")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)

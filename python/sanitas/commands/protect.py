@@ -17,33 +17,43 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..errors import SanitasError
-from ._common import limit_threads, load_model_data_golden
+from ._common import (
+    any_int,
+    existing_dir,
+    existing_file,
+    limit_threads,
+    load_model_data_golden,
+    non_negative_int,
+    output_dir,
+    positive_int,
+    scheme,
+    scheme_list,
+)
 
 BASELINES = "none,sanity,sanity:eager,dmr,tmr,sanity-check,clip"
 
 
 def add_parser(sub):
     p = sub.add_parser("protect", help="Sanity ABFT + DMR protection: fault coverage, overhead, report")
-    p.add_argument("--checkpoint", required=True, action="append",
+    p.add_argument("--checkpoint", required=True, action="append", type=existing_file,
                    help="trained checkpoint (.pt); repeat for several networks")
-    p.add_argument("--scheme", default="sanity+dmr", help="scheme under test, e.g. sanity+dmr, sanity:eager+dmr, tmr")
-    p.add_argument("--per-layer", default=None, help="JSON/YAML per-layer scheme map (default entry: --scheme)")
-    p.add_argument("--compare", default=BASELINES,
+    p.add_argument("--scheme", default="sanity+dmr", type=scheme, help="scheme under test, e.g. sanity+dmr, sanity:eager+dmr, tmr")
+    p.add_argument("--per-layer", default=None, type=existing_file, help="JSON/YAML per-layer scheme map (default entry: --scheme)")
+    p.add_argument("--compare", default=BASELINES, type=scheme_list,
                    help=f"comma list of baseline schemes run on the same faults ('' for none; default {BASELINES})")
-    p.add_argument("--campaign", type=int, default=600,
+    p.add_argument("--campaign", type=non_negative_int, default=600,
                    help="primary single-bit faults per network (equal share over weight, bias, input, acc, "
                         "activation, output); 0 = overhead only")
-    p.add_argument("--state-faults", type=int, default=None,
+    p.add_argument("--state-faults", type=non_negative_int, default=None,
                    help="faults in each scheme's own state per network (default: campaign // 6)")
-    p.add_argument("--clean", type=int, default=50, help="fault-free test images checked for false alarms")
-    p.add_argument("--hunt", type=int, default=0,
+    p.add_argument("--clean", type=non_negative_int, default=50, help="fault-free test images checked for false alarms")
+    p.add_argument("--hunt", type=non_negative_int, default=0,
                    help="also screen for this many CRITICAL (fault, image) experiments and replay them on the "
                         "scheme under test (a Wilson bound >= 99.9%% needs >= 3840)")
-    p.add_argument("--timing-batch", type=int, default=128, help="batch of test images for the CPU-time ratio")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None, help="dataset folder (mnist / cifar10 checkpoints)")
-    p.add_argument("--out", required=True, help="output folder (protect.json, faults.jsonl, report)")
+    p.add_argument("--timing-batch", type=positive_int, default=128, help="batch of test images for the CPU-time ratio")
+    p.add_argument("--seed", type=any_int, default=0)
+    p.add_argument("--data-dir", default=None, type=existing_dir, help="dataset folder (mnist / cifar10 checkpoints)")
+    p.add_argument("--out", required=True, type=output_dir, help="output folder (protect.json, faults.jsonl, report)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return p
@@ -74,8 +84,6 @@ def run(args) -> dict:
     from ..protect.model import resolve_map
     from ..report.protect import write_report
     limit_threads()
-    if args.campaign < 0 or args.clean < 0 or args.timing_batch < 1:
-        raise SanitasError("--campaign and --clean must be >= 0, --timing-batch >= 1")
     main, specs = _specs(args)
     nets, meta = {}, {}
     for ck in args.checkpoint:
@@ -90,8 +98,6 @@ def run(args) -> dict:
                       y.numpy())
         meta[name] = {"checkpoint": str(ck), "dataset": splits.name}
     t0 = time.time()
-    if args.hunt < 0:
-        raise SanitasError("--hunt must be >= 0")
     res, rows = study(nets, specs, args.campaign, args.state_faults, args.clean, args.seed, args.timing_batch,
                       progress=not args.quiet, hunt=args.hunt, hunt_scheme=main)
     res.update({"main": main, "specs": {k: v for k, v in specs.items()}, "campaign": args.campaign,

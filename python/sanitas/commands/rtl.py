@@ -3,14 +3,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ._common import output_dir, positive_int
+
 
 def add_parser(sub):
     p = sub.add_parser("rtl", help="generate Verilog for the INT8 systolic array with a total-checksum column")
-    p.add_argument("--rows", type=int, default=4)
-    p.add_argument("--cols", type=int, default=4)
-    p.add_argument("--data-width", type=int, default=8)
-    p.add_argument("--acc-width", type=int, default=32)
-    p.add_argument("--out", default="build/rtl")
+    p.add_argument("--rows", type=positive_int, default=4)
+    p.add_argument("--cols", type=positive_int, default=4)
+    p.add_argument("--data-width", type=positive_int, default=8)
+    p.add_argument("--acc-width", type=positive_int, default=32)
+    p.add_argument("--out", default="build/rtl", type=output_dir)
     p.add_argument("--sim", action="store_true", help="also run the cocotb fault-injection regression once (Icarus)")
     p.add_argument("--area", action="store_true", help="also estimate LUT/FF/DSP with yosys synth_xilinx")
     p.set_defaults(func=run)

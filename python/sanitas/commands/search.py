@@ -9,7 +9,29 @@ with clean_acc, faulty_acc, faulty_ci, macs, params, overhead).
 from __future__ import annotations
 
 from ..errors import SanitasError
-from ._common import add_data_args
+from ._common import (
+    add_data_args,
+    any_int,
+    choice,
+    device,
+    non_negative_float,
+    non_negative_int,
+    output_dir,
+    positive_int,
+    probability,
+    scheme,
+)
+
+
+def zoo_list(s: str) -> str:
+    """A comma list of zoo model names ('' for none); returned unchanged once every name is known."""
+    from ..models import ZOO
+    valid = choice(ZOO, "model")
+    for name in s.split(","):
+        if name.strip():
+            valid(name.strip())
+    return s
+
 
 def _defaults():
     from ..nas.search import SearchConfig
@@ -22,44 +44,44 @@ def add_parser(sub):
     d = _defaults()
     p = sub.add_parser("search", help="fault-tolerant architecture search (FTT-NAS) producing INT8 nets")
     add_data_args(p)
-    p.add_argument("--space", default=d.space, choices=sorted(SPACE_PRESETS),
+    p.add_argument("--space", default=d.space, type=choice(SPACE_PRESETS, "space"),
                    help="primitive set + fault model: mibb (feature faults), adsaf / bitflip (weight faults)")
-    p.add_argument("--controller", default=d.controller, choices=sorted(CONTROLLERS))
-    p.add_argument("--budget", type=int, default=d.budget, help="architectures evaluated by the controller")
-    p.add_argument("--float-epochs", type=int, default=d.float_epochs,
+    p.add_argument("--controller", default=d.controller, type=choice(CONTROLLERS, "controller"))
+    p.add_argument("--budget", type=non_negative_int, default=d.budget, help="architectures evaluated by the controller")
+    p.add_argument("--float-epochs", type=non_negative_int, default=d.float_epochs,
                    help="float warm-up epochs of the supernet's shared weights (quantisers bypassed)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="INT8 FTT supernet epochs (controller after each)")
-    p.add_argument("--warmup", type=int, default=d.warmup,
+    p.add_argument("--epochs", type=non_negative_int, default=d.epochs, help="INT8 FTT supernet epochs (controller after each)")
+    p.add_argument("--warmup", type=non_negative_int, default=d.warmup,
                    help="INT8 epochs with uniform sampling before the controller")
-    p.add_argument("--cells", type=int, default=d.cells)
-    p.add_argument("--nodes", type=int, default=d.nodes)
-    p.add_argument("--channels", type=int, default=d.channels)
+    p.add_argument("--cells", type=positive_int, default=d.cells)
+    p.add_argument("--nodes", type=positive_int, default=d.nodes)
+    p.add_argument("--channels", type=positive_int, default=d.channels)
     p.add_argument("--reductions", default=",".join(map(str, d.reductions)),
                    help="comma-separated indices of the reduction cells")
     p.add_argument("--paper-space", action="store_true",
                    help="FTT-NAS' CIFAR-10 space (8 cells, C=20, stem x3, reductions 2,5, 4 nodes)")
-    p.add_argument("--fault", default=None, choices=["mibb", "adsaf", "bitflip"], help="default: the space's")
-    p.add_argument("--rate", type=float, default=None, help="fault rate (default: FTT-NAS' rate for the model)")
-    p.add_argument("--alpha", type=float, default=None, help="reward weight of faulty accuracy")
-    p.add_argument("--beta", type=float, default=d.beta, help="FTT weight of the faulty cross-entropy")
-    p.add_argument("--macs-weight", type=float, default=d.macs_weight)
-    p.add_argument("--overhead-weight", type=float, default=d.overhead_weight,
+    p.add_argument("--fault", default=None, type=choice(("mibb", "adsaf", "bitflip"), "fault model"), help="default: the space's")
+    p.add_argument("--rate", type=probability, default=None, help="fault rate (default: FTT-NAS' rate for the model)")
+    p.add_argument("--alpha", type=non_negative_float, default=None, help="reward weight of faulty accuracy")
+    p.add_argument("--beta", type=non_negative_float, default=d.beta, help="FTT weight of the faulty cross-entropy")
+    p.add_argument("--macs-weight", type=non_negative_float, default=d.macs_weight)
+    p.add_argument("--overhead-weight", type=non_negative_float, default=d.overhead_weight,
                    help="reward penalty per macs-ref MACs of protection (Sanity checksum) overhead")
-    p.add_argument("--protect-scheme", default=d.protect_scheme,
+    p.add_argument("--protect-scheme", default=d.protect_scheme, type=scheme,
                    help="protection whose extra MACs the overhead term prices (sanitas.protect spec, e.g. sanity)")
     p.add_argument("--max-macs", default=str(d.max_macs),
                    help="MACs budget: an integer, 'auto' (the cheapest baseline) or 'none'")
-    p.add_argument("--topk", type=int, default=d.topk)
-    p.add_argument("--final-epochs", type=int, default=d.final_epochs)
-    p.add_argument("--baselines", default=",".join(d.baselines), help="zoo baselines ('' for none)")
-    p.add_argument("--baseline-epochs", type=int, default=None)
-    p.add_argument("--test-fault-samples", type=int, default=d.test_fault_samples)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device, help="cpu or cuda")
-    p.add_argument("--engine", default=d.engine, choices=["local", "dask"],
+    p.add_argument("--topk", type=positive_int, default=d.topk)
+    p.add_argument("--final-epochs", type=non_negative_int, default=d.final_epochs)
+    p.add_argument("--baselines", default=",".join(d.baselines), type=zoo_list, help="zoo baselines ('' for none)")
+    p.add_argument("--baseline-epochs", type=non_negative_int, default=None)
+    p.add_argument("--test-fault-samples", type=positive_int, default=d.test_fault_samples)
+    p.add_argument("--seed", type=any_int, default=d.seed)
+    p.add_argument("--device", default=d.device, type=device, help="cpu or cuda")
+    p.add_argument("--engine", default=d.engine, type=choice(("local", "dask"), "engine"),
                    help="where candidates and final trainings run (dask: local cluster of --workers processes)")
-    p.add_argument("--workers", type=int, default=d.workers)
-    p.add_argument("--out", required=True, help="output folder (resumes a search found there)")
+    p.add_argument("--workers", type=positive_int, default=d.workers)
+    p.add_argument("--out", required=True, type=output_dir, help="output folder (resumes a search found there)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return p
@@ -76,9 +98,9 @@ def config_from_args(args):
         reductions = tuple(int(v) for v in args.reductions.split(",") if v.strip())
     except ValueError:
         raise SanitasError(f"--reductions must be comma-separated integers (got '{args.reductions}')") from None
-    kw = dict(cells=args.cells, nodes=args.nodes, channels=args.channels, reductions=reductions)
+    kw = {"cells": args.cells, "nodes": args.nodes, "channels": args.channels, "reductions": reductions}
     if args.paper_space:
-        kw = dict(cells=8, nodes=4, channels=20, reductions=(2, 5), stem_multiplier=3)
+        kw = {"cells": 8, "nodes": 4, "channels": 20, "reductions": (2, 5), "stem_multiplier": 3}
     return SearchConfig(dataset=args.dataset, data_dir=args.data_dir, space=args.space, fault=args.fault,
                         rate=args.rate, alpha=args.alpha, beta=args.beta, controller=args.controller,
                         budget=args.budget, float_epochs=args.float_epochs, epochs=args.epochs,
@@ -92,9 +114,5 @@ def config_from_args(args):
 
 def run(args) -> dict:
     from ..nas.search import run_search
-    if args.device.startswith("cuda"):
-        import torch
-        if not torch.cuda.is_available():
-            raise SanitasError("--device cuda: no CUDA GPU is available")
     cfg = config_from_args(args)
     return run_search(cfg, args.out, progress=not args.quiet)

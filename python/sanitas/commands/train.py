@@ -6,28 +6,35 @@ import time
 from ..data import load_dataset
 from ..models import ZOO, build
 from ..train import save_checkpoint, train_model
-from ._common import add_data_args, limit_threads
+from ._common import (
+    add_data_args,
+    any_int,
+    choice,
+    device,
+    limit_threads,
+    non_negative_int,
+    output_file,
+    positive_float,
+    positive_int,
+)
 
 
 def add_parser(sub):
     p = sub.add_parser("train", help="train an INT8 zoo model (Brevitas, power-of-two scales)")
-    p.add_argument("--model", default="lenet5", choices=sorted(ZOO))
+    p.add_argument("--model", default="lenet5", type=choice(ZOO, "model"))
     add_data_args(p)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--lr", type=float, default=5e-3)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", required=True, help="checkpoint path (.pt)")
+    p.add_argument("--epochs", type=non_negative_int, default=10)
+    p.add_argument("--lr", type=positive_float, default=5e-3)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--seed", type=any_int, default=0)
+    p.add_argument("--device", type=device, default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--out", required=True, type=output_file, help="checkpoint path (.pt)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
 
 
 def run(args) -> dict:
-    from ..errors import SanitasError
-    if args.epochs < 0:
-        raise SanitasError("--epochs must be >= 0")
     limit_threads()
     splits = load_dataset(args.dataset, args.data_dir)
     model = build(args.model, splits.in_shape, splits.num_classes, seed=args.seed)
