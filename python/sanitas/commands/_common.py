@@ -220,6 +220,12 @@ def add_data_args(p) -> None:
                    help="folder in torchvision's layout for mnist / cifar10")
 
 
+def check_data_args(dataset: str, data_dir) -> None:
+    """mnist / cifar10 need ``--data-dir`` (checked before any output is written)."""
+    if dataset != "digits" and data_dir is None:
+        raise SanitasError(f"{dataset} needs --data-dir pointing to a folder in torchvision's layout")
+
+
 def limit_threads() -> None:
     """Use at most 2 intra-op threads: the reference machine has 2 cores, more only adds contention."""
     torch.set_num_threads(min(2, torch.get_num_threads()))

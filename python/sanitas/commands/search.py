@@ -12,6 +12,7 @@ from ..errors import SanitasError
 from ._common import (
     add_data_args,
     any_int,
+    check_data_args,
     choice,
     device,
     non_negative_float,
@@ -113,6 +114,11 @@ def config_from_args(args):
 
 
 def run(args) -> dict:
-    from ..nas.search import run_search
+    from pathlib import Path
+
+    from ..nas.search import read_state, run_search
+    check_data_args(args.dataset, args.data_dir)
+    if (Path(args.out) / "search_state.pt").exists():
+        read_state(Path(args.out) / "search_state.pt")     # a truncated state: refused before anything is written
     cfg = config_from_args(args)
     return run_search(cfg, args.out, progress=not args.quiet)

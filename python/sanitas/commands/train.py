@@ -9,6 +9,7 @@ from ..train import save_checkpoint, train_model
 from ._common import (
     add_data_args,
     any_int,
+    check_data_args,
     choice,
     device,
     limit_threads,
@@ -35,6 +36,7 @@ def add_parser(sub):
 
 
 def run(args) -> dict:
+    check_data_args(args.dataset, args.data_dir)
     limit_threads()
     splits = load_dataset(args.dataset, args.data_dir)
     model = build(args.model, splits.in_shape, splits.num_classes, seed=args.seed)
