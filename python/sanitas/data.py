@@ -147,6 +147,10 @@ _PICKLE_BUILTINS = {("builtins", "dict"): dict, ("builtins", "list"): list, ("bu
                     ("builtins", "bytearray"): bytearray, ("_codecs", "encode"): _latin1_encode}
 
 
+class RefusedGlobal(pickle.UnpicklingError):
+    """A pickle asked for a global outside the CIFAR-10 allow-list (it is never imported, let alone called)."""
+
+
 class _BatchUnpickler(pickle.Unpickler):
     """Unpickler that resolves only the globals a CIFAR-10 batch holds; anything else is refused (no code runs)."""
 
@@ -156,7 +160,7 @@ class _BatchUnpickler(pickle.Unpickler):
             return _PICKLE_BUILTINS[key]
         if key in _PICKLE_ALLOWED:
             return _numpy_attr(*_PICKLE_ALLOWED[key])
-        raise pickle.UnpicklingError(f"refused to load global {module}.{name} (a CIFAR-10 batch holds only "
+        raise RefusedGlobal(f"refused to load global {module}.{name} (a CIFAR-10 batch holds only "
                                      f"dicts, lists, bytes and numpy arrays)")
 
 
@@ -165,8 +169,8 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as f:
             b = _BatchUnpickler(f, encoding="bytes").load()
-    except pickle.UnpicklingError as e:
-        raise DatasetError(f"{path}: {str(e).splitlines()[0] if str(e) else 'malformed pickle'}") from None
+    except RefusedGlobal as e:
+        raise DatasetError(f"{path}: {e}") from None
     except Exception as e:  # noqa: BLE001 - any parse failure of a user's file is a malformed file
         raise DatasetError(f"{path}: malformed CIFAR-10 batch ({type(e).__name__}: {str(e)[:120]})") from None
     if not isinstance(b, dict) or b"data" not in b or b"labels" not in b:
