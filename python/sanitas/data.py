@@ -132,7 +132,8 @@ def _numpy_attr(*names):
 
 
 # Everything a real CIFAR-10 batch (a dict of bytes keys, a list of labels, a list of file names and one
-# uint8 numpy array) needs, under the names numpy 1.x / 2.x pickles use; nothing else is ever imported.
+# uint8 numpy array) needs, under the names numpy 1.x / 2.x pickles use (numpy integer scalars too: batches
+# written from numpy labels hold them); nothing else is ever imported.
 _PICKLE_ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"): ("numpy._core.multiarray._reconstruct",
                                                 "numpy.core.multiarray._reconstruct"),
@@ -140,6 +141,8 @@ _PICKLE_ALLOWED = {
                                                  "numpy.core.multiarray._reconstruct"),
     ("numpy.core.numeric", "_frombuffer"): ("numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer"),
     ("numpy._core.numeric", "_frombuffer"): ("numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer"),
+    ("numpy.core.multiarray", "scalar"): ("numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar"),
+    ("numpy._core.multiarray", "scalar"): ("numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar"),
     ("numpy", "ndarray"): ("numpy.ndarray",),
     ("numpy", "dtype"): ("numpy.dtype",),
 }
@@ -179,7 +182,10 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         desc = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise DatasetError(f"{path}: malformed CIFAR-10 batch (data is {desc}, expected uint8 (N, 3072))")
-    if not isinstance(labels, list) or not all(type(v) is int for v in labels):
+    if isinstance(labels, np.ndarray) and labels.ndim == 1 and labels.dtype.kind in "iu":
+        labels = labels.tolist()
+    if not isinstance(labels, (list, tuple)) or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in labels):
         raise DatasetError(f"{path}: malformed CIFAR-10 batch (labels are not a list of ints)")
     y = np.asarray(labels, dtype=np.int64)
     if len(y) != len(data):

@@ -284,6 +284,11 @@ def fx(tmp_path_factory) -> dict[str, str]:
     (d / "cfg_unknown.yaml").write_text("bogus_section:\n  a: 1\n")
     (d / "cfg_unknown_key.yaml").write_text("train:\n  epochz: 3\n")
     (d / "map_bad.json").write_text('{"default": "sanity", "op:conv": "bogus"}')
+    (d / "map_garbage.json").write_text("{bad json")
+    (d / "map_garbage.yaml").write_text("a: [1,\n")
+    (d / "map_list.json").write_text("[1, 2]")
+    for k in ("map_garbage.json", "map_garbage.yaml", "map_list.json"):
+        f[k.replace(".", "_")] = str(d / k)
     for k in ("cfg_unknown", "cfg_unknown_key"):
         f[k] = str(d / f"{k}.yaml")
     f["map_bad"] = str(d / "map_bad.json")
@@ -433,6 +438,14 @@ CASES = [
     C("flow-config-key", "flow --config {cfg_unknown_key} --out {out}", "config: unknown key(s) in [train]: epochz"),
     C("protect-per-layer-missing", f"{PROT} --per-layer {{root}}/map.json", "file not found: {root}/map.json"),
     C("protect-per-layer-bad", f"{PROT} --per-layer {{map_bad}}", "unknown protection scheme 'bogus'"),
+    C("protect-per-layer-json", f"{PROT} --per-layer {{map_garbage_json}}",
+      "{map_garbage_json}: cannot parse per-layer scheme map (JSONDecodeError)"),
+    C("protect-per-layer-yaml", f"{PROT} --per-layer {{map_garbage_yaml}}",
+      "{map_garbage_yaml}: cannot parse per-layer scheme map (ParserError)"),
+    C("protect-per-layer-list", f"{PROT} --per-layer {{map_list_json}}",
+      "{map_list_json}: per-layer scheme map must map layer names/patterns to scheme strings"),
+    C("board-unknown-board", "board --checkpoint {ok} --board nosuch --backend fake", "unknown board 'nosuch'"),
+    C("inject-unknown-layer", f"{INJ} --layer nolayer", "layer 'nolayer' does not exist"),
     C("report-missing", "report {root}/norun", "argument dir: folder not found: {root}/norun"),
     C("report-file", "report {afile}", "argument dir: not a folder: {afile}"),
     # --- checkpoints: corrupted, truncated, crafted, foreign
@@ -587,7 +600,7 @@ def _fill(s: str, fx: dict, out: Path) -> str:
 
 
 def test_case_count():
-    assert len(CASES) == len({c.id for c in CASES}) == 209
+    assert len(CASES) == len({c.id for c in CASES}) == 214
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

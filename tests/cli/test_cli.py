@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def sanitas(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "sanitas.cli", *args], check=False, cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run([sys.executable, "-m", "sanitas.cli", *args], check=False, cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
 
 
 def last_json(out: str) -> dict:
