@@ -214,7 +214,11 @@ def output_file(s: str) -> str:
 
 # ---- shared arguments and helpers ------------------------------------------------------------------------------
 def add_data_args(p) -> None:
+<<<<<<< HEAD
     p.add_argument("--dataset", default="digits", type=choice(DATASET_NAMES, "dataset"),
+=======
+    p.add_argument("--dataset", default=None, choices=["digits", "mnist", "cifar10"],
+>>>>>>> main
                    help="dataset (digits is bundled with scikit-learn; the others need --data-dir)")
     p.add_argument("--data-dir", default=None, type=existing_dir,
                    help="folder in torchvision's layout for mnist / cifar10")

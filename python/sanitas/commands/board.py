@@ -4,19 +4,33 @@ from __future__ import annotations
 
 import numpy as np
 
+<<<<<<< HEAD
 from ._common import choice, existing_dir, existing_file, load_model_data_golden, positive_int
+=======
+from ._common import load_model_data_golden
+from ._config import configure
+>>>>>>> main
 
 
 def add_parser(sub):
     p = sub.add_parser("board", help="run inference through the PYNQ driver (pynq | fake | sim) and check vs golden")
+<<<<<<< HEAD
     p.add_argument("--checkpoint", required=True, type=existing_file)
     p.add_argument("--backend", default="sim", type=choice(("pynq", "fake", "sim"), "backend"))
     p.add_argument("--board", default="pynq-z2", help="board folder name under boards/")
     p.add_argument("--bitfile", default=None, type=existing_file, help="overlay .bit (backend pynq)")
     p.add_argument("--data-dir", default=None, type=existing_dir)
     p.add_argument("--limit", type=positive_int, default=64, help="number of test images")
+=======
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--backend", default=None, choices=["pynq", "fake", "sim"])
+    p.add_argument("--board", default=None, help="board folder name under boards/")
+    p.add_argument("--bitfile", default=None, help="overlay .bit (backend pynq)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--limit", type=int, default=None, help="number of test images")
+>>>>>>> main
     p.set_defaults(func=run)
-    return p
+    return configure(p, "board", "data")
 
 
 def run(args) -> dict:

@@ -6,6 +6,7 @@ import time
 from ..data import load_dataset
 from ..models import ZOO, build
 from ..train import save_checkpoint, train_model
+<<<<<<< HEAD
 from ._common import (
     add_data_args,
     any_int,
@@ -18,10 +19,15 @@ from ._common import (
     positive_float,
     positive_int,
 )
+=======
+from ._common import add_data_args, limit_threads
+from ._config import configure
+>>>>>>> main
 
 
 def add_parser(sub):
     p = sub.add_parser("train", help="train an INT8 zoo model (Brevitas, power-of-two scales)")
+<<<<<<< HEAD
     p.add_argument("--model", default="lenet5", type=choice(ZOO, "model"))
     add_data_args(p)
     p.add_argument("--epochs", type=non_negative_int, default=10)
@@ -30,9 +36,20 @@ def add_parser(sub):
     p.add_argument("--seed", type=any_int, default=0)
     p.add_argument("--device", type=device, default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--out", required=True, type=output_file, help="checkpoint path (.pt)")
+=======
+    p.add_argument("--model", default=None, choices=sorted(ZOO))
+    add_data_args(p)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", required=True, help="checkpoint path (.pt)")
+>>>>>>> main
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
-    return p
+    return configure(p, "train", "data")
 
 
 def run(args) -> dict:
@@ -41,8 +58,8 @@ def run(args) -> dict:
     splits = load_dataset(args.dataset, args.data_dir)
     model = build(args.model, splits.in_shape, splits.num_classes, seed=args.seed)
     t0 = time.time()
-    m = train_model(model, splits, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                    device=args.device, progress=not args.quiet)
+    m = train_model(model, splits, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                    weight_decay=args.weight_decay, seed=args.seed, device=args.device, progress=not args.quiet)
     path = save_checkpoint(model, args.out, args.dataset,
                            {"test_acc": m["test_acc"], "val_acc": m["val_acc"], "epochs": args.epochs})
     return {"checkpoint": str(path), "model": args.model, "dataset": args.dataset, "test_acc": m["test_acc"],
