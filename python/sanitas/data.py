@@ -235,7 +235,8 @@ def load_mnist(data_dir) -> Splits:
 def load_cifar10(data_dir) -> Splits:
     """CIFAR-10 from ``data_dir`` (torchvision's python pickles); 10% of train held out as val."""
     if data_dir is None:
-        raise DatasetError("cifar10 needs --data-dir pointing to a folder with cifar-10-batches-py/ (torchvision layout)")
+        raise DatasetError("cifar10 needs --data-dir pointing to a folder with cifar-10-batches-py/ "
+                           "(torchvision layout)")
     root = Path(data_dir)
     d = _find(root, CIFAR_FILES, ["cifar-10-batches-py"], "CIFAR-10")
 

@@ -224,7 +224,8 @@ def rehash_checkpoint(path) -> Path:
     """
     p = Path(path)
     ck = read_torch_file(p, "checkpoint")
-    if isinstance(ck, dict) and ck.get("format") in (OLD_FORMAT, CKPT_FORMAT) and isinstance(ck.get("state_dict"), dict):
+    known = isinstance(ck, dict) and ck.get("format") in (OLD_FORMAT, CKPT_FORMAT)
+    if known and isinstance(ck.get("state_dict"), dict):
         ck = dict(ck, format=CKPT_FORMAT)
         if all(isinstance(v, torch.Tensor) for v in ck["state_dict"].values()):
             ck["sha256"] = checkpoint_hash(ck)

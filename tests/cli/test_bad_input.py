@@ -289,8 +289,16 @@ def fx(tmp_path_factory) -> dict[str, str]:
     (d / "map_list.json").write_text("[1, 2]")
     for k in ("map_garbage.json", "map_garbage.yaml", "map_list.json"):
         f[k.replace(".", "_")] = str(d / k)
-    for k in ("cfg_unknown", "cfg_unknown_key"):
+    (d / "cfg_bad_yaml.yaml").write_text("train: [1,\n")
+    (d / "cfg_bad_json.json").write_text("{not json")
+    (d / "cfg_scalar.yaml").write_text("train: 5\n")
+    (d / "cfg_type.json").write_text('{"train": {"epochs": "ten"}}')
+    (d / "cfg_negative.yaml").write_text("train:\n  epochs: -1\n")
+    (d / "cfg_list.yaml").write_text("- 1\n- 2\n")
+    for k in ("cfg_unknown", "cfg_unknown_key", "cfg_bad_yaml", "cfg_scalar", "cfg_negative", "cfg_list"):
         f[k] = str(d / f"{k}.yaml")
+    for k in ("cfg_bad_json", "cfg_type"):
+        f[k] = str(d / f"{k}.json")
     f["map_bad"] = str(d / "map_bad.json")
     return f
 
@@ -370,7 +378,8 @@ CASES = [
     C("search-alpha-neg", f"{SEARCH} --alpha -1", "argument --alpha: must be >= 0, got -1"),
     C("search-beta-inf", f"{SEARCH} --beta inf", "argument --beta: expected a finite number, got 'inf'"),
     C("search-max-macs", f"{SEARCH} --max-macs lots", "--max-macs must be an integer, 'auto' or 'none'"),
-    C("search-reductions", f"{SEARCH} --reductions 1,x", "--reductions must be comma-separated integers"),
+    C("search-reductions", f"{SEARCH} --reductions 1,x",
+      "argument --reductions: cannot parse comma-separated list '1,x'"),
     C("rtl-rows-0", "rtl --out {out} --rows 0", "argument --rows: must be >= 1, got 0"),
     C("rtl-cols-neg", "rtl --out {out} --cols -4", "argument --cols: must be >= 1, got -4"),
     C("rtl-width-0", "rtl --out {out} --data-width 0", "argument --data-width: must be >= 1, got 0"),
@@ -383,7 +392,8 @@ CASES = [
       "argument --controller: unknown controller 'genetic' (choose from evolution, random, rl)"),
     C("search-space", f"{SEARCH} --space huge", "argument --space: unknown space 'huge' (choose from"),
     C("search-fault", f"{SEARCH} --fault cosmic", "argument --fault: unknown fault model 'cosmic' (choose from"),
-    C("search-engine", f"{SEARCH} --engine spark", "argument --engine: unknown engine 'spark' (choose from dask, local)"),
+    C("search-engine", f"{SEARCH} --engine spark",
+      "argument --engine: unknown engine 'spark' (choose from dask, local)"),
     C("search-baselines", f"{SEARCH} --baselines lenet5,alexnet", "argument --baselines: unknown model 'alexnet'"),
     C("search-protect-scheme", f"{SEARCH} --protect-scheme magic", "unknown protection scheme 'magic'"),
     C("search-dataset", f"{SEARCH} --dataset svhn", "unknown dataset 'svhn'"),
@@ -406,7 +416,8 @@ CASES = [
     C("train-device-cuda99", f"{TRAIN} --device cuda:99", "argument --device: cuda:99:"),
     # --- output paths: a file, under a file, a folder for a file, not writable
     C("train-out-dir", "train --out {adir} --quiet", "argument --out: {adir} is a folder, not a file path"),
-    C("train-out-under-file", "train --out {afile}/m.pt", "argument --out: cannot create {afile}/m.pt: {afile} is a file"),
+    C("train-out-under-file", "train --out {afile}/m.pt",
+      "argument --out: cannot create {afile}/m.pt: {afile} is a file"),
     C("golden-save-dir", "golden --checkpoint {ok} --save {adir}", "argument --save: {adir} is a folder"),
     C("golden-save-under-file", "golden --checkpoint {ok} --save {afile}/g.npz", "{afile} is a file, not a folder"),
     C("hls-out-file", "hls --checkpoint {ok} --out {afile}", "argument --out: {afile} exists and is not a folder"),
@@ -414,12 +425,14 @@ CASES = [
     C("rtl-out-file", "rtl --out {afile}", "argument --out: {afile} exists and is not a folder"),
     C("flow-out-file", "flow --out {afile}", "argument --out: {afile} exists and is not a folder"),
     C("flow-report-file", "flow --out {out} --report {afile}", "argument --report: {afile} exists and is not a folder"),
-    C("inject-out-file", "inject --checkpoint {ok} --out {afile}", "argument --out: {afile} exists and is not a folder"),
+    C("inject-out-file", "inject --checkpoint {ok} --out {afile}",
+      "argument --out: {afile} exists and is not a folder"),
     C("protect-out-file", "protect --checkpoint {ok} --out {afile}", "argument --out: {afile} exists and is not"),
     C("search-out-file", "search --out {afile}", "argument --out: {afile} exists and is not a folder"),
     C("search-out-deep-file", "search --out {afile}/a/b/c", "cannot create {afile}/a/b/c: {afile} is a file"),
     C("csim-build-file", "csim --build-dir {afile}", "argument --build-dir: {afile} exists and is not a folder"),
-    C("train-out-proc", "train --out /proc/sanitas-test/m.pt", "cannot create /proc/sanitas-test/m.pt: /proc is not writable"),
+    C("train-out-proc", "train --out /proc/sanitas-test/m.pt",
+      "cannot create /proc/sanitas-test/m.pt: /proc is not writable"),
     C("inject-out-proc", "inject --checkpoint {ok} --out /proc/sanitas-test", "/proc is not writable"),
     # --- input paths
     C("golden-ckpt-missing", f"{G} {{root}}/nope.pt", "argument --checkpoint: file not found: {root}/nope.pt"),
@@ -430,12 +443,31 @@ CASES = [
       "file not found: {root}/nope.pt"),
     C("board-bitfile-missing", "board --checkpoint {ok} --bitfile {root}/x.bit", "file not found: {root}/x.bit"),
     C("golden-datadir-missing", "golden --checkpoint {ok} --data-dir {root}/nodata", "folder not found: {root}/nodata"),
-    C("train-datadir-file", f"{TRAIN} --dataset mnist --data-dir {{afile}}", "argument --data-dir: not a folder: {afile}"),
+    C("train-datadir-file", f"{TRAIN} --dataset mnist --data-dir {{afile}}",
+      "argument --data-dir: not a folder: {afile}"),
     C("train-mnist-no-dir", f"{TRAIN} --dataset mnist", "mnist needs --data-dir"),
     C("search-cifar-no-dir", f"{SEARCH} --dataset cifar10", "cifar10 needs --data-dir"),
     C("flow-config-missing", "flow --config {root}/cfg.yaml --out {out}", "file not found: {root}/cfg.yaml"),
-    C("flow-config-section", "flow --config {cfg_unknown} --out {out}", "config: unknown section(s): bogus_section"),
-    C("flow-config-key", "flow --config {cfg_unknown_key} --out {out}", "config: unknown key(s) in [train]: epochz"),
+    C("flow-config-section", "flow --config {cfg_unknown} --out {out}",
+      "config {cfg_unknown}: unknown section(s): bogus_section (valid: array, data"),
+    C("flow-config-key", "flow --config {cfg_unknown_key} --out {out}",
+      "config {cfg_unknown_key}: unknown key(s) in [train]: epochz (valid: model, epochs"),
+    C("flow-config-yaml", "flow --config {cfg_bad_yaml} --out {out}",
+      "config {cfg_bad_yaml}: not valid YAML at line 2, column 1"),
+    C("flow-config-json", "flow --config {cfg_bad_json} --out {out}",
+      "config {cfg_bad_json}: not valid JSON at line 1, column 2"),
+    C("flow-config-scalar-section", "flow --config {cfg_scalar} --out {out}",
+      "config {cfg_scalar}: [train] must be a mapping of keys, got int 5"),
+    C("flow-config-wrong-type", "flow --config {cfg_type} --out {out}",
+      "config {cfg_type}: [train] epochs: expected int, got str 'ten'"),
+    C("flow-config-negative", "flow --config {cfg_negative} --out {out}",
+      "config {cfg_negative}: [train] epochs must be >= 0, got -1"),
+    C("flow-config-list", "flow --config {cfg_list} --out {out}",
+      "config {cfg_list}: expected a mapping of sections, got list [1, 2]"),
+    C("train-config-wrong-type", "train --config {cfg_type} --out {out}/m.pt",
+      "config {cfg_type}: [train] epochs: expected int"),
+    C("inject-config-yaml", "inject --config {cfg_bad_yaml} --checkpoint {ok} --out {out}",
+      "config {cfg_bad_yaml}: not valid YAML"),
     C("protect-per-layer-missing", f"{PROT} --per-layer {{root}}/map.json", "file not found: {root}/map.json"),
     C("protect-per-layer-bad", f"{PROT} --per-layer {{map_bad}}", "unknown protection scheme 'bogus'"),
     C("protect-per-layer-json", f"{PROT} --per-layer {{map_garbage_json}}",
@@ -493,7 +525,8 @@ CASES = [
     C("protect-shape", "protect --checkpoint {ck28} --out {out} --quiet", "{ck28}: " + SHAPE28),
     C("protect-shape-2nd", "protect --checkpoint {ok} --checkpoint {ck28} --out {out} --quiet", "{ck28}: " + SHAPE28),
     # --- MNIST files
-    C("mnist-missing-file", "train --dataset mnist --data-dir {mnist_missing} --out {out}/m.pt", "MNIST not found under"),
+    C("mnist-missing-file", "train --dataset mnist --data-dir {mnist_missing} --out {out}/m.pt",
+      "MNIST not found under"),
     C("mnist-gz-garbage", "train --dataset mnist --data-dir {gz_garbage} --out {out}/m.pt",
       "train-labels-idx1-ubyte.gz: cannot read (BadGzipFile"),
     C("mnist-gz-truncated", "train --dataset mnist --data-dir {gz_truncated} --out {out}/m.pt",
@@ -567,7 +600,7 @@ CASES = [
     C("report-db-bad-pages", "report {db_text}", "{db_text}/results.sqlite: "),
     C("report-db-foreign", "report {db_foreign}", "not a sanitas campaign database (no table meta)"),
     C("report-db-truncated", "report {db_truncated}", "{db_truncated}/results.sqlite: "),
-    C("report-db-missing", "report {db_missing}", "campaign database not found: {db_missing}/results.sqlite"),
+    C("report-db-missing", "report {db_missing}", "{db_missing}: the manifest names results.sqlite, which is missing"),
     C("report-db-traversal", "report {db_traversal}", "bad \"db\" entry '../ok.pt'"),
     C("report-no-manifest", "report {man_missing}", "{man_missing}: no manifest.json"),
     C("report-manifest-garbage", "report {man_garbage}", "{man_garbage}/manifest.json: not valid JSON"),
@@ -580,11 +613,11 @@ CASES = [
     C("inject-resume-db-foreign", "inject --checkpoint {ok} --out {db_foreign} --resume --quiet",
       "not a sanitas campaign database (no table meta)"),
     C("search-state-truncated", f"{SEARCH.replace('{out}', '{search_trunc}')} --budget 0",
-      "{search_trunc}/search_state.pt: cannot read search state"),
+      "{search_trunc}/search_state.pt: not a readable sanitas search state (RuntimeError); use another --out"),
     C("search-state-foreign", f"{SEARCH.replace('{out}', '{search_foreign}')} --budget 0",
-      "{search_foreign}/search_state.pt: not a sanitas search state"),
+      "{search_foreign}/search_state.pt: not a sanitas search state; use another --out"),
     C("search-state-empty", f"{SEARCH.replace('{out}', '{search_empty}')} --budget 0",
-      "{search_empty}/search_state.pt: empty file (not a search state)"),
+      "{search_empty}/search_state.pt: not a readable sanitas search state (EOFError)"),
 ]
 
 
@@ -600,7 +633,7 @@ def _fill(s: str, fx: dict, out: Path) -> str:
 
 
 def test_case_count():
-    assert len(CASES) == len({c.id for c in CASES}) == 214
+    assert len(CASES) == len({c.id for c in CASES}) == 222
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

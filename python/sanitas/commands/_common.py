@@ -133,12 +133,16 @@ def scheme(s: str) -> str:
     return s
 
 
-def scheme_list(s: str) -> str:
-    """A comma list of protection scheme specs ('' for none); returned unchanged once every entry parses."""
-    for part in s.split(","):
-        if part.strip():
-            scheme(part.strip())
-    return s
+def scheme_list(s: str) -> list[str]:
+    """A comma list of protection scheme specs ('' for none), each checked."""
+    return [scheme(part.strip()) for part in s.split(",") if part.strip()]
+
+
+def zoo_list(s: str) -> list[str]:
+    """A comma list of zoo model names ('' for none), each checked."""
+    from ..models import ZOO
+    valid = choice(ZOO, "model")
+    return [valid(name.strip()) for name in s.split(",") if name.strip()]
 
 
 # ---- paths -----------------------------------------------------------------------------------------------------
@@ -214,11 +218,7 @@ def output_file(s: str) -> str:
 
 # ---- shared arguments and helpers ------------------------------------------------------------------------------
 def add_data_args(p) -> None:
-<<<<<<< HEAD
-    p.add_argument("--dataset", default="digits", type=choice(DATASET_NAMES, "dataset"),
-=======
-    p.add_argument("--dataset", default=None, choices=["digits", "mnist", "cifar10"],
->>>>>>> main
+    p.add_argument("--dataset", default=None, type=choice(DATASET_NAMES, "dataset"),
                    help="dataset (digits is bundled with scikit-learn; the others need --data-dir)")
     p.add_argument("--data-dir", default=None, type=existing_dir,
                    help="folder in torchvision's layout for mnist / cifar10")
@@ -226,7 +226,7 @@ def add_data_args(p) -> None:
 
 def check_data_args(dataset: str, data_dir) -> None:
     """mnist / cifar10 need ``--data-dir`` (checked before any output is written)."""
-    if dataset != "digits" and data_dir is None:
+    if dataset not in (None, "digits") and data_dir is None:
         raise SanitasError(f"{dataset} needs --data-dir pointing to a folder in torchvision's layout")
 
 

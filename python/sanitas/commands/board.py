@@ -4,38 +4,25 @@ from __future__ import annotations
 
 import numpy as np
 
-<<<<<<< HEAD
 from ._common import choice, existing_dir, existing_file, load_model_data_golden, positive_int
-=======
-from ._common import load_model_data_golden
 from ._config import configure
->>>>>>> main
 
 
 def add_parser(sub):
     p = sub.add_parser("board", help="run inference through the PYNQ driver (pynq | fake | sim) and check vs golden")
-<<<<<<< HEAD
-    p.add_argument("--checkpoint", required=True, type=existing_file)
-    p.add_argument("--backend", default="sim", type=choice(("pynq", "fake", "sim"), "backend"))
-    p.add_argument("--board", default="pynq-z2", help="board folder name under boards/")
-    p.add_argument("--bitfile", default=None, type=existing_file, help="overlay .bit (backend pynq)")
-    p.add_argument("--data-dir", default=None, type=existing_dir)
-    p.add_argument("--limit", type=positive_int, default=64, help="number of test images")
-=======
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--backend", default=None, choices=["pynq", "fake", "sim"])
+    p.add_argument("--checkpoint", type=existing_file, required=True)
+    p.add_argument("--backend", type=choice(("pynq", "fake", "sim"), "backend"), default=None)
     p.add_argument("--board", default=None, help="board folder name under boards/")
-    p.add_argument("--bitfile", default=None, help="overlay .bit (backend pynq)")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--limit", type=int, default=None, help="number of test images")
->>>>>>> main
+    p.add_argument("--bitfile", type=existing_file, default=None, help="overlay .bit (backend pynq)")
+    p.add_argument("--data-dir", type=existing_dir, default=None)
+    p.add_argument("--limit", type=positive_int, default=None, help="number of test images")
     p.set_defaults(func=run)
     return configure(p, "board", "data")
 
 
 def run(args) -> dict:
     from ..board import open_board
-    _, splits, gm = load_model_data_golden(args.checkpoint, args.data_dir)
+    model, splits, gm = load_model_data_golden(args.checkpoint, args.data_dir)
     x, y = splits.test.tensors
     xq = gm.quantize_input(x.numpy()[: args.limit]).astype(np.int8)
     kw = {"board": args.board}
@@ -48,5 +35,5 @@ def run(args) -> dict:
     same = int((logits == ref).all(axis=1).sum())
     acc = float((logits.argmax(1) == y.numpy()[: args.limit]).mean())
     print(f"bit-exact: {same}/{len(xq)}")
-    return {"ok": same == len(xq), "backend": args.backend, "bit_exact": same, "total": len(xq),
+    return {"ok": same == len(xq), "backend": args.backend, "bit_exact": same, "total": int(len(xq)),
             "accuracy": acc, "status": status}

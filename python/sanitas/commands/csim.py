@@ -1,22 +1,14 @@
 """``sanitas csim``: build and run an HLS kernel testbench with g++ and hls4ml's ap_types (``make -C hls csim``)."""
 from __future__ import annotations
 
-<<<<<<< HEAD
 from ._common import output_dir
-=======
 from ._config import configure
->>>>>>> main
 
 
 def add_parser(sub):
     p = sub.add_parser("csim", help="run the HLS C simulation of a kernel (g++ + ap_types from hls4ml)")
-<<<<<<< HEAD
-    p.add_argument("--kernel", default="systolic_gemm")
-    p.add_argument("--build-dir", default=None, type=output_dir)
-=======
     p.add_argument("--kernel", default=None, help="HLS kernel testbench under hls/tests/")
-    p.add_argument("--build-dir", default=None)
->>>>>>> main
+    p.add_argument("--build-dir", type=output_dir, default=None)
     p.set_defaults(func=run)
     return configure(p, "csim", "array")
 

@@ -11,32 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 
-<<<<<<< HEAD
-from ..config import Config
-from ..errors import SanitasError
-from ._common import existing_file, limit_threads, non_negative_int, output_dir
-=======
-from ._common import limit_threads
+from ._common import limit_threads, non_negative_int, output_dir
 from ._config import configure, csv_list
->>>>>>> main
 
 
 def add_parser(sub):
     from ..flow import STEPS
     p = sub.add_parser("flow", help="run the whole flow on the default config and write build/report/index.html")
-<<<<<<< HEAD
-    p.add_argument("--config", default=None, type=existing_file, help="YAML/JSON config file (sanitas.config.Config)")
-    p.add_argument("--out", default=None, type=output_dir, help="artefact folder (default: config flow.out = build/flow)")
-    p.add_argument("--report", default=None, type=output_dir, help="report folder (default: config flow.report = build/report)")
-    p.add_argument("--epochs", type=non_negative_int, default=None, help="override train.epochs")
-    p.add_argument("--steps", default=None, help="comma-separated subset of train,golden,hls,csim,rtl,report")
-=======
-    p.add_argument("--out", default=None, help="artefact folder")
-    p.add_argument("--report", default=None, help="report folder")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs")
+    p.add_argument("--out", type=output_dir, default=None, help="artefact folder")
+    p.add_argument("--report", type=output_dir, default=None, help="report folder")
+    p.add_argument("--epochs", type=non_negative_int, default=None, help="training epochs")
     p.add_argument("--steps", type=csv_list(), default=None,
                    help=f"comma-separated steps, run in this order: {','.join(STEPS)}")
->>>>>>> main
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
     return configure(p, "flow", "train")

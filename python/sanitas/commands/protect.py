@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-<<<<<<< HEAD
+from ..runfolder import FolderLock, Journal, RunFolder, canonical, remove_stale_tmp, sha256_file
 from ._common import (
     any_int,
     existing_dir,
@@ -35,62 +35,37 @@ from ._common import (
     scheme,
     scheme_list,
 )
-=======
-from ..errors import SanitasError
-from ..runfolder import FolderLock, Journal, RunFolder, canonical, remove_stale_tmp, sha256_file
-from ._common import limit_threads, load_model_data_golden
-<<<<<<< HEAD
+from ._config import configure
 
 PLAN, JOURNAL = "plan.json", "journal.jsonl"
->>>>>>> main
-
-BASELINES = "none,sanity,sanity:eager,dmr,tmr,sanity-check,clip"
-=======
-from ._config import configure, csv_list
->>>>>>> flowcfg
 
 
 def add_parser(sub):
     p = sub.add_parser("protect", help="Sanity ABFT + DMR protection: fault coverage, overhead, report")
-    p.add_argument("--checkpoint", required=True, action="append", type=existing_file,
+    p.add_argument("--checkpoint", type=existing_file, required=True, action="append",
                    help="trained checkpoint (.pt); repeat for several networks")
-<<<<<<< HEAD
-    p.add_argument("--scheme", default="sanity+dmr", type=scheme, help="scheme under test, e.g. sanity+dmr, sanity:eager+dmr, tmr")
-    p.add_argument("--per-layer", default=None, type=existing_file, help="JSON/YAML per-layer scheme map (default entry: --scheme)")
-    p.add_argument("--compare", default=BASELINES, type=scheme_list,
-                   help=f"comma list of baseline schemes run on the same faults ('' for none; default {BASELINES})")
-    p.add_argument("--campaign", type=non_negative_int, default=600,
-=======
-    p.add_argument("--scheme", default=None, help="scheme under test, e.g. sanity+dmr, sanity:eager+dmr, tmr")
-    p.add_argument("--per-layer", default=None, help="JSON/YAML per-layer scheme map (default entry: --scheme)")
-    p.add_argument("--compare", type=csv_list(), default=None,
+    p.add_argument("--scheme", type=scheme, default=None,
+                   help="scheme under test, e.g. sanity+dmr, sanity:eager+dmr, tmr")
+    p.add_argument("--per-layer", type=existing_file, default=None,
+                   help="JSON/YAML per-layer scheme map (default entry: --scheme)")
+    p.add_argument("--compare", type=scheme_list, default=None,
                    help="comma list of baseline schemes run on the same faults ('' for none)")
-    p.add_argument("--campaign", type=int, default=None,
->>>>>>> main
+    p.add_argument("--campaign", type=non_negative_int, default=None,
                    help="primary single-bit faults per network (equal share over weight, bias, input, acc, "
                         "activation, output); 0 = overhead only")
     p.add_argument("--state-faults", type=non_negative_int, default=None,
                    help="faults in each scheme's own state per network (default: campaign // 6)")
-<<<<<<< HEAD
-    p.add_argument("--clean", type=non_negative_int, default=50, help="fault-free test images checked for false alarms")
-    p.add_argument("--hunt", type=non_negative_int, default=0,
+    p.add_argument("--clean", type=non_negative_int, default=None,
+                   help="fault-free test images checked for false alarms")
+    p.add_argument("--hunt", type=non_negative_int, default=None,
                    help="also screen for this many CRITICAL (fault, image) experiments and replay them on the "
                         "scheme under test (a Wilson bound >= 99.9%% needs >= 3840)")
-    p.add_argument("--timing-batch", type=positive_int, default=128, help="batch of test images for the CPU-time ratio")
-    p.add_argument("--seed", type=any_int, default=0)
-    p.add_argument("--data-dir", default=None, type=existing_dir, help="dataset folder (mnist / cifar10 checkpoints)")
-    p.add_argument("--out", required=True, type=output_dir, help="output folder (protect.json, faults.jsonl, report)")
-=======
-    p.add_argument("--clean", type=int, default=None, help="fault-free test images checked for false alarms")
-    p.add_argument("--hunt", type=int, default=None,
-                   help="also screen for this many CRITICAL (fault, image) experiments and replay them on the "
-                        "scheme under test (a Wilson bound >= 99.9%% needs >= 3840)")
-    p.add_argument("--timing-batch", type=int, default=None, help="batch of test images for the CPU-time ratio")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--data-dir", default=None, help="dataset folder (mnist / cifar10 checkpoints)")
-    p.add_argument("--out", required=True, help="output folder (protect.json, faults.jsonl, report)")
+    p.add_argument("--timing-batch", type=positive_int, default=None,
+                   help="batch of test images for the CPU-time ratio")
+    p.add_argument("--seed", type=any_int, default=None)
+    p.add_argument("--data-dir", type=existing_dir, default=None, help="dataset folder (mnist / cifar10 checkpoints)")
+    p.add_argument("--out", type=output_dir, required=True, help="output folder (protect.json, faults.jsonl, report)")
     p.add_argument("--resume", action="store_true", help="continue the study already in --out (same settings)")
->>>>>>> main
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return configure(p, "protect", "data")
@@ -133,19 +108,6 @@ def run(args) -> dict:
         nets[name] = (gm, gm.quantize_input(x.numpy()), gm.quantize_input(splits.train.tensors[0].numpy()),
                       y.numpy())
         meta[name] = {"checkpoint": str(ck), "dataset": splits.name}
-<<<<<<< HEAD
-    t0 = time.time()
-    res, rows = study(nets, specs, args.campaign, args.state_faults, args.clean, args.seed, args.timing_batch,
-                      progress=not args.quiet, hunt=args.hunt, hunt_scheme=main)
-    res.update({"main": main, "specs": {k: v for k, v in specs.items()}, "campaign": args.campaign,
-                "seed": args.seed, "seconds": time.time() - t0})
-    for k, v in meta.items():
-        res["networks"][k].update(v)
-    out = save_study(args.out, res, rows, main, nets, list(specs))
-    report = write_report(out)
-=======
-    if args.hunt < 0:
-        raise SanitasError("--hunt must be >= 0")
     from ..protect.campaign import make_plan
     settings = {"checkpoints": {n: sha256_file(m["checkpoint"]) for n, m in meta.items()},
                 "datasets": {n: m["dataset"] for n, m in meta.items()}, "main": main, "specs": specs,
@@ -179,7 +141,6 @@ def run(args) -> dict:
             res["networks"][k].update(v)
         out = save_study(args.out, res, rows, main, nets, list(specs))
         report = write_report(out)
->>>>>>> main
     first = res["networks"][next(iter(nets))]
     cov = (first.get("coverage") or {}).get(main, {})
     ov = first["overhead"][main]

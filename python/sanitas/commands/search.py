@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from ..errors import SanitasError
-<<<<<<< HEAD
+from ..runfolder import FolderLock
 from ._common import (
     add_data_args,
     any_int,
@@ -29,30 +29,9 @@ from ._common import (
     positive_int,
     probability,
     scheme,
+    zoo_list,
 )
-
-
-def zoo_list(s: str) -> str:
-    """A comma list of zoo model names ('' for none); returned unchanged once every name is known."""
-    from ..models import ZOO
-    valid = choice(ZOO, "model")
-    for name in s.split(","):
-        if name.strip():
-            valid(name.strip())
-    return s
-=======
-from ..runfolder import FolderLock
-from ._common import add_data_args
-<<<<<<< HEAD
->>>>>>> main
-
-
-def _defaults():
-    from ..nas.search import SearchConfig
-    return SearchConfig()
-=======
 from ._config import configure, csv_list
->>>>>>> flowcfg
 
 
 def add_parser(sub):
@@ -60,85 +39,46 @@ def add_parser(sub):
     from ..nas.space import SPACE_PRESETS
     p = sub.add_parser("search", help="fault-tolerant architecture search (FTT-NAS) producing INT8 nets")
     add_data_args(p)
-<<<<<<< HEAD
-    p.add_argument("--space", default=d.space, type=choice(SPACE_PRESETS, "space"),
+    p.add_argument("--space", type=choice(SPACE_PRESETS, "space"), default=None,
                    help="primitive set + fault model: mibb (feature faults), adsaf / bitflip (weight faults)")
-    p.add_argument("--controller", default=d.controller, type=choice(CONTROLLERS, "controller"))
-    p.add_argument("--budget", type=non_negative_int, default=d.budget, help="architectures evaluated by the controller")
-    p.add_argument("--float-epochs", type=non_negative_int, default=d.float_epochs,
+    p.add_argument("--controller", type=choice(CONTROLLERS, "controller"), default=None)
+    p.add_argument("--budget", type=non_negative_int, default=None, help="architectures evaluated by the controller")
+    p.add_argument("--float-epochs", type=non_negative_int, default=None,
                    help="float warm-up epochs of the supernet's shared weights (quantisers bypassed)")
-    p.add_argument("--epochs", type=non_negative_int, default=d.epochs, help="INT8 FTT supernet epochs (controller after each)")
-    p.add_argument("--warmup", type=non_negative_int, default=d.warmup,
+    p.add_argument("--epochs", type=non_negative_int, default=None,
+                   help="INT8 FTT supernet epochs (controller after each)")
+    p.add_argument("--warmup", type=non_negative_int, default=None,
                    help="INT8 epochs with uniform sampling before the controller")
-    p.add_argument("--cells", type=positive_int, default=d.cells)
-    p.add_argument("--nodes", type=positive_int, default=d.nodes)
-    p.add_argument("--channels", type=positive_int, default=d.channels)
-    p.add_argument("--reductions", default=",".join(map(str, d.reductions)),
-                   help="comma-separated indices of the reduction cells")
-    p.add_argument("--paper-space", action="store_true",
-                   help="FTT-NAS' CIFAR-10 space (8 cells, C=20, stem x3, reductions 2,5, 4 nodes)")
-    p.add_argument("--fault", default=None, type=choice(("mibb", "adsaf", "bitflip"), "fault model"), help="default: the space's")
-    p.add_argument("--rate", type=probability, default=None, help="fault rate (default: FTT-NAS' rate for the model)")
-    p.add_argument("--alpha", type=non_negative_float, default=None, help="reward weight of faulty accuracy")
-    p.add_argument("--beta", type=non_negative_float, default=d.beta, help="FTT weight of the faulty cross-entropy")
-    p.add_argument("--macs-weight", type=non_negative_float, default=d.macs_weight)
-    p.add_argument("--overhead-weight", type=non_negative_float, default=d.overhead_weight,
-                   help="reward penalty per macs-ref MACs of protection (Sanity checksum) overhead")
-    p.add_argument("--protect-scheme", default=d.protect_scheme, type=scheme,
-=======
-    p.add_argument("--space", default=None, choices=sorted(SPACE_PRESETS),
-                   help="primitive set + fault model: mibb (feature faults), adsaf / bitflip (weight faults)")
-    p.add_argument("--controller", default=None, choices=sorted(CONTROLLERS))
-    p.add_argument("--budget", type=int, default=None, help="architectures evaluated by the controller")
-    p.add_argument("--float-epochs", type=int, default=None,
-                   help="float warm-up epochs of the supernet's shared weights (quantisers bypassed)")
-    p.add_argument("--epochs", type=int, default=None, help="INT8 FTT supernet epochs (controller after each)")
-    p.add_argument("--warmup", type=int, default=None,
-                   help="INT8 epochs with uniform sampling before the controller")
-    p.add_argument("--cells", type=int, default=None)
-    p.add_argument("--nodes", type=int, default=None)
-    p.add_argument("--channels", type=int, default=None)
+    p.add_argument("--cells", type=positive_int, default=None)
+    p.add_argument("--nodes", type=positive_int, default=None)
+    p.add_argument("--channels", type=positive_int, default=None)
     p.add_argument("--reductions", type=csv_list(int), default=None,
                    help="comma-separated indices of the reduction cells")
     p.add_argument("--paper-space", action="store_true",
                    help="FTT-NAS' CIFAR-10 space (8 cells, C=20, stem x3, reductions 2,5, 4 nodes)")
-    p.add_argument("--fault", default=None, choices=["mibb", "adsaf", "bitflip"], help="default: the space's")
-    p.add_argument("--rate", type=float, default=None, help="fault rate (default: FTT-NAS' rate for the model)")
-    p.add_argument("--alpha", type=float, default=None, help="reward weight of faulty accuracy")
-    p.add_argument("--beta", type=float, default=None, help="FTT weight of the faulty cross-entropy")
-    p.add_argument("--macs-weight", type=float, default=None)
-    p.add_argument("--overhead-weight", type=float, default=None,
+    p.add_argument("--fault", type=choice(("mibb", "adsaf", "bitflip"), "fault model"), default=None,
+                   help="default: the space's")
+    p.add_argument("--rate", type=probability, default=None, help="fault rate (default: FTT-NAS' rate for the model)")
+    p.add_argument("--alpha", type=non_negative_float, default=None, help="reward weight of faulty accuracy")
+    p.add_argument("--beta", type=non_negative_float, default=None, help="FTT weight of the faulty cross-entropy")
+    p.add_argument("--macs-weight", type=non_negative_float, default=None)
+    p.add_argument("--overhead-weight", type=non_negative_float, default=None,
                    help="reward penalty per macs-ref MACs of protection (Sanity checksum) overhead")
-    p.add_argument("--protect-scheme", default=None,
->>>>>>> main
+    p.add_argument("--protect-scheme", type=scheme, default=None,
                    help="protection whose extra MACs the overhead term prices (sanitas.protect spec, e.g. sanity)")
     p.add_argument("--max-macs", default=None,
                    help="MACs budget: an integer, 'auto' (the cheapest baseline) or 'none'")
-<<<<<<< HEAD
-    p.add_argument("--topk", type=positive_int, default=d.topk)
-    p.add_argument("--final-epochs", type=non_negative_int, default=d.final_epochs)
-    p.add_argument("--baselines", default=",".join(d.baselines), type=zoo_list, help="zoo baselines ('' for none)")
+    p.add_argument("--topk", type=positive_int, default=None)
+    p.add_argument("--final-epochs", type=non_negative_int, default=None)
+    p.add_argument("--baselines", type=zoo_list, default=None, help="zoo baselines ('' for none)")
     p.add_argument("--baseline-epochs", type=non_negative_int, default=None)
-    p.add_argument("--test-fault-samples", type=positive_int, default=d.test_fault_samples)
-    p.add_argument("--seed", type=any_int, default=d.seed)
-    p.add_argument("--device", default=d.device, type=device, help="cpu or cuda")
-    p.add_argument("--engine", default=d.engine, type=choice(("local", "dask"), "engine"),
+    p.add_argument("--test-fault-samples", type=positive_int, default=None)
+    p.add_argument("--seed", type=any_int, default=None)
+    p.add_argument("--device", type=device, default=None, help="cpu or cuda")
+    p.add_argument("--engine", type=choice(("local", "dask"), "engine"), default=None,
                    help="where candidates and final trainings run (dask: local cluster of --workers processes)")
-    p.add_argument("--workers", type=positive_int, default=d.workers)
-    p.add_argument("--out", required=True, type=output_dir, help="output folder (resumes a search found there)")
-=======
-    p.add_argument("--topk", type=int, default=None)
-    p.add_argument("--final-epochs", type=int, default=None)
-    p.add_argument("--baselines", type=csv_list(), default=None, help="zoo baselines ('' for none)")
-    p.add_argument("--baseline-epochs", type=int, default=None)
-    p.add_argument("--test-fault-samples", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", default=None, help="cpu or cuda")
-    p.add_argument("--engine", default=None, choices=["local", "dask"],
-                   help="where candidates and final trainings run (dask: local cluster of --workers processes)")
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--out", required=True, help="output folder (resumes a search found there)")
->>>>>>> main
+    p.add_argument("--workers", type=positive_int, default=None)
+    p.add_argument("--out", type=output_dir, required=True, help="output folder (resumes a search found there)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return configure(p, "data", "search")
@@ -156,30 +96,6 @@ def _max_macs(value):
 
 
 def config_from_args(args):
-<<<<<<< HEAD
-    from ..nas.search import SearchConfig
-    mm = args.max_macs.strip().lower()
-    try:
-        max_macs = None if mm in ("none", "") else ("auto" if mm == "auto" else int(mm))
-    except ValueError:
-        raise SanitasError(f"--max-macs must be an integer, 'auto' or 'none' (got '{args.max_macs}')") from None
-    try:
-        reductions = tuple(int(v) for v in args.reductions.split(",") if v.strip())
-    except ValueError:
-        raise SanitasError(f"--reductions must be comma-separated integers (got '{args.reductions}')") from None
-    kw = {"cells": args.cells, "nodes": args.nodes, "channels": args.channels, "reductions": reductions}
-    if args.paper_space:
-        kw = {"cells": 8, "nodes": 4, "channels": 20, "reductions": (2, 5), "stem_multiplier": 3}
-    return SearchConfig(dataset=args.dataset, data_dir=args.data_dir, space=args.space, fault=args.fault,
-                        rate=args.rate, alpha=args.alpha, beta=args.beta, controller=args.controller,
-                        budget=args.budget, float_epochs=args.float_epochs, epochs=args.epochs,
-                        warmup=args.warmup, macs_weight=args.macs_weight, overhead_weight=args.overhead_weight,
-                        protect_scheme=args.protect_scheme, max_macs=max_macs, topk=args.topk,
-                        final_epochs=args.final_epochs,
-                        baselines=tuple(b for b in args.baselines.split(",") if b.strip()),
-                        baseline_epochs=args.baseline_epochs, test_fault_samples=args.test_fault_samples,
-                        seed=args.seed, device=args.device, engine=args.engine, workers=args.workers, **kw)
-=======
     """The run's ``SearchConfig``: [search] (``--config`` or the defaults) with the given options applied."""
     import dataclasses
 
@@ -191,16 +107,11 @@ def config_from_args(args):
     if args.paper_space:
         kw.update(cells=8, nodes=4, channels=20, reductions=(2, 5), stem_multiplier=3)
     return dataclasses.replace(cfg.search, **kw)
->>>>>>> flowcfg
 
 
 def run(args) -> dict:
-    from pathlib import Path
-
-    from ..nas.search import read_state, run_search
+    from ..nas.search import run_search
     check_data_args(args.dataset, args.data_dir)
-    if (Path(args.out) / "search_state.pt").exists():
-        read_state(Path(args.out) / "search_state.pt")     # a truncated state: refused before anything is written
     cfg = config_from_args(args)
     with FolderLock(args.out):
         check_resumable(cfg, Path(args.out))
