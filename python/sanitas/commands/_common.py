@@ -265,7 +265,7 @@ def check_campaign_db(path) -> None:
     with open(p, "rb") as f:
         head = f.read(16)
     if head != b"SQLite format 3\x00":
-        raise SanitasError(f"{p}: not an SQLite database (a sanitas campaign stores results.sqlite)")
+        raise SanitasError(f"{p}: not a sanitas campaign database (not an SQLite file)")
     try:
         con = sqlite3.connect(f"{p.absolute().as_uri()}?mode=ro", uri=True, timeout=30)
         try:
@@ -274,9 +274,9 @@ def check_campaign_db(path) -> None:
         finally:
             con.close()
     except sqlite3.DatabaseError as e:
-        raise SanitasError(f"{p}: unreadable campaign database ({e})") from None
+        raise SanitasError(f"{p}: not a sanitas campaign database (unreadable: {e})") from None
     if bad != "ok":
-        raise SanitasError(f"{p}: corrupt campaign database ({bad})")
+        raise SanitasError(f"{p}: not a sanitas campaign database (integrity check: {bad})")
     missing = [t for t in CAMPAIGN_TABLES if t not in names]
     if missing:
         raise SanitasError(f"{p}: not a sanitas campaign database (no table {missing[0]})")

@@ -8,13 +8,11 @@ Single-fault models (``bitflip``, ``stuck``, ``multibit``, ``random``) sample ``
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..errors import SanitasError
 from ._common import (
     DATASET_NAMES,
     any_int,
-    check_campaign_db,
     choice,
     device,
     existing_dir,
@@ -68,8 +66,6 @@ def add_parser(sub):
 def run(args) -> dict:
     from ..faults.campaign import CampaignSpec, run_campaign
     limit_threads()
-    if args.resume and (Path(args.out) / "results.sqlite").exists():
-        check_campaign_db(Path(args.out) / "results.sqlite")      # a garbage database: one line, before any work
     sites = args.sites
     if not sites:
         raise SanitasError("--site needs at least one site")
