@@ -118,3 +118,17 @@ def test_search_step_uses_the_search_section(tmp_path, capsys):
     assert rec["status"] == "ok" and rec["evaluated"] == 2 and rec["budget"] == 2 and rec["dataset"] == "digits"
     assert rec["best"]["golden"]["bitexact"]
     assert (out / "search" / "genotype.json").exists()
+
+
+def test_second_flow_into_a_busy_folder_is_refused(tmp_path, capsys):
+    import os
+
+    from sanitas.runfolder import FolderLock
+    out = tmp_path / "f"
+    with FolderLock(out):
+        before = sorted(p.name for p in out.iterdir())
+        rc, _, err = _run(capsys, "--steps", "report", "--out", str(out), "--report", str(tmp_path / "r"))
+        assert rc == 2
+        assert err.strip().splitlines() == [f"sanitas: error: {out} is in use by another sanitas process "
+                                            f"(pid {os.getpid()})"]
+        assert sorted(p.name for p in out.iterdir()) == before

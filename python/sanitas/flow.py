@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 from .config import Config
 from .errors import SanitasError
+from .runfolder import FolderLock
 
 
 class StepSkipped(Exception):
@@ -269,19 +270,20 @@ def run_flow(cfg: Config, out, report_dir, steps, progress: bool = True) -> dict
     """Run the selected ``steps`` of ``cfg`` into ``out``; returns the summary (``ok`` false if a step failed)."""
     ctx = FlowContext(cfg, Path(out), Path(report_dir), select(steps), progress)
     check_plan(ctx)
-    for d in (ctx.out, ctx.report_dir) if "report" in ctx.selected else (ctx.out,):
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise SanitasError(f"cannot create folder {d}: {e.strerror or e}") from None
-    cfg.save(ctx.out / "config.json")
-    for name in STEPS:
-        if name in ctx.selected:
-            ctx.write_json()
-            run_step(ctx, name)
-        else:
-            ctx.records[name] = {"status": "skipped", "seconds": 0.0, "reason": "not selected"}
-    ctx.write_json()
+    with FolderLock(ctx.out):             # one flow per folder: a second `sanitas flow` into it is refused
+        if "report" in ctx.selected:
+            try:
+                ctx.report_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise SanitasError(f"cannot create folder {ctx.report_dir}: {e.strerror or e}") from None
+        cfg.save(ctx.out / "config.json")
+        for name in STEPS:
+            if name in ctx.selected:
+                ctx.write_json()
+                run_step(ctx, name)
+            else:
+                ctx.records[name] = {"status": "skipped", "seconds": 0.0, "reason": "not selected"}
+        ctx.write_json()
     st = ctx.records
     summary = {"steps": {k: v["status"] for k, v in st.items()}, "seconds": round(time.time() - ctx.t0, 1)}
     if st["report"]["status"] == "ok":
