@@ -407,6 +407,8 @@ CASES = [
     C("inject-engine", f"{INJ} --engine ray", "argument --engine: unknown engine 'ray'"),
     C("inject-dataset", f"{INJ} --dataset svhn", "argument --dataset: unknown dataset 'svhn'"),
     C("inject-site", f"{INJ} --site weight,cache", "unknown site 'cache'"),
+    C("inject-array-site", f"{INJ} --site pe_acc",
+      "unknown site 'pe_acc' (choose from weight, bias, acc, output, input)"),
     C("golden-backend", "golden --checkpoint {ok} --backend f32", "argument --backend: unknown backend 'f32'"),
     C("board-backend", "board --checkpoint {ok} --backend zynq", "argument --backend: unknown backend 'zynq'"),
     C("flow-steps", "flow --out {out} --steps train,bogus", "unknown flow step(s): bogus"),
