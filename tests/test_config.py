@@ -232,7 +232,9 @@ def _subparsers():
 
 
 @pytest.mark.parametrize("command", sorted(EXPECTED))
-def test_cli_defaults_equal_section_defaults(command):
+def test_cli_defaults_equal_section_defaults(command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.pt").touch()             # --checkpoint must name an existing file (checked at parse time)
     args = command_args(command, REQUIRED[command])
     cfg = Config()
     for dest, (sec, key) in EXPECTED[command].items():
@@ -249,9 +251,11 @@ def test_cli_defaults_equal_section_defaults(command):
 def test_config_file_sets_defaults_and_the_command_line_wins(tmp_path):
     p = _write(tmp_path, "c.yaml", "train: {epochs: 3, lr: 0.01}\ndata: {dataset: mnist}\n"
                                    "campaign: {sites: [acc, bias], rates: [0.001]}\n")
-    a = command_args("train", ["--out", "x.pt", "--config", str(p), "--lr", "0.5"])
+    (tmp_path / "c.pt").touch()             # --checkpoint must name an existing file (checked at parse time)
+    a = command_args("train", ["--out", str(tmp_path / "x.pt"), "--config", str(p), "--lr", "0.5"])
     assert (a.epochs, a.lr, a.dataset, a.batch_size) == (3, 0.5, "mnist", 64)
-    a = command_args("inject", ["--checkpoint", "c.pt", "--out", "o", "--config", str(p), "--site", "weight"])
+    a = command_args("inject", ["--checkpoint", str(tmp_path / "c.pt"), "--out", str(tmp_path / "o"),
+                                "--config", str(p), "--site", "weight"])
     assert (a.sites, a.rates, a.dataset) == (["weight"], [0.001], None)     # inject's dataset: the checkpoint's
 
 

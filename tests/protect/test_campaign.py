@@ -123,7 +123,7 @@ def test_protect_command_errors(lenet5_ckpt, tmp_path, capsys):
     bad.write_text(json.dumps({"nope": "tmr"}))
     for args, msg in ((["--scheme", "sanity+magic"], "unknown protection scheme 'magic'"),
                       (["--per-layer", str(bad)], "no layer named 'nope'"),
-                      (["--per-layer", str(tmp_path / "missing.json")], "per-layer scheme file not found")):
+                      (["--per-layer", str(tmp_path / "missing.json")], "argument --per-layer: file not found")):
         rc = cli_main(["protect", "--checkpoint", str(lenet5_ckpt), "--campaign", "0", "--out", str(tmp_path / "o"),
                        *args])
         err = capsys.readouterr().err
