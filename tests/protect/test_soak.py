@@ -82,7 +82,7 @@ def test_soak_command_resume_and_errors(lenet5_ckpt, lenet, tmp_path, capsys):
                       ([*other, str(tmp_path / "n"), "--resume"], "nothing to resume"),
                       ([*base, "--inferences", "50", "--resume", "--seed", "6"], "different configuration (seed)"),
                       ([*other, str(tmp_path / "m"), "--seu-per-inference", "-1"],
-                       "--seu-per-inference must be a finite number >= 0"),
+                       "argument --seu-per-inference: must be >= 0, got -1"),
                       ([*other, str(tmp_path / "m"), "--scheme", "magic"], "unknown protection scheme 'magic'")):
         assert cli_main(args) == 2
         err = capsys.readouterr().err

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 from ..errors import SanitasError
-from ._common import limit_threads, load_model_data_golden
+from ._common import (any_int, existing_dir, existing_file, limit_threads, load_model_data_golden, non_negative_float,
+                      non_negative_int, output_dir, positive_int, scheme)
 from ._config import configure
 
 CONFIG_KEYS = ("checkpoint", "scheme", "per_layer", "seu_per_inference", "transients_per_inference", "seed",
@@ -42,20 +43,23 @@ def _check_args(args) -> None:
 
 def add_parser(sub):
     p = sub.add_parser("soak", help="long run under accumulating memory upsets and transients (resumable)")
-    p.add_argument("--checkpoint", required=True, help="trained checkpoint (.pt)")
-    p.add_argument("--scheme", default=None, help="protection scheme, e.g. sanity+dmr, dmr, tmr, none")
-    p.add_argument("--per-layer", default=None, help="JSON/YAML per-layer scheme map (default entry: --scheme)")
-    p.add_argument("--inferences", type=int, default=None, help="inferences in total (a resume may extend)")
-    p.add_argument("--seu-per-inference", type=float, default=None,
+    p.add_argument("--checkpoint", type=existing_file, required=True, help="trained checkpoint (.pt)")
+    p.add_argument("--scheme", type=scheme, default=None, help="protection scheme, e.g. sanity+dmr, dmr, tmr, none")
+    p.add_argument("--per-layer", type=existing_file, default=None,
+                   help="JSON/YAML per-layer scheme map (default entry: --scheme)")
+    p.add_argument("--inferences", type=non_negative_int, default=None,
+                   help="inferences in total (a resume may extend)")
+    p.add_argument("--seu-per-inference", type=non_negative_float, default=None,
                    help="expected single-bit memory upsets per inference over all of the scheme's memory")
-    p.add_argument("--transients-per-inference", type=float, default=None,
+    p.add_argument("--transients-per-inference", type=non_negative_float, default=None,
                    help="expected transient datapath faults per inference")
-    p.add_argument("--seed", type=int, default=None, help="seed of upsets, transients and image draws")
-    p.add_argument("--patrol", type=int, default=None, help="parameter codewords the patrol scrubs per inference")
-    p.add_argument("--images", type=int, default=None, help="test images the inferences draw from")
-    p.add_argument("--save-every", type=int, default=None, help="inferences between state saves")
-    p.add_argument("--data-dir", default=None, help="dataset folder (mnist / cifar10 checkpoints)")
-    p.add_argument("--out", required=True, help="soak folder")
+    p.add_argument("--seed", type=any_int, default=None, help="seed of upsets, transients and image draws")
+    p.add_argument("--patrol", type=non_negative_int, default=None,
+                   help="parameter codewords the patrol scrubs per inference")
+    p.add_argument("--images", type=positive_int, default=None, help="test images the inferences draw from")
+    p.add_argument("--save-every", type=non_negative_int, default=None, help="inferences between state saves")
+    p.add_argument("--data-dir", type=existing_dir, default=None, help="dataset folder (mnist / cifar10 checkpoints)")
+    p.add_argument("--out", type=output_dir, required=True, help="soak folder")
     p.add_argument("--resume", action="store_true", help="continue the soak in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
