@@ -13,6 +13,7 @@ import dataclasses
 from pathlib import Path
 
 from ..config import ArrayConfig
+from ._common import output_dir, positive_int
 from ._config import configure
 
 #: CLI option -> ArrayConfig field, for the fields a command line may override.
@@ -23,7 +24,7 @@ _ARRAY_OPTIONS = (("--rows", "rows"), ("--cols", "cols"), ("--data-width", "data
 def add_array_options(p) -> None:
     """The ArrayConfig field overrides (``default=None``: filled from [array] by ``configure``)."""
     for opt, name in _ARRAY_OPTIONS:
-        p.add_argument(opt, dest=name, type=int, default=None, help=f"ArrayConfig.{name}")
+        p.add_argument(opt, dest=name, type=positive_int, default=None, help=f"ArrayConfig.{name}")
 
 
 def array_from_args(args) -> ArrayConfig:
@@ -37,7 +38,7 @@ def array_from_args(args) -> ArrayConfig:
 def add_parser(sub):
     p = sub.add_parser("rtl", help="generate Verilog for the systolic array with a total-checksum column")
     add_array_options(p)
-    p.add_argument("--out", default=None, help="Verilog output folder")
+    p.add_argument("--out", type=output_dir, default=None, help="Verilog output folder")
     p.add_argument("--sim", action=argparse.BooleanOptionalAction, default=None,
                    help="also run the cocotb fault-injection regression once (Icarus)")
     p.add_argument("--area", action=argparse.BooleanOptionalAction, default=None,
