@@ -29,7 +29,7 @@ import pytest
 from sanitas.config import ArrayConfig
 from sanitas.faults import Fault
 from sanitas.golden.gemm import gemm_replay, wrap
-from sanitas.protect.sanity import DATA, SANITY, hamming_cover, n_partials
+from sanitas.protect.code import DATA, SANITY, hamming_cover, n_partials
 from sanitas.rtl.bench import ArrayBench
 from sanitas.rtl.generate import BENCH_ENV, generate_sanity_array, run_bench
 from sanitas.rtl.sanity import OUTCOMES, check_row, eager, partial_checksums, pe_faults, protected_gemm

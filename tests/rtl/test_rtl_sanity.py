@@ -18,7 +18,7 @@ from sanitas.config import ArrayConfig
 from sanitas.errors import SanitasError
 from sanitas.faults import Fault
 from sanitas.golden.gemm import gemm_replay, wrap
-from sanitas.protect.sanity import DATA, OK, SANITY, UNCORRECTABLE, hamming_cover
+from sanitas.protect.code import DATA, OK, SANITY, UNCORRECTABLE, hamming_cover
 from sanitas.rtl.faults import FiPorts, fault_to_fi_ports
 from sanitas.rtl.generate import generate_sanity_array, n_partials, verilog_parameters
 from sanitas.rtl.sanity import check_row, partial_checksums, pe_faults, protected_gemm

@@ -19,7 +19,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from ..config import ArrayConfig
 from ..faults import Fault
-from ..protect.sanity import n_partials
+from ..protect.code import n_partials
 from .faults import fault_to_fi_ports
 
 

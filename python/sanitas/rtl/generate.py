@@ -32,7 +32,7 @@ from sanitas.paths import REPO_ROOT
 
 from ..config import ArrayConfig, clog2
 from ..errors import SanitasError
-from ..protect.sanity import n_partials as sanity_partials
+from ..protect.code import n_partials as sanity_partials
 
 #: Environment variable carrying the JSON bench configuration into the cocotb simulation.
 BENCH_ENV = "SANITAS_SYSTOLIC_BENCH"
@@ -62,7 +62,7 @@ def fi_part_width(array: ArrayConfig) -> int:
 
 
 def n_partials(array: ArrayConfig) -> int:
-    """Hamming partial checksum PEs per row: floor(log2 cols) + 1 (`sanitas.protect.sanity.n_partials`)."""
+    """Hamming partial checksum PEs per row: floor(log2 cols) + 1 (`sanitas.protect.code.n_partials`)."""
     return sanity_partials(array.cols)
 
 

@@ -29,11 +29,11 @@ from ..errors import SanitasError
 from ..faults import Fault
 from ..faults.fault import apply_masks
 from ..golden.gemm import gemm_replay, locate, wrap
-from ..protect.sanity import DATA, OK, SANITY, UNCORRECTABLE, hamming_cover, locate as sanity_locate, n_partials
+from ..protect.code import DATA, OK, SANITY, UNCORRECTABLE, hamming_cover, locate as sanity_locate, n_partials
 
 #: Outcome classes of one fault record, in report order.
 OUTCOMES = ("masked", "corrected", "uncorrectable", "silent")
-#: Verdict codes of the sanity_unit (out_status), the `sanitas.protect.sanity.locate` codes.
+#: Verdict codes of the sanity_unit (out_status), the `sanitas.protect.code.locate` codes.
 VERDICTS = {"ok": OK, "data": DATA, "sanity": SANITY, "uncorrectable": UNCORRECTABLE}
 #: Accumulator sites the sanity flow models.
 SANITY_SITES = ("pe_acc", "chk_acc", "part_acc")
@@ -78,7 +78,7 @@ def partial_checksums(a, b, array: ArrayConfig, fault: Fault | None = None, *, r
 class RowVerdict(NamedTuple):
     """The sanity_unit's answer to one check beat."""
     alarm: bool       # some residual != 0
-    status: int       # OK / DATA / SANITY / UNCORRECTABLE (protect.sanity codes)
+    status: int       # OK / DATA / SANITY / UNCORRECTABLE (protect.code codes)
     idx: int          # DATA: the output; SANITY: the checksum (NP = total); else -1
     c: np.ndarray     # (n,) the row, corrected on a location beat with status DATA
     resid: int        # the total residual (signed acc_width-bit)
