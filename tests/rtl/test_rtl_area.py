@@ -27,7 +27,8 @@ def test_area_grows_with_array_size(tmp_path):
         assert res["params"] == {"FI_EN": 0} and res["top"] == "systolic_array"
         for cls in ("LUT", "FF", "DSP", "CARRY"):
             assert res[cls] > 0, f"{rows}x{cols}: no {cls} in {res['cells']}"
-        assert res["DSP"] == rows * (cols + 1), f"one DSP48 per PE expected, got {res['DSP']}"
+        pes = rows * (cols + 1 + cols.bit_length())      # data, total and Hamming partial checksum PEs
+        assert res["DSP"] == pes, f"one DSP48 per PE expected, got {res['DSP']}"
         assert res["total_cells"] == sum(res["cells"].values())
         results[rows, cols] = res
     small, big = results[2, 2], results[4, 4]
