@@ -49,6 +49,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from ..errors import SanitasError
+from ..models.ops import spec
 from .controllers import CONTROLLERS
 from .ftt import FAULT_DEFAULTS, FTTLoss, accuracy, evaluate_faulty, fault_scope, fault_to_dict, make_fault
 from .reward import Reward
@@ -671,7 +672,7 @@ def _zoo_layers(net) -> dict:
     out = {}
     for n in gm.layers():
         w = n.weight
-        if n.op == "conv":
+        if spec(n.op).spatial:
             _, _, ho, wo = shapes[n.name]
             g = n.attrs["groups"]
             out[n.name] = dict(kind="conv", c_in=w.shape[1] * g, c_out=w.shape[0], k=w.shape[2], groups=g,

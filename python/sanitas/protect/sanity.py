@@ -49,6 +49,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from ..golden import wrap32
+from ..models.ops import spec
 from .base import Memory, Report, Scheme, call_hook, cost, mac
 
 OK, DATA, SANITY, UNCORRECTABLE = 0, 1, 2, 3   # ``locate`` verdicts
@@ -168,7 +169,7 @@ def scrub(w3: np.ndarray, b2: np.ndarray, rows: np.ndarray, bias: np.ndarray, su
 def _geometry(node):
     """(groups G, outputs per group C, weight words per output K) of a conv/linear GNode."""
     o = node.weight.shape[0]
-    g = node.attrs.get("groups", 1) if node.op == "conv" else 1
+    g = node.attrs.get("groups", 1) if spec(node.op).spatial else 1
     return g, o // g, int(np.prod(node.weight.shape[1:]))
 
 
@@ -468,7 +469,7 @@ class Sanity(Scheme):
         self.lazy = lazy
 
     def guard(self, pm, node):
-        return make_sanity(node, self.lazy) if node.op in ("conv", "linear") else None
+        return make_sanity(node, self.lazy) if spec(node.op).has_weights else None
 
     def __repr__(self) -> str:
         return "sanity" if self.lazy else "sanity:eager"
@@ -477,7 +478,7 @@ class Sanity(Scheme):
 def make_sanity(node, lazy: bool = True):
     """The sanity guard of a conv/linear node: Hamming sanity neurons, or spatial checksums for depthwise."""
     g, c, _ = _geometry(node)
-    return SpatialSanity(node, lazy) if (node.op == "conv" and c == 1 and g > 1) else SanityLayer(node, lazy)
+    return SpatialSanity(node, lazy) if (spec(node.op).spatial and c == 1 and g > 1) else SanityLayer(node, lazy)
 
 
 __all__ = ["OK", "DATA", "SANITY", "UNCORRECTABLE", "n_partials", "hamming_cover", "locate", "row_width",
