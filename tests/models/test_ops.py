@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import sanitas.faults.engine  # noqa: F401 - registers the dense kernels
 import sanitas.faults.sparse  # noqa: F401 - registers the sparse kernels
 import sanitas.golden.model  # noqa: F401 - registers the golden kernels

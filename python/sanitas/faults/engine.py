@@ -60,8 +60,8 @@ from ..errors import SanitasError
 from ..golden.rounding import int_range
 from ..models.ops import OPS, kernels, spec
 from . import dense as _dense
-from .dense import wrap32_f
 from . import sparse as _sp
+from .dense import wrap32_f
 from .fault import Fault, fault_masks, validate
 from .sparse.propagate import ELEMENT_SITES, run_sparse
 

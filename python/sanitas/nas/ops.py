@@ -38,7 +38,6 @@ from ..models.ops import OPS, conv_out, spec
 from ..quant import qconv, qident, qlinear, qrelu
 from .space import SpaceConfig, live_edges
 
-
 SUM_POOL_WEIGHT = 0.125      # 2**-3: power of two, exact in int8 at a power-of-two scale
 
 

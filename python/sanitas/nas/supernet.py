@@ -26,7 +26,6 @@ from ..models.ops import OP_NAMES, kernels, spec
 from .ops import Emitter, cell_plan, emit_network, emit_op, float_op, init_head, init_weights
 from .space import Genotype, SearchSpace, SpaceConfig
 
-
 # Brevitas activation quantisers use batch statistics for their first 300 training calls, then a learned scale.
 # A supernet op instance runs in only a fraction of the steps, so it would sit in the (slow, percentile-based,
 # noisy) statistics phase for most of a short search: the supernet switches after 30 calls instead.

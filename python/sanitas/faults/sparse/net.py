@@ -19,7 +19,7 @@ import numpy as np
 from ...golden.rounding import int_range
 from ...models.ops import kernels, spec
 from ...models.passes import Fusions, fuse
-from ._jit import NO_REQUANT, Requant, k_cap, k_blocks, k_from_dense, k_merge
+from ._jit import NO_REQUANT, Requant, k_blocks, k_cap, k_from_dense, k_merge
 from .conv import ConvFixed, ConvKernel, Epilogue, conv_tables, k_conv, k_conv_par
 from .kernels import PoolTables, k_act, k_add, k_gsum, k_linear, k_maxpool, pool_tables
 
