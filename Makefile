@@ -1,4 +1,4 @@
-# sanitas top-level commands. The README shows two: `make demo` and `make test`.
+# sanitas top-level commands. The README shows two: `make demo` and `make test` (ruff, then the whole suite).
 # Both create/refresh .venv, install the package (torch pinned to 2.13.0) and iverilog/yosys when missing.
 PY      ?= python3
 VENV    := .venv
@@ -6,7 +6,7 @@ VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.sanitas-installed
 SHELL   := /bin/bash
 
-.PHONY: setup demo test csim rtl notebooks clean tools
+.PHONY: setup demo lint test csim rtl notebooks clean tools
 
 setup: $(STAMP) tools
 
@@ -29,8 +29,15 @@ tools:
 demo: setup
 	$(VENV)/bin/sanitas flow
 
-test: setup
-	$(VPY) -m pytest -q -ra tests rtl_tests --nbmake notebooks
+# ruff first (a finding fails the run), then the suite on both cores: pytest-xdist, one file per worker
+# (--dist loadfile keeps a file's module fixtures and fixed build/ folders in one process).
+JOBS    ?= 2
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(VPY) -m pytest -q -ra -n $(JOBS) --dist loadfile tests rtl_tests --nbmake notebooks
 
 csim: setup
 	$(MAKE) -C hls csim PYTHON=$(abspath $(VPY))

@@ -223,7 +223,7 @@ def pytorchfi_batched_neurons(twin: IntTwin, gm, xq: torch.Tensor, faults, per_b
                 spec["dim3"].append(idx[2])
                 bits.append((f.bit, node.bits, node.signed))
 
-        def nfn(module, inp, out):
+        def nfn(module, inp, out, bits=bits):   # bound now: the hook runs in this iteration only
             cur = pfi.get_current_layer()
             for e in range(len(pfi.corrupt_layer)):
                 if pfi.corrupt_layer[e] == cur:

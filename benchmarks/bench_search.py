@@ -31,7 +31,7 @@ def main():
     from sanitas.nas.space import SearchSpace
     from sanitas.nas.supernet import Supernet
     torch.set_num_threads(1)
-    cfg = SearchConfig()
+    cfg = SearchConfig().resolved()
     space = cfg.space_config()
     ss = SearchSpace(space)
     splits = load_dataset("digits")

@@ -1,4 +1,9 @@
-"""Shared fixtures: trained zoo checkpoints cached under build/test-cache (keyed by model, epochs, lr, seed)."""
+"""Shared fixtures: trained zoo checkpoints cached under build/test-cache (keyed by model, epochs, lr, seed).
+
+A cache entry is trained once even when pytest-xdist workers ask for it at the same time: the first takes a file
+lock beside it (``filelock``, in the dev extra) and trains, the others wait and load the finished file
+(``save_checkpoint`` writes a temp file and renames it, so nobody reads half a checkpoint).
+"""
 from __future__ import annotations
 
 import os
@@ -6,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "build" / "test-cache"
@@ -23,12 +29,14 @@ def trained_checkpoint(name: str, epochs: int | None = None, lr: float | None = 
     ep = ep if epochs is None else epochs
     r = r if lr is None else lr
     path = CACHE / f"{name}-e{ep}-lr{r:g}-s{seed}.pt"
-    if not path.exists():
-        torch.set_num_threads(min(2, os.cpu_count() or 1))
-        s = load_dataset("digits")
-        m = build(name, s.in_shape, s.num_classes)
-        met = train_model(m, s, epochs=ep, lr=r, seed=seed, progress=False)
-        save_checkpoint(m, path, "digits", {"test_acc": met["test_acc"]})
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock"):
+        if not path.exists():
+            torch.set_num_threads(min(2, os.cpu_count() or 1))
+            s = load_dataset("digits")
+            m = build(name, s.in_shape, s.num_classes)
+            met = train_model(m, s, epochs=ep, lr=r, seed=seed, progress=False)
+            save_checkpoint(m, path, "digits", {"test_acc": met["test_acc"]})
     return path
 
 

@@ -43,7 +43,7 @@ def test_default_files_under_build_and_state_restored(net, images):
     assert _pynq_state() == before
     with pytest.raises(ZeroDivisionError):                  # restored on an exception inside the block too
         with FakeBoard(net, net.input_shape, net.num_classes):
-            1 / 0
+            raise ZeroDivisionError("inside the block")
     assert _pynq_state() == before
 
 
@@ -69,7 +69,8 @@ def test_batch_change_reallocates_and_frees(net, images, tmp_path):
 def test_status_counters_round_trip(net, images, tmp_path):
     def compute(x):
         s = int(x.astype(np.int64).sum())
-        return np.full((len(x), net.num_classes), s, dtype=np.int64), {"detected": len(x), "corrected": 1, "rollbacks": 7}
+        counters = {"detected": len(x), "corrected": 1, "rollbacks": 7}
+        return np.full((len(x), net.num_classes), s, dtype=np.int64), counters
 
     with FakeBoard(compute, net.input_shape, net.num_classes, out_dir=tmp_path) as b:
         y = b.infer(images[:3])

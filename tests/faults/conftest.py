@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "build" / "test-cache" / "faults"
@@ -19,12 +20,14 @@ def _trained(name: str, epochs: int, lr: float, **kw) -> Path:
     from sanitas.train import save_checkpoint, train_model
     tag = "_".join([name] + [f"{k}{v}" for k, v in sorted(kw.items())])
     path = CACHE / f"{tag}.pt"
-    if not path.exists():
-        torch.set_num_threads(min(2, torch.get_num_threads()))
-        s = load_dataset("digits")
-        m = build(name, s.in_shape, s.num_classes, **kw)
-        met = train_model(m, s, epochs=epochs, lr=lr, progress=False)
-        save_checkpoint(m, path, "digits", met)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock"):   # pytest-xdist: one worker trains, the others wait for the file
+        if not path.exists():
+            torch.set_num_threads(min(2, torch.get_num_threads()))
+            s = load_dataset("digits")
+            m = build(name, s.in_shape, s.num_classes, **kw)
+            met = train_model(m, s, epochs=epochs, lr=lr, progress=False)
+            save_checkpoint(m, path, "digits", met)
     return path
 
 

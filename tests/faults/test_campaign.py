@@ -29,14 +29,15 @@ def _json(out):
 
 def test_inject_summary_store_and_report(lenet_ckpt, tmp_path, capsys):
     out = tmp_path / "c"
-    rc, so, _ = _cli(capsys, "inject", "--checkpoint", str(lenet_ckpt), "--faults", "120", "--site", "weight,output,acc",
-                     "--inputs", "12", "--out", str(out), "--quiet", "--json")
+    rc, so, _ = _cli(capsys, "inject", "--checkpoint", str(lenet_ckpt), "--faults", "120",
+                     "--site", "weight,output,acc", "--inputs", "12", "--out", str(out), "--quiet", "--json")
     assert rc == 0
     s = _json(so)
     for k in ("faults", "masked", "sdc", "critical", "faults_per_s"):
         assert k in s
     assert s["faults"] == 120 and s["inputs"] == 12 and s["masked"] + s["sdc"] + s["critical"] == 120 * 12
-    assert s["faults_per_s"] > 0 and 0 <= s["critical_rate"]["lo"] <= s["critical_rate"]["p"] <= s["critical_rate"]["hi"]
+    cr = s["critical_rate"]
+    assert s["faults_per_s"] > 0 and 0 <= cr["lo"] <= cr["p"] <= cr["hi"]
     man = json.loads((out / "manifest.json").read_text())
     assert man["kind"] == "campaign" and man["status"] == "done"
     with Store(out / "results.sqlite", readonly=True) as st:
@@ -53,8 +54,9 @@ def test_inject_summary_store_and_report(lenet_ckpt, tmp_path, capsys):
         con.close()
     # same campaign through the golden reference backend: identical table
     out2 = tmp_path / "g"
-    rc, so2, _ = _cli(capsys, "inject", "--checkpoint", str(lenet_ckpt), "--faults", "120", "--site", "weight,output,acc",
-                      "--inputs", "12", "--out", str(out2), "--quiet", "--json", "--backend", "golden")
+    rc, so2, _ = _cli(capsys, "inject", "--checkpoint", str(lenet_ckpt), "--faults", "120",
+                      "--site", "weight,output,acc", "--inputs", "12", "--out", str(out2), "--quiet", "--json",
+                      "--backend", "golden")
     assert rc == 0
     with Store(out / "results.sqlite", readonly=True) as a, Store(out2 / "results.sqlite", readonly=True) as b:
         assert a.table() == b.table()
@@ -69,11 +71,12 @@ def test_inject_summary_store_and_report(lenet_ckpt, tmp_path, capsys):
     # an existing campaign is not overwritten without --resume; --resume of a finished one adds nothing
     rc, _, err = _cli(capsys, "inject", "--checkpoint", str(lenet_ckpt), "--faults", "120", "--out", str(out))
     assert rc == 2 and "use --resume" in err
-    rc, so, _ = _cli(capsys, "inject", "--checkpoint", str(lenet_ckpt), "--faults", "120", "--site", "weight,output,acc",
-                     "--inputs", "12", "--out", str(out), "--quiet", "--json", "--resume")
+    rc, so, _ = _cli(capsys, "inject", "--checkpoint", str(lenet_ckpt), "--faults", "120",
+                     "--site", "weight,output,acc", "--inputs", "12", "--out", str(out), "--quiet", "--json",
+                     "--resume")
     assert rc == 0 and _json(so)["new_faults"] == 0 and _json(so)["resumed_faults"] == 120
-    rc, _, err = _cli(capsys, "inject", "--checkpoint", str(lenet_ckpt), "--faults", "121", "--site", "weight,output,acc",
-                      "--inputs", "12", "--out", str(out), "--quiet", "--resume")
+    rc, _, err = _cli(capsys, "inject", "--checkpoint", str(lenet_ckpt), "--faults", "121",
+                      "--site", "weight,output,acc", "--inputs", "12", "--out", str(out), "--quiet", "--resume")
     assert rc == 2 and "different campaign" in err and "faults" in err
 
 
@@ -178,8 +181,8 @@ def test_bad_specs_give_one_line_errors(lenet_ckpt, tmp_path, capsys, argv, msg)
 def test_bad_checkpoint_and_report_dir(tmp_path):
     r = subprocess.run([sys.executable, "-m", "sanitas.cli", "inject", "--checkpoint", str(tmp_path / "nope.pt"),
                         "--out", str(tmp_path / "o")], capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"sanitas: error: checkpoint not found: "
-                                                                   f"{tmp_path / 'nope.pt'}"]
+    want = f"sanitas: error: checkpoint not found: {tmp_path / 'nope.pt'}"
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [want]
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "manifest.json").write_text(json.dumps({"kind": "nosuchkind"}))
     r = subprocess.run([sys.executable, "-m", "sanitas.cli", "report", str(tmp_path / "r")], capture_output=True,

@@ -110,3 +110,24 @@ def test_search_on_cuda_matches_its_own_resume(tmp_path):
     res, state = _search(tmp_path / "a", controller="evolution", device="cuda")
     assert len(res["history"]) == 4 and all(0 <= h["clean"] <= 1 for h in res["history"])
     assert all(v.device.type == "cuda" for v in state.values() if v.is_floating_point())
+
+
+def test_cli_settings_come_from_the_search_section(tmp_path):
+    """``sanitas search`` builds its SearchConfig from [search] and [data] (``--config``), the options win."""
+    from sanitas.commands._config import command_args
+    from sanitas.commands.search import config_from_args
+    from sanitas.config import Config
+    assert config_from_args(command_args("search", ["--out", "o"])) == SearchConfig(dataset="digits")
+    assert Config().search == SearchConfig()
+    p = tmp_path / "c.yaml"
+    p.write_text("data: {dataset: mnist, data_dir: d}\nsearch: {cells: 5, space: adsaf, max_macs: 9000, "
+                 "arch_batch: 3, baselines: [vgg]}\n")
+    cfg = config_from_args(command_args("search", ["--out", "o", "--config", str(p), "--nodes", "4",
+                                                   "--baselines", "lenet5,vgg"]))
+    assert (cfg.dataset, cfg.data_dir, cfg.cells, cfg.nodes, cfg.space, cfg.max_macs, cfg.arch_batch) == (
+        "mnist", "d", 5, 4, "adsaf", 9000, 3)
+    assert cfg.baselines == ("lenet5", "vgg") and cfg.fault is None
+    r = cfg.resolved()
+    assert (r.fault, r.alpha) == ("adsaf", 0.2)                    # the space's, as before
+    cfg = config_from_args(command_args("search", ["--out", "o", "--max-macs", "none", "--paper-space"]))
+    assert cfg.max_macs is None and (cfg.cells, cfg.channels, cfg.reductions) == (8, 20, (2, 5))

@@ -84,7 +84,7 @@ def test_rl_controller_learns_planted_preference():
     # the paper's Adam 1e-3 so that the test converges in 80 updates
     ctl = RLController(ss, seed=0, lr=0.02)
     first = None
-    for step in range(80):
+    for _ in range(80):
         vs = ctl.ask(5)
         rs = [reward(v) for v in vs]
         first = np.mean(rs) if first is None else first

@@ -1,6 +1,6 @@
 """PYNQ driver of the sanitas accelerator IP ``sanitas_top`` and its register map (the one table of it).
 
-The IP (produced by HLS, DESIGN.md "board") is an AXI4-Lite-controlled block with the standard Vitis HLS
+The IP (produced by HLS; docs/architecture.md) is an AXI4-Lite-controlled block with the standard Vitis HLS
 ``ap_ctrl_hs`` protocol: the host writes the DDR addresses of an int8 input tensor (N, C, H, W) and of an
 int32 logits buffer (N, classes), the batch size ``n``, then sets ``ap_start`` and polls ``ap_done``.
 ``REGISTERS`` below is the register map, written once: this driver, the fake device (fake.py) and the

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..paths import REPO_ROOT
 from .driver import (STATUS_COUNTERS, VLNV, BoardError, BoardUnavailable, check_input, split_result,
                      to_logits)
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 BACKENDS = ("pynq", "fake", "sim")
 
 

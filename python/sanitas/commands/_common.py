@@ -5,7 +5,7 @@ import torch
 
 
 def add_data_args(p) -> None:
-    p.add_argument("--dataset", default="digits", choices=["digits", "mnist", "cifar10"],
+    p.add_argument("--dataset", default=None, choices=["digits", "mnist", "cifar10"],
                    help="dataset (digits is bundled with scikit-learn; the others need --data-dir)")
     p.add_argument("--data-dir", default=None, help="folder in torchvision's layout for mnist / cifar10")
 

@@ -1,13 +1,15 @@
 """``sanitas csim``: build and run an HLS kernel testbench with g++ and hls4ml's ap_types (``make -C hls csim``)."""
 from __future__ import annotations
 
+from ._config import configure
+
 
 def add_parser(sub):
     p = sub.add_parser("csim", help="run the HLS C simulation of a kernel (g++ + ap_types from hls4ml)")
-    p.add_argument("--kernel", default="systolic_gemm")
+    p.add_argument("--kernel", default=None, help="HLS kernel testbench under hls/tests/")
     p.add_argument("--build-dir", default=None)
     p.set_defaults(func=run)
-    return p
+    return configure(p, "csim", "array")
 
 
 def run(args) -> dict:

@@ -3,16 +3,17 @@ and check its predictions bit-exactly against the golden model on the test split
 from __future__ import annotations
 
 from ._common import limit_threads, load_model_data_golden
+from ._config import configure
 
 
 def add_parser(sub):
     p = sub.add_parser("hls", help="Brevitas -> QONNX -> hls4ml project; compile() + predict() vs golden")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--out", default="build/hls4ml/project")
+    p.add_argument("--out", default=None, help="hls4ml project folder")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--limit", type=int, default=None, help="check only the first N test images")
     p.set_defaults(func=run)
-    return p
+    return configure(p, "hls", "data")
 
 
 def run(args) -> dict:

@@ -7,48 +7,43 @@ Single-fault models (``bitflip``, ``stuck``, ``multibit``, ``random``) sample ``
 """
 from __future__ import annotations
 
+import argparse
+
 from ..errors import SanitasError
 from ._common import limit_threads
-
-
-def _csv(s, typ=str):
-    if s is None:
-        return None
-    try:
-        return [typ(v.strip()) for v in s.split(",") if v.strip()]
-    except ValueError:
-        raise SanitasError(f"cannot parse list {s!r}") from None
+from ._config import configure, csv_list
 
 
 def add_parser(sub):
     from ..faults.campaign import FAULT_CHOICES
     p = sub.add_parser("inject", help="fault-injection campaign (exact INT8, batched, resumable)")
     p.add_argument("--checkpoint", required=True, help="trained checkpoint (.pt) from `sanitas train`")
-    p.add_argument("--fault", default="bitflip", choices=FAULT_CHOICES, help="fault model")
-    p.add_argument("--site", default=None,
-                   help="comma list: weight,bias,input,output,acc (single faults; default weight); "
-                        "ber: weight|act")
-    p.add_argument("--layer", default=None, help="comma list of node names to restrict the faults to")
-    p.add_argument("--faults", type=int, default=1000, help="faults to sample, or trials per rate (rate models)")
-    p.add_argument("--exhaustive", action="store_true", help="every element x bit of the sites (single faults)")
-    p.add_argument("--rates", default=None, help="comma list of rates for mibb/adsaf/ber")
-    p.add_argument("--inputs", type=int, default=64, help="test images per fault (first K of the test split)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fault", default=None, choices=FAULT_CHOICES, help="fault model")
+    p.add_argument("--site", dest="sites", type=csv_list(), default=None,
+                   help="comma list: weight,bias,input,output,acc (single faults); ber: weight|act")
+    p.add_argument("--layer", dest="layers", type=csv_list(), default=None,
+                   help="comma list of node names to restrict the faults to")
+    p.add_argument("--faults", type=int, default=None, help="faults to sample, or trials per rate (rate models)")
+    p.add_argument("--exhaustive", action=argparse.BooleanOptionalAction, default=None,
+                   help="every element x bit of the sites (single faults)")
+    p.add_argument("--rates", type=csv_list(float), default=None, help="comma list of rates for mibb/adsaf/ber")
+    p.add_argument("--inputs", type=int, default=None, help="test images per fault (first K of the test split)")
+    p.add_argument("--seed", type=int, default=None)
     p.add_argument("--dataset", default=None, help="default: the checkpoint's dataset")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", required=True, help="campaign folder (manifest.json + results.sqlite)")
     p.add_argument("--resume", action="store_true", help="continue the campaign already in --out")
-    p.add_argument("--engine", default="local", choices=["local", "dask"], help="single process or dask workers")
-    p.add_argument("--workers", type=int, default=2, help="dask LocalCluster worker processes")
+    p.add_argument("--engine", default=None, choices=["local", "dask"], help="single process or dask workers")
+    p.add_argument("--workers", type=int, default=None, help="dask LocalCluster worker processes")
     p.add_argument("--scheduler", default=None, help="address of an existing dask scheduler (tcp://host:port)")
-    p.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to reach --scheduler")
-    p.add_argument("--backend", default="fast", choices=["fast", "golden"],
+    p.add_argument("--connect-timeout", type=float, default=None, help="seconds to reach --scheduler")
+    p.add_argument("--backend", default=None, choices=["fast", "golden"],
                    help="single faults: batched exact engine, or the golden reference replay (slow)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
-    p.add_argument("--chunk-rows", type=int, default=4096, help="fault x input rows per batch / commit")
+    p.add_argument("--device", default=None, help="cpu | cuda | auto")
+    p.add_argument("--chunk-rows", type=int, default=None, help="fault x input rows per batch / commit")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
-    return p
+    return configure(p, "campaign", "data")
 
 
 def run(args) -> dict:
@@ -56,10 +51,12 @@ def run(args) -> dict:
     limit_threads()
     if args.chunk_rows < 1:
         raise SanitasError("--chunk-rows must be >= 1")
-    sites = _csv(args.site) or (["weight"])
-    spec = CampaignSpec(checkpoint=args.checkpoint, fault=args.fault, sites=sites, layers=_csv(args.layer),
+    sites = args.sites
+    if not sites:
+        raise SanitasError("--site needs at least one site")
+    spec = CampaignSpec(checkpoint=args.checkpoint, fault=args.fault, sites=sites, layers=args.layers or None,
                         faults=args.faults, exhaustive=args.exhaustive, inputs=args.inputs, seed=args.seed,
-                        rates=_csv(args.rates, float), dataset=args.dataset, data_dir=args.data_dir,
+                        rates=args.rates or None, dataset=args.dataset, data_dir=args.data_dir,
                         backend=args.backend)
     if not spec.is_rate:
         from ..faults.fault import SITES

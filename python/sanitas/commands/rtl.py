@@ -1,20 +1,25 @@
 """``sanitas rtl``: generate the INT8 systolic array (+ checksum column) Verilog; optionally simulate and estimate area."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+
+from ._config import configure
 
 
 def add_parser(sub):
     p = sub.add_parser("rtl", help="generate Verilog for the INT8 systolic array with a total-checksum column")
-    p.add_argument("--rows", type=int, default=4)
-    p.add_argument("--cols", type=int, default=4)
-    p.add_argument("--data-width", type=int, default=8)
-    p.add_argument("--acc-width", type=int, default=32)
-    p.add_argument("--out", default="build/rtl")
-    p.add_argument("--sim", action="store_true", help="also run the cocotb fault-injection regression once (Icarus)")
-    p.add_argument("--area", action="store_true", help="also estimate LUT/FF/DSP with yosys synth_xilinx")
+    p.add_argument("--rows", type=int, default=None)
+    p.add_argument("--cols", type=int, default=None)
+    p.add_argument("--data-width", type=int, default=None)
+    p.add_argument("--acc-width", type=int, default=None)
+    p.add_argument("--out", default=None, help="Verilog output folder")
+    p.add_argument("--sim", action=argparse.BooleanOptionalAction, default=None,
+                   help="also run the cocotb fault-injection regression once (Icarus)")
+    p.add_argument("--area", action=argparse.BooleanOptionalAction, default=None,
+                   help="also estimate LUT/FF/DSP with yosys synth_xilinx")
     p.set_defaults(func=run)
-    return p
+    return configure(p, "rtl", "array")
 
 
 def run(args) -> dict:

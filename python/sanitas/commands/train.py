@@ -7,21 +7,23 @@ from ..data import load_dataset
 from ..models import ZOO, build
 from ..train import save_checkpoint, train_model
 from ._common import add_data_args, limit_threads
+from ._config import configure
 
 
 def add_parser(sub):
     p = sub.add_parser("train", help="train an INT8 zoo model (Brevitas, power-of-two scales)")
-    p.add_argument("--model", default="lenet5", choices=sorted(ZOO))
+    p.add_argument("--model", default=None, choices=sorted(ZOO))
     add_data_args(p)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--lr", type=float, default=5e-3)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default=None)
     p.add_argument("--out", required=True, help="checkpoint path (.pt)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
-    return p
+    return configure(p, "train", "data")
 
 
 def run(args) -> dict:
@@ -32,8 +34,8 @@ def run(args) -> dict:
     splits = load_dataset(args.dataset, args.data_dir)
     model = build(args.model, splits.in_shape, splits.num_classes, seed=args.seed)
     t0 = time.time()
-    m = train_model(model, splits, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                    device=args.device, progress=not args.quiet)
+    m = train_model(model, splits, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                    weight_decay=args.weight_decay, seed=args.seed, device=args.device, progress=not args.quiet)
     path = save_checkpoint(model, args.out, args.dataset,
                            {"test_acc": m["test_acc"], "val_acc": m["val_acc"], "epochs": args.epochs})
     return {"checkpoint": str(path), "model": args.model, "dataset": args.dataset, "test_acc": m["test_acc"],

@@ -11,6 +11,11 @@ Two families share one store and one report:
   trial is seeded from its own record (model, rate, index, seed), so any chunking, resume or worker gives the
   same faults.
 
+The folder (``sanitas.runfolder``) has one owner (an flock held for the run) and its settings, the checkpoint's
+sha256 and the fault list (``faults.jsonl``) with its sha256 are on disk (atomically) before the first result,
+so a resume with other settings, another checkpoint content or another fault list is refused, and a kill at any
+point (``SANITAS_CRASH_AT=setup|first_chunk|mid|final_write`` in the tests) resumes to the uninterrupted result.
+
 Per (fault, input): 0 masked (logits bit-identical to fault-free), 1 SDC-benign (different logits, same top-1),
 2 critical (top-1 changed). Work is cut into chunks (all inputs of a few faults); each chunk is committed to
 the store in one transaction, so ``resume=True`` continues after any crash with nothing lost or duplicated.
@@ -25,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
+import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +38,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import CampaignConfig
 from ..errors import SanitasError
+from ..runfolder import (
+    SETTINGS,
+    FolderLock,
+    RunFolder,
+    atomic_write_json,
+    crash_point,
+    remove_stale_tmp,
+)
+from ..runfolder import sha256_file as file_sha256
 from .engine import CRITICAL, MASKED, SDC, EngineStats, FastGolden, classify
 from .fault import KINDS, Fault, enumerate_faults, sample_faults, validate
 from .stats import proportion
@@ -48,21 +63,25 @@ MANIFEST = "manifest.json"
 DB = "results.sqlite"
 
 
+_D = CampaignConfig()          # the user-facing defaults live in the [campaign] config section
+
+
 @dataclass
 class CampaignSpec:
-    """Everything that defines a campaign's results (a resume must present the same spec)."""
+    """Everything that defines a campaign's results (a resume must present the same spec); the defaults are
+    ``sanitas.config.CampaignConfig``'s (see there for each setting)."""
     checkpoint: str
-    fault: str = "bitflip"                  # bitflip | stuck | multibit | random | mibb | adsaf | ber
-    sites: list = field(default_factory=lambda: ["weight"])   # single faults: weight,bias,input,output,acc; ber: weight|act
-    layers: list | None = None              # restrict to these nodes (None: every node with the site)
-    faults: int = 1000                      # faults to sample (single) or trials per rate (rate models)
-    exhaustive: bool = False                # single faults: every element x bit x kind of the sites
-    inputs: int = 64                        # first K images of the test split
-    seed: int = 0                           # fault sampling / trial seeds
-    rates: list | None = None               # rate models: rates to sweep (default DEFAULT_RATES[fault])
-    dataset: str | None = None              # default: the checkpoint's dataset
+    fault: str = _D.fault
+    sites: list = field(default_factory=lambda: list(_D.sites))
+    layers: list | None = _D.layers
+    faults: int = _D.faults
+    exhaustive: bool = _D.exhaustive
+    inputs: int = _D.inputs
+    seed: int = _D.seed
+    rates: list | None = _D.rates           # None: DEFAULT_RATES[fault]
+    dataset: str | None = _D.dataset
     data_dir: str | None = None
-    backend: str = "fast"                   # single faults: fast (batched engine) | golden (reference replay)
+    backend: str = _D.backend
 
     def check(self):
         if self.fault not in FAULT_CHOICES:
@@ -84,14 +103,6 @@ class CampaignSpec:
     @property
     def is_rate(self) -> bool:
         return self.fault in RATE_FAULTS
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for blk in iter(lambda: f.read(1 << 20), b""):
-            h.update(blk)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------ context
@@ -275,10 +286,63 @@ def make_chunks(faults: list[Fault], n_inputs: int, chunk_rows: int, mixed: bool
 
 
 # ------------------------------------------------------------------------------------------------ campaign
+FAULT_LIST = "faults.jsonl"
+CAMPAIGN_RESULTS = (MANIFEST, DB)                       # files that exist only once a campaign has started
+
+
 def _write_manifest(out: Path, data: dict):
-    tmp = out / (MANIFEST + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, out / MANIFEST)
+    atomic_write_json(out / MANIFEST, data, indent=2)
+
+
+def _settings_key(spec: CampaignSpec, ckpt_sha: str) -> dict:
+    """What defines a campaign's results: the spec (without the checkpoint's path) + the checkpoint's content."""
+    skey = {**asdict(spec), "checkpoint_sha256": ckpt_sha}
+    skey.pop("checkpoint")
+    return json.loads(json.dumps(skey, sort_keys=True))
+
+
+def _records(ctx: Context) -> tuple[list[str], list[tuple]]:
+    """The campaign's fault / trial records (canonical JSON, in order) and their store rows."""
+    if ctx.spec.is_rate:
+        recs = trial_list(ctx)
+        lines = [json.dumps(r, sort_keys=True) for r in recs]
+        rows = [(trial_id(r), i, r["site"], "*", None, r["model"], r["rate"], ln)
+                for i, (r, ln) in enumerate(zip(recs, lines))]
+    else:
+        fl = fault_list(ctx)
+        lines = [f.to_json() for f in fl]
+        rows = [(f.id, i, f.site, f.layer, f.bit, f.kind, None, ln) for i, (f, ln) in enumerate(zip(fl, lines))]
+    return lines, rows
+
+
+def _stored_records(db: Path) -> list[str] | None:
+    """Read-only: the records in an existing store (None: no store; [] : a store without a setup)."""
+    if not db.exists():
+        return None
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "faults" not in tables:
+                return []
+            return [r[0] for r in con.execute("SELECT record FROM faults ORDER BY seq")]
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        raise SanitasError(f"{db}: not a sanitas campaign database ({e}); use another --out") from None
+
+
+LABELS = {"checkpoint_sha256": "checkpoint content"}
+
+
+def check_campaign_folder(d) -> None:
+    """``sanitas report``: refuse (one line) a campaign folder whose setup never completed."""
+    d = Path(d)
+    if not (d / SETTINGS).exists() or not (d / DB).exists():
+        raise SanitasError(f"{d}: the campaign's setup never completed (no {SETTINGS} or {DB}); nothing to report")
+    recs = _stored_records(d / DB)
+    if not recs:
+        raise SanitasError(f"{d}: the campaign's store holds no fault list; nothing to report")
 
 
 def _auto_rows(gm, chunk_rows: int, n_inputs: int, budget_bytes: float = 256e6) -> int:
@@ -292,10 +356,13 @@ def _auto_rows(gm, chunk_rows: int, n_inputs: int, budget_bytes: float = 256e6) 
 def run_campaign(spec: CampaignSpec, out, resume: bool = False, engine: str = "local", workers: int = 2,
                  scheduler: str | None = None, device: str = "cpu", chunk_rows: int = 4096,
                  progress: bool = True, connect_timeout: float = 10.0) -> dict:
-    """Run (or resume) a campaign into folder ``out`` (manifest.json + results.sqlite); returns the summary."""
-    from tqdm.auto import tqdm
+    """Run (or resume) a campaign into folder ``out`` (settings.json, faults.jsonl, results.sqlite,
+    manifest.json); returns the summary.
 
-    from .store import AsyncWriter, Store
+    The folder is locked for the run (``runfolder.FolderLock``). Before the first result: the fault list
+    (``faults.jsonl``) and the settings with the checkpoint's sha256 and the list's sha256 (``settings.json``)
+    are written atomically, then the store's setup is one transaction. A resume must present the same settings,
+    checkpoint content and fault list, else it is refused before anything is written."""
     if engine not in ("local", "dask"):
         raise SanitasError(f"unknown engine '{engine}' (choose from local, dask)")
     if device == "auto":
@@ -304,37 +371,41 @@ def run_campaign(spec: CampaignSpec, out, resume: bool = False, engine: str = "l
         raise SanitasError("--device cuda: no CUDA device available")
     out = Path(out)
     ctx = load_context(spec)
-    skey = {**asdict(spec), "checkpoint_sha256": ctx.ckpt_sha}
-    skey.pop("checkpoint")
-    if (out / MANIFEST).exists() and not resume:
-        raise SanitasError(f"{out} already holds a campaign: use --resume to continue it or another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    with FolderLock(out):
+        return _run_locked(ctx, out, resume, engine, workers, scheduler, device, chunk_rows, progress,
+                           connect_timeout)
+
+
+def _run_locked(ctx, out, resume, engine, workers, scheduler, device, chunk_rows, progress, connect_timeout):
+    from tqdm.auto import tqdm
+
+    from .store import AsyncWriter, Store
+    spec = ctx.spec
+    skey = _settings_key(spec, ctx.ckpt_sha)
+    lines, frows = _records(ctx)
+    blob = ("\n".join(lines) + "\n").encode()
+    folder = RunFolder(out, "campaign", results=CAMPAIGN_RESULTS, labels=LABELS)
+    # ---- read-only checks: a refused resume changes nothing
+    resuming = folder.check(skey, {FAULT_LIST: blob}, resume)
+    stored = _stored_records(out / DB) if resuming else None
+    if stored and stored != lines:
+        raise SanitasError(f"{out / DB} holds another fault list than {FAULT_LIST}; use another --out")
+    if not resuming:
+        folder.setup(skey, {FAULT_LIST: blob})
+    remove_stale_tmp(out)
+    k = len(ctx.xq)
     store = Store(out / DB)
     try:
-        old = store.get_meta("spec")
-        if old is not None and old != json.loads(json.dumps(skey, sort_keys=True)):
-            diff = sorted(k for k in skey if old.get(k) != skey[k])
-            raise SanitasError(f"{out} holds a different campaign (differs in {', '.join(diff)}); use another --out")
-        k = len(ctx.xq)
-        # ---- fault / trial list (stored once; a resume reads it back)
-        if store.n_faults() == 0:
-            if spec.is_rate:
-                recs = trial_list(ctx)
-                rows = [(trial_id(r), i, r["site"], "*", None, r["model"], r["rate"], json.dumps(r, sort_keys=True))
-                        for i, r in enumerate(recs)]
-            else:
-                fl = fault_list(ctx)
-                rows = [(f.id, i, f.site, f.layer, f.bit, f.kind, None, f.to_json()) for i, f in enumerate(fl)]
-            store.add_faults(rows)
+        if not stored:                                  # fresh, or killed between settings.json and the store
             if spec.is_rate:
                 with torch.no_grad():
                     cpred = ctx.qnet(torch.as_tensor(ctx.x)).argmax(1).numpy()
             else:
                 cpred = ctx.gm.run_int(ctx.xq, backend="f64").argmax(1)
-            store.add_inputs(ctx.input_ids, ctx.labels, cpred)
-            store.set_meta(spec=skey, checkpoint=str(spec.checkpoint), started=time.time(),
-                           model=ctx.qnet.spec, n_inputs=k, layers=[n.name for n in ctx.gm.nodes])
-        records = [json.loads(r[0]) for r in store.con.execute("SELECT record FROM faults ORDER BY seq")]
+            store.setup(frows, ctx.input_ids, ctx.labels, cpred, spec=skey, checkpoint=str(spec.checkpoint),
+                        started=time.time(), model=ctx.qnet.spec, n_inputs=k,
+                        layers=[n.name for n in ctx.gm.nodes])
+        records = [json.loads(ln) for ln in lines]
         _write_manifest(out, {"kind": "campaign", "version": 1, "status": "running", "db": DB,
                               "spec": skey, "checkpoint": str(spec.checkpoint)})
         done = store.done_faults(k)
@@ -360,7 +431,15 @@ def run_campaign(spec: CampaignSpec, out, resume: bool = False, engine: str = "l
         t0 = time.time()
         n_new = 0
 
-        writer = AsyncWriter(out / DB, ctx.input_ids)
+        n_chunks = len(chunks)
+
+        def on_commit(n):                                 # the kill-at-every-phase hooks
+            if n == 1:
+                crash_point("first_chunk")
+            if n == max(2, n_chunks // 2):
+                crash_point("mid")
+
+        writer = AsyncWriter(out / DB, ctx.input_ids, on_commit=on_commit)
 
         def consume(res):
             nonlocal n_new
@@ -391,6 +470,7 @@ def run_campaign(spec: CampaignSpec, out, resume: bool = False, engine: str = "l
         if not spec.is_rate:
             summary["work"] = st.to_dict()          # row-MACs done vs naive: the measured engine saving
         store.set_meta(summary=summary, finished=time.time())
+        crash_point("final_write")
         _write_manifest(out, {"kind": "campaign", "version": 1, "status": "done", "db": DB, "spec": skey,
                               "checkpoint": str(spec.checkpoint), "summary": summary})
         return summary
@@ -463,6 +543,22 @@ def summarize(store, spec: CampaignSpec | None = None) -> dict:
     return s
 
 
-__all__ = ["CampaignSpec", "run_campaign", "run_fault_list", "summarize", "make_chunks", "load_context",
-           "fault_list", "trial_list", "exec_fault_chunk", "exec_trial_chunk", "SINGLE_FAULTS", "RATE_FAULTS",
-           "DEFAULT_RATES", "FAULT_CHOICES", "KINDS"]
+__all__ = [
+    "DEFAULT_RATES",
+    "FAULT_CHOICES",
+    "KINDS",
+    "RATE_FAULTS",
+    "SINGLE_FAULTS",
+    "CampaignSpec",
+    "check_campaign_folder",
+    "exec_fault_chunk",
+    "exec_trial_chunk",
+    "fault_list",
+    "file_sha256",
+    "load_context",
+    "make_chunks",
+    "run_campaign",
+    "run_fault_list",
+    "summarize",
+    "trial_list",
+]

@@ -1,4 +1,4 @@
-"""Fault records: a fault is data (DESIGN.md "A fault is data").
+"""Fault records: a fault is data (docs/architecture.md, "The integer contract").
 
 A ``Fault`` is a frozen record ``{site, layer, index, bit, kind, value?, cycle?}`` with a stable ``id`` (a hash of
 its fields), JSON round trip, validation against a ``GoldenModel`` and reproducible sampling / exhaustive

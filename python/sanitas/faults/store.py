@@ -11,6 +11,9 @@ Tables::
                                                                   (one B-tree: ~2x faster appends than a
                                                                   rowid table + unique index)
 
+The setup (fault list, inputs, meta) is one transaction (``setup``), made after the campaign's
+``settings.json`` is on disk (``sanitas.runfolder``), so a store either holds a whole setup or none.
+
 WAL journal with ``synchronous=NORMAL``: a committed transaction survives a crash of the process (SIGKILL)
 and readers (a report, a progress poll) never block the writer. Results are committed per chunk, each chunk
 holding every input of its faults, so a fault is either complete or absent; ``INSERT OR IGNORE`` on the
@@ -84,6 +87,19 @@ class Store:
         with self.con:
             self.con.executemany("INSERT OR IGNORE INTO faults VALUES(?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
+    def setup(self, fault_rows, ids, labels, clean_pred, **meta):
+        """The whole campaign setup (fault list, inputs, meta) in ONE transaction: present entirely or not at all."""
+        with self.con:
+            self.con.executemany("INSERT OR IGNORE INTO faults VALUES(?, ?, ?, ?, ?, ?, ?, ?)", fault_rows)
+            self.con.executemany("INSERT OR IGNORE INTO inputs VALUES(?, ?, ?)",
+                                 [(int(i), int(l), int(p)) for i, l, p in zip(ids, labels, clean_pred)])
+            self.con.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)",
+                                 [(k, json.dumps(v, sort_keys=True)) for k, v in meta.items()])
+
+    def records(self) -> list[str]:
+        """The stored fault / trial records (JSON text) in campaign order."""
+        return [r[0] for r in self.con.execute("SELECT record FROM faults ORDER BY seq")]
+
     def add_inputs(self, ids, labels, clean_pred):
         with self.con:
             self.con.executemany("INSERT OR IGNORE INTO inputs VALUES(?, ?, ?)",
@@ -127,8 +143,9 @@ class AsyncWriter:
 
     _STOP = object()
 
-    def __init__(self, path, input_ids, maxsize: int = 32):
+    def __init__(self, path, input_ids, maxsize: int = 32, on_commit=None):
         self.path, self.input_ids = Path(path), [int(i) for i in input_ids]
+        self.on_commit = on_commit          # called with the number of chunks committed so far (crash hooks)
         self.q: queue.Queue = queue.Queue(maxsize=maxsize)
         self.error: BaseException | None = None
         self.t = threading.Thread(target=self._run, name="sanitas-store-writer", daemon=True)
@@ -140,6 +157,7 @@ class AsyncWriter:
         except BaseException as e:  # noqa: BLE001
             self.error = e
             return
+        n = 0
         try:
             while True:
                 item = self.q.get()
@@ -147,6 +165,9 @@ class AsyncWriter:
                     break
                 if self.error is None:
                     st.add_results(item[0], self.input_ids, item[1], item[2])
+                    n += 1
+                    if self.on_commit is not None:
+                        self.on_commit(n)
         except BaseException as e:  # noqa: BLE001
             self.error = e
         finally:
@@ -164,4 +185,4 @@ class AsyncWriter:
             raise SanitasError(f"campaign store: {self.error}")
 
 
-__all__ = ["Store", "AsyncWriter", "SCHEMA"]
+__all__ = ["SCHEMA", "AsyncWriter", "Store"]

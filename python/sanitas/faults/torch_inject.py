@@ -6,7 +6,7 @@
 ``torch.Generator``: same seed, same faults) and removes the hooks on exit. All masks are drawn as whole
 tensors (no Python loop over elements), on the generator's device.
 
-Fault models (FTT-NAS, Ning et al. TODAES 2021; see /work/shared/REFERENCES.md):
+Fault models (FTT-NAS, Ning et al. TODAES 2021; see docs/architecture.md, "References"):
 
 * ``MiBB(p, bits=8)`` — MAC-i.i.d. bit-bias feature faults on every conv/linear output: an output element is
   faulty with probability ``q = 1 - (1 - p)^K`` (K = MACs per output = C_in/groups * kh * kw, or in_features);

@@ -1,4 +1,4 @@
-"""The one rounding rule of sanitas (integer contract, DESIGN.md "Integer conventions").
+"""The one rounding rule of sanitas (integer contract, docs/architecture.md "The integer contract").
 
 Every scale in sanitas is a power of two, so requantising an integer tensor from exponent ``e_in``
 to exponent ``e_out`` (value = int * 2**e) is a shift.  The rule, written once here and used by

@@ -37,10 +37,10 @@ import numpy as np
 
 from ..errors import SanitasError
 from ..golden.gemm import checksum_column, gemm_with_checksum
+from ..paths import REPO_ROOT as _REPO_ROOT
 
 KERNELS = ("systolic_gemm",)
 CONFIG_HEADER = "sanitas_test_config.h"   # generated into the vector directory, included by tests/<kernel>/test.cpp
-_REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 class CsimError(SanitasError, RuntimeError):

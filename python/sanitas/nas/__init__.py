@@ -9,4 +9,5 @@ TODAES 2021, seed 000).
 * ``ftt``         — fault-tolerant training loss and faulty evaluation (mean ± 95% CI)
 * ``derive``      — genotype -> ``QNet`` (``build_from_genotype``, used by ``sanitas.models.build_from_spec``)
 * ``search``      — the driver: search, derive top-k, final FTT training, zoo baselines, evaluation
+* ``search_tasks`` — its work units (candidate evaluation, FTT training of one net) and the local/dask engine
 """

@@ -10,7 +10,7 @@ Protection overhead = extra MACs per image of the Sanity ABFT checksums on that 
 ``sanitas.protect.overhead`` present (the protection issue's model) its count is used — on a shape-only golden
 model of the candidate, so nothing is built or trained; its default "sanity" scheme locates lazily (only the
 total sanity neuron runs fault-free). Otherwise the analytic model below (eager: all M+1 sanity neurons), which
-follows the same scheme (REFERENCES.md, Maintaining Sanity):
+follows the same scheme (docs/architecture.md "References", Maintaining Sanity):
 
 * conv / linear with ``C`` outputs per group (C > 1): ``floor(log2 C) + 1`` partial + 1 total sanity neurons per
   group, each as costly as one output: extra = ``(floor(log2 C) + 2) / C`` of the layer's MACs;

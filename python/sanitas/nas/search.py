@@ -35,28 +35,32 @@ results are identical (per-candidate fault seeds, one intra-op thread everywhere
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..config import SearchConfig
 from ..errors import SanitasError
 from ..models.ops import spec
 from .controllers import CONTROLLERS
-from .ftt import FAULT_DEFAULTS, FTTLoss, accuracy, evaluate_faulty, fault_scope, fault_to_dict, make_fault
+from .ftt import FTTLoss, evaluate_faulty, fault_to_dict, make_fault
 from .reward import Reward
-from .space import SPACE_PRESETS, Genotype, SearchSpace, SpaceConfig, save_genotype
+from .search_tasks import (_Engine, _eval_task_kw, _set_threads, _train_many, _train_task, _uniform_valid,
+                           budget_per_epoch, evaluate_genotypes, split_reward)
+from .space import Genotype, SearchSpace, save_genotype
+
+__all__ = ["SearchConfig", "Search", "run_search", "split_reward", "budget_per_epoch", "evaluate_genotypes",
+           "STATE_FORMAT", "ZOO_BASELINES", "BASELINE_RECIPES"]
 
 STATE_FORMAT = "sanitas-search-1"
-ZOO_BASELINES = ("lenet5", "resnet20", "mobilenetv2", "vgg")
+ZOO_BASELINES = SearchConfig().baselines          # the default: every zoo net
 # zoo training recipes on digits under FTT (lr, epochs). resnet20: 2e-3 (the zoo's recipe), 5 epochs (its
 # 2.5 M MACs make it the slowest by far). vgg: under MiBB FTT its faulty CE explodes at lr >= 1e-3 (measured:
 # 13% accuracy at 2e-3 and 5e-3); 5e-4 was the best of {2e-4, 5e-4, 1e-3, 2e-3, 5e-3} (90.0% clean, 54.9%
@@ -64,243 +68,12 @@ ZOO_BASELINES = ("lenet5", "resnet20", "mobilenetv2", "vgg")
 BASELINE_RECIPES = {"lenet5": (5e-3, 15), "vgg": (5e-4, 15), "mobilenetv2": (5e-3, 15), "resnet20": (2e-3, 5)}
 
 
-@dataclass
-class SearchConfig:
-    """Every knob of a search run (JSON-able; stored in the state so a resume cannot change them)."""
-    dataset: str = "digits"
-    data_dir: str | None = None
-    space: str = "mibb"                  # mibb | adsaf | bitflip: primitive set + fault model + alpha
-    cells: int = 3
-    nodes: int = 3
-    channels: int = 4
-    stem_multiplier: int = 2
-    reductions: tuple = (1,)
-    fault: str | None = None             # fault model (default: the space's)
-    rate: float | None = None            # fault rate (default: FTT-NAS' rate of that model)
-    alpha: float | None = None           # reward weight of faulty accuracy (default: the space's)
-    beta: float = 0.5                    # FTT weight of the faulty CE
-    controller: str = "evolution"        # rl | evolution | random
-    budget: int = 120                    # architectures evaluated by the controller
-    arch_batch: int = 6                  # architectures per controller step
-    float_epochs: int = 60               # float warm-up epochs of the shared weights (quantisers bypassed)
-    float_batch: int = 32
-    epochs: int = 4                      # INT8 FTT supernet epochs (controller steps after each)
-    warmup: int = 0                      # INT8 epochs with uniform sampling before the controller starts
-    batch_size: int = 64
-    lr: float = 1e-2                     # supernet Adam, cosine over all epochs (see module doc: not SGD 0.05)
-    weight_decay: float = 0.0
-    reward_frac: float = 0.2             # share of the training split held out for rewards
-    eval_fault_samples: int = 2          # fault draws per candidate evaluation
-    macs_weight: float = 0.0             # reward -= macs_weight * MACs / macs_ref
-    overhead_weight: float = 0.0         # reward -= overhead_weight * protection MACs / macs_ref
-    macs_ref: float = 1e5
-    protect_scheme: str = "sanity"       # protection priced by the overhead term (sanitas.protect spec)
-    max_macs: int | str | None = "auto"  # MACs budget; "auto" = the cheapest baseline's MACs; None = none
-    topk: int = 2                        # genotypes trained from scratch at the end
-    final_epochs: int = 15
-    final_lr: float = 5e-3
-    final_batch: int = 64
-    test_fault_samples: int = 20
-    baselines: tuple = ZOO_BASELINES
-    baseline_epochs: int | None = None   # None: each zoo model's recipe (BASELINE_RECIPES)
-    seed: int = 0
-    device: str = "cpu"
-    engine: str = "local"                # local | dask
-    workers: int = 2
-
-    def __post_init__(self):
-        self.reductions = tuple(self.reductions)
-        self.baselines = tuple(self.baselines)
-        if self.space not in SPACE_PRESETS:
-            raise SanitasError(f"unknown space '{self.space}' (choose from {', '.join(SPACE_PRESETS)})")
-        if self.controller not in CONTROLLERS:
-            raise SanitasError(f"unknown controller '{self.controller}' (choose from {', '.join(CONTROLLERS)})")
-        if self.engine not in ("local", "dask"):
-            raise SanitasError(f"unknown engine '{self.engine}' (choose from local, dask)")
-        if self.fault is None:
-            self.fault = SPACE_PRESETS[self.space][1]
-        if self.fault not in FAULT_DEFAULTS:
-            raise SanitasError(f"unknown fault model '{self.fault}' (choose from {', '.join(FAULT_DEFAULTS)})")
-        if self.alpha is None:
-            self.alpha = SPACE_PRESETS[self.space][2]
-        if self.epochs < 1 or self.budget < 0 or self.topk < 1 or self.float_epochs < 0:
-            raise SanitasError("search: epochs and topk must be >= 1, budget and float_epochs >= 0")
-        if self.warmup >= self.epochs and self.budget > 0:
-            raise SanitasError(f"search: warmup ({self.warmup}) must be < epochs ({self.epochs})")
-        bad = [b for b in self.baselines if b not in ZOO_BASELINES]
-        if bad:
-            raise SanitasError(f"unknown baseline(s) {bad} (choose from {', '.join(ZOO_BASELINES)})")
-
-    def space_config(self) -> SpaceConfig:
-        return SpaceConfig.preset(self.space, cells=self.cells, nodes=self.nodes, channels=self.channels,
-                                  stem_multiplier=self.stem_multiplier, reductions=self.reductions)
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["reductions"], d["baselines"] = list(self.reductions), list(self.baselines)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SearchConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
-# ------------------------------------------------------------------------------------------------ data
-def split_reward(train: TensorDataset, frac: float, seed: int = 2024) -> tuple[TensorDataset, TensorDataset]:
-    """Deterministic (fixed seed) split of the training set: (supernet weights 1-frac, reward frac)."""
-    x, y = train.tensors
-    idx = np.random.default_rng(seed).permutation(len(x))
-    n_r = int(round(frac * len(x)))
-    r, w = torch.from_numpy(idx[:n_r]), torch.from_numpy(idx[n_r:])
-    return TensorDataset(x[w], y[w]), TensorDataset(x[r], y[r])
-
-
-def budget_per_epoch(budget: int, epochs: int, warmup: int) -> list[int]:
-    """Architectures evaluated after each epoch: 0 during warmup, the budget spread evenly over the rest."""
-    n = epochs - warmup
-    return [0] * warmup + [budget * (i + 1) // n - budget * i // n for i in range(n)]
-
-
-def _set_threads():
-    """One intra-op thread: the search is dominated by per-layer overhead of tiny tensors, where a second
-    thread only adds contention; parallelism comes from the engine's worker processes instead."""
-    torch.set_num_threads(1)
-
-
-# ------------------------------------------------------------------------------------------------ evaluation
-_WORKER_SUPERNETS: dict = {}
-
-
-def _supernet_for(space_d: dict, in_shape, num_classes: int):
-    from .supernet import Supernet
-    key = json.dumps([space_d, list(in_shape), num_classes], sort_keys=True)
-    if key not in _WORKER_SUPERNETS:
-        _WORKER_SUPERNETS.clear()
-        _WORKER_SUPERNETS[key] = Supernet(SpaceConfig.from_dict(space_d), in_shape, num_classes)
-    return _WORKER_SUPERNETS[key]
-
-
-def evaluate_genotypes(supernet, genotypes: list[Genotype], x, y, fault_d: dict, rate_seed: int,
-                       seeds: list[int], n_faults: int, device: str = "cpu") -> list[tuple[float, float]]:
-    """(clean acc, mean faulty acc over ``n_faults`` draws) of each genotype with the supernet's shared weights.
-
-    Faults of genotype i, draw s come from ``torch.Generator().manual_seed(seeds[i] * 1000 + s)``."""
-    from ..faults.torch_inject import inject
-    fm = make_fault(fault_d["model"], fault_d.get("p"))
-    supernet.eval()
-    out = []
-    with torch.no_grad():
-        for g, sd in zip(genotypes, seeds):
-            supernet.set_genotype(g)
-            clean = accuracy(supernet, x, y)
-            accs = []
-            for s in range(n_faults):
-                gen = torch.Generator(device=device).manual_seed(int(sd) * 1000 + s)
-                with inject(fault_scope(supernet), fm, generator=gen):
-                    accs.append(accuracy(supernet, x, y))
-            out.append((clean, float(np.mean(accs)) if accs else clean))
-    return out
-
-
-def _eval_task(space_d, in_shape, num_classes, state, qstate, gdicts, x, y, fault_d, seeds, n_faults):
-    """Worker side of the distributed candidate evaluation (rebuilds the supernet once per process)."""
-    _set_threads()
-    sn = _supernet_for(space_d, in_shape, num_classes)
-    sn.load_full_state(state, qstate)
-    return evaluate_genotypes(sn, [Genotype.from_dict(d) for d in gdicts], x, y, fault_d, 0, seeds, n_faults)
-
-
-def _train_task(spec: dict, ckpt: str, dataset: str, data_dir, fault_d: dict, beta: float, epochs: int, lr: float,
-                batch_size: int, seed: int, device: str) -> dict:
-    """Train one net (zoo or derived) from scratch with FTT and save its checkpoint (skipped if present)."""
-    from ..data import load_dataset
-    from ..models import build_from_spec
-    from ..train import load_checkpoint, save_checkpoint, train_model
-    _set_threads()
-    if Path(ckpt).exists():
-        _, ck = load_checkpoint(ckpt)
-        return dict(ck["metrics"])
-    splits = load_dataset(dataset, data_dir)
-    torch.manual_seed(seed)          # the init is drawn from the global RNG: seed it, whatever ran before here
-    net = build_from_spec(spec)
-    fm = make_fault(fault_d["model"], fault_d.get("p"))
-    loss = FTTLoss(fm, beta, torch.Generator(device=device).manual_seed(seed + 7919))
-    t0 = time.time()
-    m = train_model(net, splits, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                    progress=False, loss_fn=loss)
-    metrics = {"val_acc": m["val_acc"], "test_acc": m["test_acc"], "train_seconds": round(time.time() - t0, 2),
-               "epochs": epochs, "lr": lr}
-    save_checkpoint(net, ckpt, dataset, metrics)
-    return metrics
-
-
-def _train_many(arglists: list[tuple]) -> list[dict]:
-    """Several ``_train_task``s one after the other (one worker: the baselines' background task)."""
-    return [_train_task(*a) for a in arglists]
-
-
-class _Engine:
-    """Runs task lists in process or on a local dask cluster (``distributed.LocalCluster``, processes)."""
-
-    def __init__(self, kind: str, workers: int):
-        self.kind, self.workers, self.client, self.cluster = kind, max(1, workers), None, None
-
-    def __enter__(self):
-        if self.kind == "dask":
-            try:
-                from distributed import Client, LocalCluster
-            except ImportError:
-                raise SanitasError("engine 'dask' needs the 'distributed' package (pip install distributed)") from None
-            self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, silence_logs=40)
-            self.client = Client(self.cluster)
-        return self
-
-    def __exit__(self, *exc):
-        if self.client is not None:
-            self.client.close()
-            self.cluster.close()
-
-    def map(self, fn, arglists: list[tuple], shared: dict | None = None, on_done=None) -> list:
-        """[fn(*args, **shared) for args in arglists] — in order, in process or on the cluster.
-        ``on_done(i, result)`` is called as each finishes (progress bars)."""
-        shared = shared or {}
-        if self.client is None:
-            out = []
-            for i, a in enumerate(arglists):
-                out.append(fn(*a, **shared))
-                if on_done:
-                    on_done(i, out[-1])
-            return out
-        from distributed import as_completed
-        # one future per shared object ([v]: a bare dict would be scattered key by key)
-        sh = {k: self.client.scatter([v], broadcast=True, hash=False)[0] for k, v in shared.items()}
-        futs = [self.client.submit(fn, *a, **sh, pure=False) for a in arglists]
-        index = {f.key: i for i, f in enumerate(futs)}
-        for f in as_completed(futs):
-            if on_done:
-                on_done(index[f.key], f.result())
-        return self.client.gather(futs)
-
-    def submit(self, fn, *args):
-        """Start ``fn(*args)`` now on the cluster (background); in process it runs at ``result()``."""
-        if self.client is None:
-            return ("local", fn, args)
-        return self.client.submit(fn, *args, pure=False)
-
-    def result(self, handle):
-        if isinstance(handle, tuple) and handle and handle[0] == "local":
-            return handle[1](*handle[2])
-        return handle.result()
-
-
 # ------------------------------------------------------------------------------------------------ the search
 class Search:
     """One search run in folder ``out`` (see the module doc). ``run()`` returns the summary dict."""
 
     def __init__(self, cfg: SearchConfig, out, progress: bool = True, callback=None):
-        self.cfg = cfg
+        self.cfg = cfg = cfg.resolved()          # dataset, fault and alpha filled in: the recorded settings
         self.out = Path(out)
         self.progress = progress
         self.callback = callback            # callback(stage, epoch) after every checkpoint (tests interrupt here)
@@ -559,7 +332,7 @@ class Search:
         t2 = time.time()
         splits = load_dataset(cfg.dataset, cfg.data_dir)
         results = {"derived": [], "baselines": {}}
-        for (kind, key), (spec, ck, *_rest) in zip(names, jobs):
+        for (kind, key), (_spec, ck, *_rest) in zip(names, jobs):
             r = self._evaluate_net(ck, splits, reward)
             if kind == "derived":
                 r.update(search_reward=top[key]["reward"], genotype=top[key]["genotype"], rank=key)
@@ -644,6 +417,7 @@ class Search:
         return out
 
 
+
 def _resume_key(d: dict) -> dict:
     """The settings a resumed search must share with the interrupted one (where it runs may change)."""
     d = json.loads(json.dumps(d))
@@ -651,17 +425,6 @@ def _resume_key(d: dict) -> dict:
         d.pop(k, None)
     return d
 
-
-def _eval_task_kw(gdicts, seeds, space_d, in_shape, num_classes, state, qstate, x, y, fault_d, n_faults):
-    return _eval_task(space_d, in_shape, num_classes, state, qstate, gdicts, x, y, fault_d, seeds, n_faults)
-
-
-def _uniform_valid(ss: SearchSpace, rng) -> list[int]:
-    for _ in range(1000):
-        v = [int(rng.integers(c)) for _, c in ss.decisions()]
-        if ss.valid(ss.decode(v)):
-            return v
-    raise SanitasError("could not sample a valid architecture")
 
 
 def _zoo_layers(net) -> dict:
@@ -702,3 +465,4 @@ def _write_json(path: Path, obj) -> None:
 def run_search(cfg: SearchConfig, out, progress: bool = True, callback=None) -> dict:
     """Run (or resume) a search in ``out``; returns the summary (also in ``out/summary.json``)."""
     return Search(cfg, out, progress, callback).run()
+

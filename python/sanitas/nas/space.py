@@ -7,7 +7,7 @@ each edge = (primitive, input) with input in [0, j+2) (0, 1 = cell inputs, k >= 
 is the channel concat of its live nodes. A genotype fixes the edges of one normal and one reduction cell
 (shared by all cells of that type), as in DARTS/ENAS.
 
-Primitive sets (REFERENCES.md): feature faults {none, max_pool_3x3, avg_pool_3x3, skip_connect, sep_conv_3x3,
+Primitive sets (docs/architecture.md): feature faults {none, max_pool_3x3, avg_pool_3x3, skip_connect, sep_conv_3x3,
 sep_conv_5x5, dil_conv_3x3, dil_conv_5x5}; weight faults add {relu_conv_bn_3x3, relu_conv_bn_5x5, conv_1x1}.
 Spaces are named after the fault model they are searched under: ``mibb`` (feature set, MiBB feature faults,
 alpha 0.5), ``adsaf`` (weight set, adSAF RRAM weight faults, alpha 0.2), ``bitflip`` (weight set, i.i.d. weight

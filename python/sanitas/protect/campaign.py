@@ -21,6 +21,10 @@ Per scheme: ``detected`` (alarm among effective = non-masked faults), ``correcte
 effective), ``critical_corrected`` (top-1 restored among critical, with a Wilson 95 % lower bound),
 ``silent`` (wrong output, no alarm), ``miscorrected`` (alarm, declared fixed, output wrong), ``uncorrectable``
 (declared), rollbacks, and **false alarms** on fault-free runs (must be 0).
+
+Resumable (``sanitas protect --resume``): the fault list is a plan (``make_plan``) fixed before any run, and
+every finished unit (golden effects, each protected run, false alarms, times, hunt) goes to a journal as it
+completes (``sanitas.runfolder.Journal``), so kill + resume gives the uninterrupted results.
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ from ..errors import SanitasError
 from ..faults import Fault, SiteInfo, apply_fault_value, sample_faults, site_info
 from ..faults.executors import golden_hook
 from ..faults.stats import wilson
+from ..runfolder import atomic_write, crash_point
 from .model import ProtectedModel, named_specs
 from .overhead import measure_time, overhead
 
@@ -66,7 +71,7 @@ def sample_primary(gm, n: int, seed: int = 0, classes=SITE_CLASSES) -> list[tupl
 def sample_state(pm: ProtectedModel, n: int, seed: int = 0) -> list[tuple[str, Fault]]:
     """``n`` single-bit flips in the protection's own state, an equal share per state site name."""
     groups: dict = {}
-    for site, layer, shape, bits, signed, batched in pm.state_sites():
+    for site, layer, shape, bits, _signed, _batched in pm.state_sites():
         groups.setdefault(site, []).append((layer, tuple(shape), bits))
     if not groups or n <= 0:
         return []
@@ -221,52 +226,95 @@ def false_alarms(pm: ProtectedModel, gm, xq: np.ndarray, clean: np.ndarray) -> d
     return {"clean_runs": len(xq), "false_alarms": alarms, "clean_wrong": wrong}
 
 
+def make_plan(gm, n_images: int, schemes, n_faults: int = 600, seed: int = 0, n_state: int | None = None,
+              calib=None, masked_fraction: float = 0.25, classes=SITE_CLASSES) -> dict:
+    """The fault list of a campaign (JSON-able, reproducible from its arguments): what ``run_campaign`` runs.
+
+    {"primary": [[cls, fault JSON, image, run even if masked]], "state": {scheme: [[cls, fault JSON, image]]}}."""
+    rng = np.random.default_rng(seed)
+    faults = sample_primary(gm, n_faults, seed, classes)
+    images = rng.integers(0, n_images, size=len(faults))
+    run_masked = rng.random(len(faults)) < masked_fraction
+    n_state = n_faults // 6 if n_state is None else n_state
+    state = {}
+    for name, spec in named_specs(schemes):
+        st = sample_state(ProtectedModel(gm, spec, calib=calib), n_state, seed)
+        st_images = rng.integers(0, n_images, size=len(st))
+        state[name] = [[cls, f.to_json(), int(i)] for (cls, f), i in zip(st, st_images)]
+    return {"primary": [[cls, f.to_json(), int(i), bool(m)] for (cls, f), i, m in zip(faults, images, run_masked)],
+            "state": state}
+
+
 def run_campaign(gm, xq: np.ndarray, schemes, n_faults: int = 600, seed: int = 0, n_state: int | None = None,
                  n_clean: int = 50, calib=None, masked_fraction: float = 0.25, progress: bool = True,
-                 classes=SITE_CLASSES) -> dict:
+                 classes=SITE_CLASSES, plan: dict | None = None, journal=None) -> dict:
     """Campaign on golden model ``gm`` with int8 test images ``xq`` (N, C, H, W) for scheme specs ``schemes``
     (a list of specs, or {name: spec} — a spec may be a per-layer map).
 
     ``n_faults`` primary faults (equal share per class) are replayed on every scheme — all effective ones and
     a ``masked_fraction`` sample of the masked ones; ``n_state`` (default n_faults // 6) protection-state
     faults per scheme; ``n_clean`` fault-free images for false alarms; ``calib``: int8 images for clip bounds.
+    ``plan``: the fault list (``make_plan`` of the same arguments, computed when None). ``journal``
+    (``runfolder.Journal`` or a scope of it): every finished unit (golden effects, one protected run, false
+    alarms) is recorded there as it completes and taken from there when present, so a killed campaign resumes.
     Returns {"schemes": {name: metrics}, "rows": [Row], "primary": {...}, "seconds": ...}."""
     from tqdm.auto import tqdm
     t0 = time.time()
     xq = np.asarray(xq, dtype=np.int64)
-    rng = np.random.default_rng(seed)
     clean = gm.run_int(xq)
-    faults = sample_primary(gm, n_faults, seed, classes)
-    images = rng.integers(0, len(xq), size=len(faults))
-    effects = []
-    for (cls, f), i in zip(tqdm(faults, desc="golden", disable=not progress, leave=False), images):
-        y = gm.run_int(xq[i:i + 1], hook=golden_hook(gm, [f]))
-        effects.append(effect_of(clean[i], y[0]))
-    run_masked = rng.random(len(faults)) < masked_fraction
-    n_state = n_faults // 6 if n_state is None else n_state
+    if plan is None:
+        plan = make_plan(gm, len(xq), schemes, n_faults, seed, n_state, calib, masked_fraction, classes)
+    faults = [(cls, Fault.from_json(f)) for cls, f, _, _ in plan["primary"]]
+    images = [i for _, _, i, _ in plan["primary"]]
+    run_masked = [m for _, _, _, m in plan["primary"]]
+    effects = journal.get("golden") if journal is not None else None
+    if effects is None:
+        effects = []
+        for (_cls, f), i in zip(tqdm(faults, desc="golden", disable=not progress, leave=False), images):
+            y = gm.run_int(xq[i:i + 1], hook=golden_hook(gm, [f]))
+            effects.append(effect_of(clean[i], y[0]))
+        if journal is not None:
+            journal.put("golden", effects)
     rows: list[Row] = []
     result = {"schemes": {}, "false_alarms": {}}
     cnt = {e: effects.count(e) for e in ("masked", "sdc", "critical")}
     result["primary"] = {"faults": len(faults), **cnt,
                          "per_class": {c: {e: sum(1 for (cc, _), ee in zip(faults, effects) if cc == c and ee == e)
                                            for e in ("masked", "sdc", "critical")} for c in classes}}
-    for name, spec in named_specs(schemes):
+    primary_todo = [("primary", cls, f, int(i), e) for (cls, f), i, e, m in zip(faults, images, effects, run_masked)
+                    if e != "masked" or m]
+    specs = named_specs(schemes)
+    total = sum(len(primary_todo) + len(plan["state"][name]) for name, _ in specs)
+    n_done = 0
+    for name, spec in specs:
         pm = ProtectedModel(gm, spec, calib=calib)
         pinfo = site_infos(gm, pm)
-        todo = [(("primary", cls, f, int(i), e)) for (cls, f), i, e, m in zip(faults, images, effects, run_masked)
-                if e != "masked" or m]
-        st = sample_state(pm, n_state, seed)
-        st_images = rng.integers(0, len(xq), size=len(st))
-        todo += [("state", cls, f, int(i), "-") for (cls, f), i in zip(st, st_images)]
-        for kind, cls, f, i, e in tqdm(todo, desc=name, disable=not progress, leave=False):
+        todo = primary_todo + [("state", cls, Fault.from_json(f), int(i), "-") for cls, f, i in plan["state"][name]]
+        for q, (kind, cls, f, i, e) in enumerate(tqdm(todo, desc=name, disable=not progress, leave=False)):
+            key = f"{name}\trow\t{q}"
+            d = journal.get(key) if journal is not None else None
+            n_done += 1
+            if d is not None:
+                rows.append(Row(**d))
+                continue
             pm.reset()
             inj = OnceInjector([f], pinfo)
             y, rep = pm.run(xq[i:i + 1], hook=inj)
             rows.append(Row(name, kind, cls, f.to_json(), i, e, bool(rep.alarm), bool(np.array_equal(y[0], clean[i])),
                             int(np.argmax(y[0])) == int(np.argmax(clean[i])), rep.uncorrectable, rep.rolled_back,
                             rep.corrected, rep.repaired, bool(inj.fired)))
-        pm.reset()
-        fa = false_alarms(pm, gm, xq[:n_clean], clean[:n_clean])
+            if journal is not None:
+                journal.put(key, asdict(rows[-1]))
+                if n_done == 1:
+                    crash_point("first_chunk")
+                if n_done == max(2, total // 2):
+                    crash_point("mid")
+        fa = journal.get(f"{name}\tfalse_alarms") if journal is not None else None
+        if fa is None:
+            pm.reset()
+            fa = false_alarms(pm, gm, xq[:n_clean], clean[:n_clean])
+            if journal is not None:
+                journal.put(f"{name}\tfalse_alarms", fa)
         result["false_alarms"][name] = fa
         result["schemes"][name] = {**summarize(rows, name), **fa}
     result["rows"] = rows
@@ -335,14 +383,16 @@ def critical_hunt(gm, xq: np.ndarray, spec, n_critical: int = 1000, seed: int = 
 
 def study(nets: dict, schemes, n_faults: int = 600, n_state: int | None = None, n_clean: int = 50,
           seed: int = 0, timing_batch: int = 128, progress: bool = True, hunt: int = 0,
-          hunt_scheme: str | None = None) -> tuple[dict, list]:
+          hunt_scheme: str | None = None, plans: dict | None = None, journal=None) -> tuple[dict, list]:
     """Coverage (``run_campaign``), analytic overhead and measured time of every scheme on every network.
 
     ``nets``: {name: (gm, xq_test, xq_calib, labels or None)} with int8 test / calibration images.
     Returns (results, rows):
     results["networks"][net] = {"macs", "accuracy", "primary", "coverage": {scheme: metrics},
     "overhead": {scheme: totals (+ per-layer rows)}, "time": {scheme: {seconds, ratio, ratio_golden}},
-    "hunt": ``critical_hunt`` of ``hunt_scheme`` (default: the first scheme) when ``hunt`` > 0}."""
+    "hunt": ``critical_hunt`` of ``hunt_scheme`` (default: the first scheme) when ``hunt`` > 0}.
+    ``plans``: {net: ``make_plan``} (computed when None); ``journal``: see ``run_campaign`` (the measured times
+    and the hunt are journaled too, so a resumed study reports the first measurement)."""
     specs = named_specs(schemes)
     res = {"schemes": [n for n, _ in specs], "networks": {}}
     rows = []
@@ -351,41 +401,71 @@ def study(nets: dict, schemes, n_faults: int = 600, n_state: int | None = None, 
         clean = gm.run_int(xq)
         entry = {"macs": gm.macs(), "nodes": len(gm.nodes),
                  "accuracy": float((clean.argmax(1) == np.asarray(labels)).mean()) if labels is not None else None}
+        j = journal.scope(f"{net}\t") if journal is not None else None
         if n_faults:
-            c = run_campaign(gm, xq, dict(specs), n_faults, seed, n_state, n_clean, cal, progress=progress)
+            c = run_campaign(gm, xq, dict(specs), n_faults, seed, n_state, n_clean, cal, progress=progress,
+                             plan=(plans or {}).get(net), journal=j)
             entry["primary"] = c["primary"]
             entry["coverage"] = c["schemes"]
             for r in c["rows"]:
                 r.net = net
             rows += c["rows"]
         entry["overhead"] = {n: overhead(ProtectedModel(gm, s, calib=cal)) for n, s in specs}
-        entry["time"] = measure_time(gm, dict(specs), xq[:timing_batch], calib=cal)
+        entry["time"] = _journaled(j, "time", measure_time, gm, dict(specs), xq[:timing_batch], calib=cal)
         if hunt:
             hn = hunt_scheme or specs[0][0]
-            entry["hunt"] = critical_hunt(gm, xq, dict(specs)[hn], hunt, seed, progress=progress, name=hn)
+            entry["hunt"] = _journaled(j, "hunt", critical_hunt, gm, xq, dict(specs)[hn], hunt, seed,
+                                       progress=progress, name=hn)
         entry["seconds"] = time.time() - t0
         res["networks"][net] = entry
     return res, rows
 
 
+def _journaled(journal, key: str, fn, *args, **kw):
+    """``journal[key]``, computed as ``fn(*args, **kw)`` (and recorded) when absent."""
+    v = journal.get(key) if journal is not None else None
+    if v is None:
+        v = fn(*args, **kw)
+        if journal is not None:
+            journal.put(key, v)
+    return v
+
+
 def rows_to_jsonl(rows, path) -> None:
-    with open(path, "w") as fh:
-        for r in rows:
-            fh.write(json.dumps(asdict(r)) + "\n")
+    atomic_write(path, "".join(json.dumps(asdict(r)) + "\n" for r in rows))
 
 
 def save_study(out, res: dict, rows, main: str, networks, schemes) -> Path:
-    """Write a study folder (protect.json, faults.jsonl, manifest.json) as ``sanitas report`` reads it."""
+    """Write a study folder (faults.jsonl, protect.json, manifest.json) as ``sanitas report`` reads it.
+
+    Each file is written atomically and in that order, the manifest (what marks the folder complete) last: a
+    kill during the final write leaves the previous files or none, never a cut one beside a finished summary."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "protect.json").write_text(json.dumps(res, indent=1, default=str))
     rows_to_jsonl(rows, out / "faults.jsonl")
-    (out / "manifest.json").write_text(json.dumps({"kind": "protect", "version": 1, "main": main,
-                                                   "networks": list(networks), "schemes": list(schemes),
-                                                   "results": "protect.json", "rows": "faults.jsonl"}, indent=1))
+    crash_point("final_write")
+    atomic_write(out / "protect.json", json.dumps(res, indent=1, default=str))
+    atomic_write(out / "manifest.json", json.dumps({"kind": "protect", "version": 1, "main": main,
+                                                    "networks": list(networks), "schemes": list(schemes),
+                                                    "results": "protect.json", "rows": "faults.jsonl"}, indent=1))
     return out
 
 
-__all__ = ["SITE_CLASSES", "sample_primary", "sample_state", "site_infos", "OnceInjector", "effect_of",
-           "wilson_lower", "Row", "summarize", "false_alarms", "run_campaign", "critical_hunt", "study",
-           "rows_to_jsonl", "save_study"]
+__all__ = [
+    "SITE_CLASSES",
+    "OnceInjector",
+    "Row",
+    "critical_hunt",
+    "effect_of",
+    "false_alarms",
+    "make_plan",
+    "rows_to_jsonl",
+    "run_campaign",
+    "sample_primary",
+    "sample_state",
+    "save_study",
+    "site_infos",
+    "study",
+    "summarize",
+    "wilson_lower",
+]

@@ -1,7 +1,7 @@
 """Sanity ABFT in exact integers: Hamming-indexed sanity neurons that detect, locate and correct faults in
 conv/linear layers, repair persistent weight/bias faults, and spatial checksums for depthwise convolutions.
 
-Implements "Maintaining Sanity" (DAC 2024, seed 001; facts in /work/shared/REFERENCES.md) exactly in INT8:
+Implements "Maintaining Sanity" (DAC 2024; docs/architecture.md, "References") exactly in INT8:
 
 * **Sanity rows.** A layer with ``C`` outputs per group gets ``M = floor(log2 C) + 1`` partial sanity neurons and
   one total: partial ``m`` covers the outputs ``i`` (0-based) with bit ``m`` of ``i + 1`` set, the total covers

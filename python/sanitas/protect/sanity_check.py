@@ -1,4 +1,4 @@
-"""Sanity-Check baseline (ATS 2019, the detection-only predecessor of Maintaining Sanity; REFERENCES.md).
+"""Sanity-Check baseline (ATS 2019, the detection-only predecessor of Maintaining Sanity; docs/architecture.md).
 
 Per conv/linear layer, exactly in integers (modulo 2**32, like the accumulators):
 

@@ -1,4 +1,4 @@
-"""Brevitas INT8 layer presets of sanitas (integer contract of DESIGN.md).
+"""Brevitas INT8 layer presets of sanitas (the integer contract of docs/architecture.md).
 
 * weights: int8, narrow range [-127, 127], per-tensor power-of-two scale (``Int8WeightPerTensorFixedPoint``);
 * activations: uint8 after ReLU / int8 otherwise, per-tensor learned power-of-two scale;

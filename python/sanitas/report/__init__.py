@@ -6,12 +6,16 @@ Kinds: ``campaign`` (fault-injection campaigns, ``sanitas inject``); other parts
 """
 from __future__ import annotations
 
+import html
 import importlib
 import json
 import re
 from pathlib import Path
 
 from ..errors import SanitasError
+
+
+MANIFEST_FILES = ("db", "results", "rows", "summary", "genotype", "config")   # keys naming required files
 
 
 def read_manifest(d) -> dict:
@@ -24,7 +28,19 @@ def read_manifest(d) -> dict:
         raise SanitasError(f"{p}: not valid JSON ({e})") from None
     if not isinstance(m, dict) or "kind" not in m:
         raise SanitasError(f"{p}: manifest has no \"kind\"")
+    for key in MANIFEST_FILES:                       # a manifest must not name files that are not there
+        name = m.get(key)
+        if isinstance(name, str) and not (Path(d) / name).is_file():
+            raise SanitasError(f"{d}: the manifest names {name}, which is missing (an interrupted or damaged run); "
+                               "nothing to report")
     return m
+
+
+def html_head(title: str) -> str:
+    """Opening of a report page up to ``<body>``: charset, escaped title and the shared table/figure style."""
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}td,th{padding:2px 10px;"
+            "border-bottom:1px solid #ddd;text-align:left}img{max-width:100%}</style></head><body>")
 
 
 def write_report(d) -> Path:
@@ -43,4 +59,4 @@ def write_report(d) -> Path:
     return Path(mod.write_report(Path(d)))
 
 
-__all__ = ["write_report", "read_manifest"]
+__all__ = ["html_head", "read_manifest", "write_report"]

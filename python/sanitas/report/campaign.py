@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 from ..faults.stats import proportion, wilson
+from . import html_head
 
 
 def _plt():
@@ -173,11 +174,12 @@ def _fmt_p(p: dict) -> str:
 
 def write_report(d) -> Path:
     """Plots + index.html + report.md of the campaign in folder ``d``; returns index.html."""
-    from ..faults.campaign import summarize
+    from ..faults.campaign import check_campaign_folder, summarize
     from ..faults.store import Store
     from . import read_manifest
     d = Path(d)
     man = read_manifest(d)
+    check_campaign_folder(d)
     with Store(d / man.get("db", "results.sqlite"), readonly=True) as st:
         summary = summarize(st)
         spec = st.get_meta("spec") or man.get("spec", {})
@@ -204,8 +206,8 @@ def write_report(d) -> Path:
             ("fault-free accuracy", f"{summary['clean_acc']:.4f}"),
             ("accuracy under faults", _fmt_p(summary["faulty_acc"]))]
     if run.get("faults_per_s"):
-        rows.append(("speed of the last run", f"{run['faults_per_s']:.1f} faults/s "
-                                              f"({run.get('experiments_per_s', 0):.0f} experiments/s)"))
+        rows.append(("speed of the last run", (f"{run['faults_per_s']:.1f} faults/s "
+                                               f"({run.get('experiments_per_s', 0):.0f} experiments/s)")))
     note = ("Intervals: 95 % Wilson score intervals over (fault, input) experiments; "
             "masked = logits bit-identical to fault-free, SDC-benign = different logits with the same top-1, "
             "critical = top-1 changed.")
@@ -221,15 +223,13 @@ def write_report(d) -> Path:
     for f, t in figs:
         md += [f"## {t}", "", f"![{t}]({f})", ""]
     (d / "report.md").write_text("\n".join(md))
-    h = ["<!doctype html><html><head><meta charset='utf-8'><title>sanitas campaign</title>",
-         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}td,th{padding:2px 10px;"
-         "border-bottom:1px solid #ddd;text-align:left}img{max-width:100%}</style></head><body>",
+    h = [html_head("sanitas campaign"),
          f"<h1>Fault-injection campaign: {html.escape(str(summary.get('fault')))}</h1><table>"]
     h += [f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows]
     h += [f"</table><p>{html.escape(note)}</p>"]
     if top:
-        h += ["<h2>Most vulnerable site:layer</h2><table><tr><th>site:layer</th><th>experiments</th>"
-              "<th>critical</th></tr>"]
+        h += [("<h2>Most vulnerable site:layer</h2><table><tr><th>site:layer</th><th>experiments</th>"
+               "<th>critical</th></tr>")]
         h += [f"<tr><td>{html.escape(r['key'])}</td><td>{r['n']}</td>"
               f"<td>{_fmt_p(proportion(r['critical'], r['n']))}</td></tr>" for r in top]
         h += ["</table>"]

@@ -33,8 +33,11 @@ def _plot_training(history, path: Path) -> bool:
 
 
 def _rows(steps: dict) -> list[tuple[str, str, str, str]]:
+    """One row per step that was selected: (name, status, seconds, what it measured)."""
     rows = []
     for name, s in steps.items():
+        if s.get("reason") == "not selected":
+            continue
         detail = []
         if "test_acc" in s:
             detail.append(f"test accuracy {s['test_acc']:.4f} (val {s['val_acc']:.4f})")
@@ -50,6 +53,19 @@ def _rows(steps: dict) -> list[tuple[str, str, str, str]]:
             detail.append(f"cocotb: {m.get('gemms_checked', '?')} GEMMs exact, faults detected "
                           f"{m.get('faults_detected', '?')}/{m.get('faults_corrupting', '?')} corrupting "
                           f"({m.get('faults_injected', '?')} injected), false alarms {m.get('false_alarms', '?')}")
+        if isinstance(s.get("best"), dict):
+            best = s["best"]
+            detail.append(f"best searched net: clean {best.get('clean_acc', 0):.4f}, faulty "
+                          f"{best.get('faulty_acc', 0):.4f}, {best.get('macs', 0):,} MACs "
+                          f"({s.get('evaluated', '?')} architectures evaluated)")
+        if "critical_rate" in s:
+            detail.append(f"{s.get('faults', '?')} faults x {s.get('inputs', '?')} inputs: critical rate "
+                          f"{s['critical_rate']:.4f}")
+        if s.get("critical_corrected") is not None:
+            detail.append(f"{s.get('scheme', '?')}: critical corrected {s['critical_corrected']:.4f}, extra MACs "
+                          f"{s.get('extra_macs', 0):.3f}, false alarms {s.get('false_alarms', '?')}")
+        if "reason" in s:
+            detail.append(s["reason"])
         if "error" in s:
             detail.append("error: " + s["error"])
         rows.append((name, s.get("status", "?"), f"{s.get('seconds', 0):.1f}", "; ".join(detail)))
@@ -77,7 +93,8 @@ def write_report(flow_json, out_dir) -> Path:
         f"<td>{html.escape(d)}</td></tr>" for a, b, c, d in rows)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}tr.failed{{background:#fdd}}tr.ok td:nth-child(2){{color:#060}}</style>
+td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}tr.failed{{background:#fdd}}
+tr.ok td:nth-child(2){{color:#060}}</style>
 </head><body><h1>{html.escape(title)}</h1><p>Total time: {data.get('seconds', 0):.1f} s</p>
 <table><tr><th>step</th><th>status</th><th>seconds</th><th>result</th></tr>
 {trs}</table>

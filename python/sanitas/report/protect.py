@@ -200,12 +200,12 @@ def write_report(d) -> Path:
     tg = targets(res)
     title = f"sanitas protect — {main} on {', '.join(res['networks'])}"
     md = [f"# {title}", "",
-          "Single-bit flips, uniformly over element x bit within each site class (weights, biases, layer inputs, "
-          "accumulators, activations, layer outputs; an equal share per class), each on one test image; the "
-          "same faults replay on every scheme. Effective = the unprotected output changed; critical = its "
-          "top-1 changed. Own-state faults hit the scheme's sanity rows, checksums, checkpoints, replicas or "
-          "bounds and must leave the output bit-exact. Extra MACs / adds / memory are counted per image, "
-          "fault-free; fault-path MACs are paid only by a layer that raised an alarm (lazy location).", ""]
+          ("Single-bit flips, uniformly over element x bit within each site class (weights, biases, layer inputs, "
+           "accumulators, activations, layer outputs; an equal share per class), each on one test image; the "
+           "same faults replay on every scheme. Effective = the unprotected output changed; critical = its "
+           "top-1 changed. Own-state faults hit the scheme's sanity rows, checksums, checkpoints, replicas or "
+           "bounds and must leave the output bit-exact. Extra MACs / adds / memory are counted per image, "
+           "fault-free; fault-path MACs are paid only by a layer that raised an alarm (lazy location)."), ""]
     if tg:
         md += ["## Targets", ""] + [f"* {t}" for t in tg] + [""]
     md += ["## Schemes x networks", "", "| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
@@ -229,8 +229,8 @@ def write_report(d) -> Path:
     hunts = [(net, e["hunt"]) for net, e in res["networks"].items() if e.get("hunt")]
     if hunts:
         md += ["", "## Critical-fault hunt", "",
-               "| network | scheme | critical experiments | screened | top-1 restored | bit-exact | Wilson 95% | "
-               "per class (restored/critical) |", "|---|---|---|---|---|---|---|---|"]
+               ("| network | scheme | critical experiments | screened | top-1 restored | bit-exact | Wilson 95% | "
+                "per class (restored/critical) |"), "|---|---|---|---|---|---|---|---|"]
         md += [f"| {net} | {h['scheme']} | {h['critical']} | {h['screened_experiments']} | "
                f"{pct(h['critical_corrected'])} | {pct(h['bit_exact'])} | [{pct(h['lower95'])}, {pct(h['upper95'])}] | "
                + ", ".join(f"{c} {v['restored']}/{v['critical']}" for c, v in h["per_class"].items()) + " |"

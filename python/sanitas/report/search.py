@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import html_head
+
 
 def _plt():
     import matplotlib
@@ -162,9 +164,9 @@ def write_report(d) -> Path:
              ("timings (s)", json.dumps(summary.get("timings", {}))),
              ("golden check of the best net", json.dumps(best.get("golden", {})))]
     if "best_baseline" in summary:
-        facts.append(("vs best baseline", f"{summary['best_baseline']}: faulty accuracy "
-                      f"{summary['faulty_gain']:+.4f}, MACs x{summary['macs_ratio']:.3f}, "
-                      f"beats it: {summary['beats_best_baseline']}"))
+        facts.append(("vs best baseline", (f"{summary['best_baseline']}: faulty accuracy "
+                                            f"{summary['faulty_gain']:+.4f}, MACs x{summary['macs_ratio']:.3f}, "
+                                            f"beats it: {summary['beats_best_baseline']}")))
     md = ["# FTT-NAS search", "", "| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in facts] + [""]
     md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
     md += ["", f"Best genotype: `{json.dumps(best.get('genotype'))}`", ""]
@@ -172,9 +174,7 @@ def write_report(d) -> Path:
         md += [f"## {t}", "", f"![{t}]({f})", ""]
     (d / "report.md").write_text("\n".join(md))
     e = html.escape
-    h = ["<!doctype html><html><head><meta charset='utf-8'><title>sanitas search</title>",
-         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}td,th{padding:2px 10px;"
-         "border-bottom:1px solid #ddd;text-align:left}img{max-width:100%}</style></head><body>",
+    h = [html_head("sanitas search"),
          "<h1>FTT-NAS search</h1><table>"]
     h += [f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in facts]
     h += ["</table><h2>Searched nets vs zoo baselines (test split)</h2><table><tr>"]

@@ -21,6 +21,7 @@ from pathlib import Path
 import jinja2
 
 import sanitas
+from sanitas.paths import REPO_ROOT
 
 #: Environment variable carrying the JSON bench configuration into the cocotb simulation.
 BENCH_ENV = "SANITAS_SYSTOLIC_BENCH"
@@ -140,7 +141,7 @@ def generate_systolic_array(rows: int, cols: int, out_dir, data_width: int = 8, 
 
 def bench_dir() -> Path:
     """Folder of the cocotb bench (rtl_tests/systolic_array in the source checkout)."""
-    path = Path(__file__).resolve().parents[3] / "rtl_tests" / "systolic_array"
+    path = REPO_ROOT / "rtl_tests" / "systolic_array"
     if not (path / "test_systolic_array.py").is_file():
         raise FileNotFoundError(f"cocotb bench not found at {path} (run_cocotb_smoke needs the sanitas source tree)")
     return path
