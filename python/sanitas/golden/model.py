@@ -16,8 +16,9 @@ Tensors are int64 numpy arrays holding exact integers; every edge carries a powe
 Each op's integer semantics is one kernel of the ``golden`` table (``sanitas.models.ops``); ``ProtectedModel``
 runs the same kernels. Two backends share this file: ``backend="int"`` (numpy int64, the reference) and
 ``backend="f64"`` (torch float64 convolutions: exact because every product and partial sum is an integer below
-2**53; it is asserted equal to "int" in the tests and is used where speed matters). Fault hooks: ``run_int(..., hook=f)``
-calls ``f(node, site, array) -> array`` at sites ``input``, ``weight``, ``bias``, ``acc`` and ``output``.
+2**53; it is asserted equal to "int" in the tests and is used where speed matters). Fault hooks:
+``run_int(..., hook=f)`` calls ``f(node, site, array) -> array`` at sites ``input``, ``weight``, ``bias``, ``acc``
+and ``output``.
 """
 from __future__ import annotations
 
