@@ -39,11 +39,14 @@ lint: setup
 test: lint
 	$(VPY) -m pytest -q -ra -n $(JOBS) --dist loadfile tests rtl_tests --nbmake notebooks
 
+# CONFIG=FILE (a sanitas Config, YAML/JSON): its `array` section is the ArrayConfig of csim and rtl.
+CONFIG ?=
+
 csim: setup
-	$(MAKE) -C hls csim PYTHON=$(abspath $(VPY))
+	$(MAKE) -C hls csim PYTHON=$(abspath $(VPY)) $(if $(CONFIG),CONFIG=$(abspath $(CONFIG)))
 
 rtl: setup
-	$(VENV)/bin/sanitas rtl --rows 4 --cols 4 --out build/rtl
+	$(VENV)/bin/sanitas rtl --out build/rtl $(if $(CONFIG),--config $(CONFIG))
 
 notebooks: setup
 	$(VPY) -m pytest -q --nbmake notebooks

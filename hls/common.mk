@@ -1,8 +1,12 @@
 # hls/common.mk -- shared rules of the HLS C++ kernels: `csim` (g++ + the ap_types headers inside hls4ml) and
 # `csynth` (Vitis HLS, only where vitis_hls is on PATH).  Included by hls/Makefile, which sets KERNELS.
 #
+# The array (rows, cols, widths, max_k, part, clock) is one sanitas ArrayConfig: CONFIG=FILE names a sanitas Config
+# (YAML/JSON) whose `array` section is used; without CONFIG the ArrayConfig defaults apply.  PART and CLOCK_NS
+# (csynth) are read from it unless given on the command line.
+#
 # Per kernel K (hls/tests/K/test.cpp, a thin top + main() returning its error count):
-#   vectors-K  $(PYTHON) -m sanitas.hls.csim vectors --kernel K --out $(BUILD_DIR)/tests/K
+#   vectors-K  $(PYTHON) -m sanitas.hls.csim vectors --kernel K --out $(BUILD_DIR)/tests/K [--config $(CONFIG)]
 #              (golden vectors + faults + the generated sanitas_test_config.h)
 #   csim-K     vectors-K, compile $(BUILD_DIR)/tests/K/csim with $(CXX), run it on the vectors; a mismatch
 #              makes the binary, hence make, exit non-zero
@@ -17,8 +21,12 @@ CXXSTD    ?= c++14
 # -Wno-(maybe-)uninitialized: false positives inside ap_private (the ap_types headers), not in sanitas code.
 CXXFLAGS  ?= -std=$(CXXSTD) -O2 -Wall -Wextra -Wno-unknown-pragmas -Wno-unused-label \
              -Wno-maybe-uninitialized -Wno-uninitialized
-PART      ?= xc7z020clg400-1
-CLOCK_NS  ?= 10
+CONFIG    ?=
+CONFIG_ARG = $(if $(CONFIG),--config $(abspath $(CONFIG)))
+# Deferred (`?=` is recursive): evaluated only by the csynth recipe, so csim never pays for them.  $(shell) does
+# not see exported variables before GNU make 4.4, hence the explicit PYTHONPATH.
+PART      ?= $(shell PYTHONPATH="$(PYTHONPATH)" $(PYTHON) -m sanitas.hls.csim param part $(CONFIG_ARG))
+CLOCK_NS  ?= $(shell PYTHONPATH="$(PYTHONPATH)" $(PYTHON) -m sanitas.hls.csim param clock_ns $(CONFIG_ARG))
 HEADERS   := $(wildcard $(HLS_DIR)/include/sanitas/*.h)
 
 # sanitas must be importable by $(PYTHON) even without the editable install.
@@ -34,7 +42,7 @@ ap-include:
 	@$(PYTHON) -m sanitas.hls.csim include
 
 $(addprefix vectors-,$(KERNELS)): vectors-%:
-	@$(PYTHON) -m sanitas.hls.csim vectors --kernel $* --out $(BUILD_DIR)/tests/$*
+	@$(PYTHON) -m sanitas.hls.csim vectors --kernel $* --out $(BUILD_DIR)/tests/$* $(CONFIG_ARG)
 
 # The binary depends on the generated config header, so it is (re)made in a second make pass after vectors-%.
 $(addprefix csim-,$(KERNELS)): csim-%: vectors-%

@@ -1,4 +1,5 @@
-"""Shared fixtures: trained zoo checkpoints cached under build/test-cache (keyed by model, epochs, lr, seed).
+"""Shared fixtures: trained zoo checkpoints cached under build/test-cache (keyed by model, epochs, lr, seed and
+checkpoint format, so files of an older format are not reused).
 
 A cache entry is trained once even when pytest-xdist workers ask for it at the same time: the first takes a file
 lock beside it (``filelock``, in the dev extra) and trains, the others wait and load the finished file
@@ -24,11 +25,11 @@ def trained_checkpoint(name: str, epochs: int | None = None, lr: float | None = 
     """Train (once per cache) a zoo model on digits and return its checkpoint path."""
     from sanitas.data import load_dataset
     from sanitas.models import build
-    from sanitas.train import save_checkpoint, train_model
+    from sanitas.train import CKPT_FORMAT, save_checkpoint, train_model
     ep, r = RECIPES[name]
     ep = ep if epochs is None else epochs
     r = r if lr is None else lr
-    path = CACHE / f"{name}-e{ep}-lr{r:g}-s{seed}.pt"
+    path = CACHE / f"{name}-e{ep}-lr{r:g}-s{seed}-{CKPT_FORMAT}.pt"
     CACHE.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{path}.lock"):
         if not path.exists():

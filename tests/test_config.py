@@ -193,7 +193,8 @@ def test_search_config_resolves_space_defaults():
 # ------------------------------------------------------------------------------------------------ CLI defaults
 REQUIRED = {"train": ["--out", "x.pt"], "golden": ["--checkpoint", "x.pt"], "hls": ["--checkpoint", "x.pt"],
             "csim": [], "rtl": [], "board": ["--checkpoint", "x.pt"], "inject": ["--checkpoint", "x.pt", "--out", "o"],
-            "protect": ["--checkpoint", "x.pt", "--out", "o"], "search": ["--out", "o"], "flow": []}
+            "protect": ["--checkpoint", "x.pt", "--out", "o"], "soak": ["--checkpoint", "x.pt", "--out", "o"],
+            "search": ["--out", "o"], "flow": []}
 # subcommand -> {option dest: (section, key)}: every setting each subcommand reads from the config
 EXPECTED = {
     "train": {**{k: ("train", k) for k in ("model", "epochs", "batch_size", "lr", "weight_decay", "seed", "device")},
@@ -211,6 +212,9 @@ EXPECTED = {
     "protect": {**{k: ("protect", k) for k in ("scheme", "per_layer", "compare", "campaign", "state_faults", "clean",
                                                "hunt", "timing_batch", "seed")},
                 "data_dir": ("data", "data_dir")},
+    "soak": {**{k: ("soak", k) for k in ("scheme", "per_layer", "inferences", "seu_per_inference",
+                                         "transients_per_inference", "seed", "patrol", "images", "save_every")},
+             "data_dir": ("data", "data_dir")},
     "search": {**{k: ("search", k) for k in ("space", "controller", "budget", "float_epochs", "epochs", "warmup",
                                              "cells", "nodes", "channels", "reductions", "fault", "rate", "alpha",
                                              "beta", "macs_weight", "overhead_weight", "protect_scheme", "max_macs",
@@ -228,7 +232,9 @@ def _subparsers():
 
 
 @pytest.mark.parametrize("command", sorted(EXPECTED))
-def test_cli_defaults_equal_section_defaults(command):
+def test_cli_defaults_equal_section_defaults(command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.pt").touch()             # --checkpoint must name an existing file (checked at parse time)
     args = command_args(command, REQUIRED[command])
     cfg = Config()
     for dest, (sec, key) in EXPECTED[command].items():
@@ -245,9 +251,11 @@ def test_cli_defaults_equal_section_defaults(command):
 def test_config_file_sets_defaults_and_the_command_line_wins(tmp_path):
     p = _write(tmp_path, "c.yaml", "train: {epochs: 3, lr: 0.01}\ndata: {dataset: mnist}\n"
                                    "campaign: {sites: [acc, bias], rates: [0.001]}\n")
-    a = command_args("train", ["--out", "x.pt", "--config", str(p), "--lr", "0.5"])
+    (tmp_path / "c.pt").touch()             # --checkpoint must name an existing file (checked at parse time)
+    a = command_args("train", ["--out", str(tmp_path / "x.pt"), "--config", str(p), "--lr", "0.5"])
     assert (a.epochs, a.lr, a.dataset, a.batch_size) == (3, 0.5, "mnist", 64)
-    a = command_args("inject", ["--checkpoint", "c.pt", "--out", "o", "--config", str(p), "--site", "weight"])
+    a = command_args("inject", ["--checkpoint", str(tmp_path / "c.pt"), "--out", str(tmp_path / "o"),
+                                "--config", str(p), "--site", "weight"])
     assert (a.sites, a.rates, a.dataset) == (["weight"], [0.001], None)     # inject's dataset: the checkpoint's
 
 

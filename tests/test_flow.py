@@ -57,7 +57,7 @@ def test_steps_rtl_alone_succeeds(tmp_path, capsys):
                             "train it into that folder first")),
     (["--steps", "board", "--epochs", "1"], ("flow step board needs the checkpoint {out}/lenet5.pt: add train to "
                                             "the steps or train it into that folder first")),
-    (["--epochs", "-1"], "train: epochs must be >= 0, got -1"),
+    (["--epochs", "-1"], "flow: argument --epochs: must be >= 0, got -1"),
 ])
 def test_plan_errors_are_one_line_and_write_nothing(tmp_path, capsys, argv, msg):
     out = tmp_path / "f"
@@ -118,3 +118,17 @@ def test_search_step_uses_the_search_section(tmp_path, capsys):
     assert rec["status"] == "ok" and rec["evaluated"] == 2 and rec["budget"] == 2 and rec["dataset"] == "digits"
     assert rec["best"]["golden"]["bitexact"]
     assert (out / "search" / "genotype.json").exists()
+
+
+def test_second_flow_into_a_busy_folder_is_refused(tmp_path, capsys):
+    import os
+
+    from sanitas.runfolder import FolderLock
+    out = tmp_path / "f"
+    with FolderLock(out):
+        before = sorted(p.name for p in out.iterdir())
+        rc, _, err = _run(capsys, "--steps", "report", "--out", str(out), "--report", str(tmp_path / "r"))
+        assert rc == 2
+        msg = f"sanitas: error: {out} is in use by another sanitas process (pid {os.getpid()})"
+        assert err.strip().splitlines() == [msg]
+        assert sorted(p.name for p in out.iterdir()) == before

@@ -1,25 +1,41 @@
 """The ``sanitas`` command line: one subcommand per stage of the flow.
 
 Each subcommand lives in ``sanitas/commands/<name>.py`` and exposes ``add_parser(subparsers)`` (registering
-its arguments and ``set_defaults(func=run)``) and ``run(args) -> dict``. The returned dict is the command's
-summary: with ``--json`` it is printed as ONE JSON object on the last line of stdout; without, as
-``key: value`` lines. A ``SanitasError`` becomes ``sanitas: error: <one line>`` on stderr and exit status 2;
-a summary with ``"ok": False`` exits 1.
+its arguments, typed with the shared ``sanitas.commands._common`` types, and ``set_defaults(func=run)``) and
+``run(args) -> dict``. The returned dict is the command's summary: with ``--json`` it is printed as ONE strict
+JSON object (no NaN/Infinity: non-finite numbers become ``null``) on the last line of stdout; without, as
+``key: value`` lines. Bad usage (an unknown option, a value its type refuses) and every ``SanitasError`` become
+ONE line ``sanitas: error: <message>`` on stderr and exit status 2; a summary with ``"ok": False`` exits 1.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
+import math
 import sys
 
 from .errors import SanitasError
 
-COMMANDS = ("train", "golden", "hls", "csim", "rtl", "board", "inject", "report", "protect", "search", "flow")
+COMMANDS = ("train", "golden", "hls", "csim", "rtl", "board", "inject", "report", "protect", "soak", "search", "flow")
+
+
+class UsageError(SanitasError):
+    """The command line itself is wrong (argparse's errors, made one line)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors raise ``UsageError`` (one line, prefixed by the subcommand) instead of
+    printing the usage block and exiting; subparsers inherit the class."""
+
+    def error(self, message):
+        sub = self.prog.split(" ", 1)[1] if " " in self.prog else ""
+        line = " ".join(str(message).split())
+        raise UsageError(f"{sub}: {line}" if sub else line)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sanitas", description="fault-tolerant CNN accelerator co-design flow")
+    p = Parser(prog="sanitas", description="fault-tolerant CNN accelerator co-design flow")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -33,25 +49,47 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def strict_json(v):
+    """``v`` with every non-finite float replaced by None (strict JSON has no NaN/Infinity), numpy scalars and
+    arrays made plain, tuples made lists; anything else unknown becomes its ``str``."""
+    if isinstance(v, dict):
+        return {str(k): strict_json(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [strict_json(x) for x in v]
+    if isinstance(v, bool) or v is None or isinstance(v, (str, int)):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if hasattr(v, "tolist"):                      # numpy scalars / arrays, torch tensors
+        return strict_json(v.tolist())
+    return str(v)
+
+
 def _print_summary(summary: dict, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(summary, default=str))
+        print(json.dumps(strict_json(summary), allow_nan=False))
         return
     for k, v in summary.items():
         if isinstance(v, (dict, list)):
-            v = json.dumps(v, default=str)
+            v = json.dumps(strict_json(v), allow_nan=False)
         print(f"{k}: {v}")
 
 
+def _error(e: BaseException) -> int:
+    lines = str(e).strip().splitlines()
+    print(f"sanitas: error: {lines[0] if lines else type(e).__name__}", file=sys.stderr)
+    return 2
+
+
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SanitasError as e:
+        return _error(e)
     try:
         summary = args.func(args) or {}
     except SanitasError as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"sanitas: error: {msg}", file=sys.stderr)
-        return 2
+        return _error(e)
     except KeyboardInterrupt:
         print("sanitas: interrupted", file=sys.stderr)
         return 130

@@ -2,7 +2,7 @@
 (docs/architecture.md, "Python package").
 
 ``Config`` holds the sections ``array`` (the accelerator geometry), ``data``, ``train``, ``golden``, ``hls``,
-``csim``, ``rtl``, ``board``, ``campaign`` (``sanitas inject``), ``protect``, ``search`` and ``flow``. Each
+``csim``, ``rtl``, ``board``, ``campaign`` (``sanitas inject``), ``protect``, ``soak``, ``search`` and ``flow``. Each
 subcommand takes its argument defaults from its sections (``sanitas.commands._config``), so changing a default is
 one edit here, and every subcommand accepts ``--config FILE`` to load them. ``Config.load(path)`` reads YAML
 (``yaml.safe_load``) or JSON and checks every value against its field's annotation (int, float, bool, str,
@@ -89,6 +89,22 @@ class ArrayConfig:
     def k_width(self) -> int:
         """Width of the run-time K input, bits: holds 0..max_k."""
         return max(1, self.max_k.bit_length())
+
+    @property
+    def data_min(self) -> int:
+        """Smallest signed operand value, -2**(data_width - 1) (INT8: -128)."""
+        return -(1 << (self.data_width - 1))
+
+    @property
+    def data_max(self) -> int:
+        """Largest signed operand value, 2**(data_width - 1) - 1 (INT8: 127)."""
+        return (1 << (self.data_width - 1)) - 1
+
+    @property
+    def latency(self) -> int:
+        """Wavefront skew of the array, cycles: PE (i, j) runs reduction step kk in cycle kk + i + j; the
+        checksum PE of the last row (j = cols) finishes in cycle K - 1 + rows - 1 + cols."""
+        return self.rows + self.cols
 
     @property
     def clock_period_ns(self) -> float:
@@ -251,6 +267,28 @@ class ProtectConfig:
 
 
 @dataclass
+class SoakConfig:
+    """[soak]: a long run under accumulating memory upsets and transients (``sanitas soak``)."""
+    scheme: str = "sanity+dmr"          # protection scheme (sanitas.protect spec), e.g. sanity+dmr, dmr, tmr, none
+    per_layer: str | None = None        # JSON/YAML per-layer scheme map whose default entry is `scheme`
+    inferences: int = 2000              # inferences in total (a resume may extend them)
+    seu_per_inference: float = 0.01     # expected single-bit memory upsets per inference over all memory
+    transients_per_inference: float = 1.0  # expected transient datapath faults per inference
+    seed: int = 0                       # seed of upsets, transients and image draws
+    patrol: int = 4                     # parameter codewords the patrol scrubber verifies per inference
+    images: int = 256                   # test images the inferences draw from
+    save_every: int = 200               # inferences between state saves (what a resume restarts from)
+
+    def __post_init__(self):
+        _at_least("soak", "inferences", self.inferences, 0)
+        _at_least("soak", "seu_per_inference", self.seu_per_inference, 0)
+        _at_least("soak", "transients_per_inference", self.transients_per_inference, 0)
+        _at_least("soak", "patrol", self.patrol, 0)
+        _at_least("soak", "images", self.images, 1)
+        _at_least("soak", "save_every", self.save_every, 0)
+
+
+@dataclass
 class SearchConfig:
     """[search]: every knob of an FTT-NAS search run (``sanitas search``, the flow's search step).
 
@@ -375,6 +413,7 @@ class Config:
     board: BoardConfig = field(default_factory=BoardConfig)        # sanitas board
     campaign: CampaignConfig = field(default_factory=CampaignConfig)  # sanitas inject
     protect: ProtectConfig = field(default_factory=ProtectConfig)  # sanitas protect
+    soak: SoakConfig = field(default_factory=SoakConfig)           # sanitas soak
     search: SearchConfig = field(default_factory=SearchConfig)     # sanitas search
     flow: FlowConfig = field(default_factory=FlowConfig)           # sanitas flow
 

@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 from .config import Config
 from .errors import SanitasError
+from .runfolder import FolderLock
 
 
 class StepSkipped(Exception):
@@ -152,7 +153,7 @@ def step_hls(ctx: FlowContext, cfg: Config) -> dict:
 def step_csim(ctx: FlowContext, cfg: Config) -> dict:
     """C simulation of the [csim] kernel (g++ + ap_types) into ``csim/``."""
     from .hls.csim import run_csim
-    c = run_csim(kernel=cfg.csim.kernel, build_dir=ctx.out / "csim")
+    c = run_csim(kernel=cfg.csim.kernel, build_dir=ctx.out / "csim", array=cfg.array)
     rec = {k: c[k] for k in ("cases", "mismatches", "faults", "faults_located") if k in c}
     return rec if c.get("passed") else {"status": "failed", **rec}
 
@@ -160,13 +161,11 @@ def step_csim(ctx: FlowContext, cfg: Config) -> dict:
 def step_rtl(ctx: FlowContext, cfg: Config) -> dict:
     """Verilog of the [array] systolic array (``rtl/``) and one cocotb fault-injection run (``rtl_sim/``)."""
     from .rtl.generate import generate_systolic_array, run_cocotb_smoke
-    a = cfg.array
-    files = generate_systolic_array(a.rows, a.cols, ctx.out / "rtl", a.data_width, a.acc_width)
+    files = generate_systolic_array(cfg.array, ctx.out / "rtl")
     rec: dict = {"files": [str(f) for f in files]}
     if not shutil.which("iverilog"):
         return {"status": "failed", **rec, "error": "iverilog not on PATH (make setup installs it as root)"}
-    s = run_cocotb_smoke(ctx.out / "rtl_sim", rows=a.rows, cols=a.cols, data_width=a.data_width,
-                         acc_width=a.acc_width)
+    s = run_cocotb_smoke(ctx.out / "rtl_sim", cfg.array)
     s.pop("log", None)
     rec["sim"] = s
     return rec if s.get("passed") else {"status": "failed", **rec}
@@ -269,19 +268,20 @@ def run_flow(cfg: Config, out, report_dir, steps, progress: bool = True) -> dict
     """Run the selected ``steps`` of ``cfg`` into ``out``; returns the summary (``ok`` false if a step failed)."""
     ctx = FlowContext(cfg, Path(out), Path(report_dir), select(steps), progress)
     check_plan(ctx)
-    for d in (ctx.out, ctx.report_dir) if "report" in ctx.selected else (ctx.out,):
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise SanitasError(f"cannot create folder {d}: {e.strerror or e}") from None
-    cfg.save(ctx.out / "config.json")
-    for name in STEPS:
-        if name in ctx.selected:
-            ctx.write_json()
-            run_step(ctx, name)
-        else:
-            ctx.records[name] = {"status": "skipped", "seconds": 0.0, "reason": "not selected"}
-    ctx.write_json()
+    with FolderLock(ctx.out):             # one flow per folder: a second `sanitas flow` into it is refused
+        if "report" in ctx.selected:
+            try:
+                ctx.report_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise SanitasError(f"cannot create folder {ctx.report_dir}: {e.strerror or e}") from None
+        cfg.save(ctx.out / "config.json")
+        for name in STEPS:
+            if name in ctx.selected:
+                ctx.write_json()
+                run_step(ctx, name)
+            else:
+                ctx.records[name] = {"status": "skipped", "seconds": 0.0, "reason": "not selected"}
+        ctx.write_json()
     st = ctx.records
     summary = {"steps": {k: v["status"] for k, v in st.items()}, "seconds": round(time.time() - ctx.t0, 1)}
     if st["report"]["status"] == "ok":

@@ -1,17 +1,21 @@
-"""cocotb bench of the generated INT8 systolic array with its ABFT total-checksum column (sanitas.rtl.generate).
+"""cocotb bench of the generated systolic array with its ABFT total-checksum column (sanitas.rtl.generate).
 
-One Icarus simulation per array size runs two cocotb tests against the exact integer reference
-`sanitas.golden.gemm.gemm_with_checksum` (C = A @ B int32, S = A @ -sum_j B[:, j]):
-  * test_gemm_random: int8 extremes (-128 * -128), K = 1, K = 64, K = 0, then many random (A, B, K) with random input
-    bubbles and ignored beats after the last one; C and S bit-exact, chk_err == 0, `done` exactly
+One Icarus simulation per array configuration runs the cocotb tests against the exact integer reference
+`sanitas.golden.gemm` (C = A @ B, S = A @ -sum_j B[:, j], acc_width-bit registers; DATA_W-bit operands):
+  * test_gemm_random: operand extremes (INT8: -128 * -128), K = 1, K = 64, K = 0, then many random (A, B, K) with
+    random input bubbles and ignored beats after the last one; C and S bit-exact, chk_err == 0, `done` exactly
     LAT + 1 = ROWS + COLS + 1 edges after the last beat.
-  * test_fault_injection: many single accumulator faults (random PE incl. the checksum column, random bit,
-    random edge between start and the last accumulation; 85 % bit flips, 15 % one-edge stuck-at), a reset and a
-    new GEMM before each. chk_err must rise exactly when C or S differ from golden, row_err must name the faulty
-    row, and a flip must move the faulty result by +-2**bit (mod 2**ACC_W) and nothing else.
+  * test_fault_injection: many single accumulator faults, each a `sanitas.faults.Fault` record (site pe_acc or
+    chk_acc, random element, random bit, random wavefront cycle or read-out; 85 % bitflip, 15 % one-cycle stuck0 /
+    stuck1), driven through `sanitas.rtl.faults.fault_to_fi_ports` on the bench's beat schedule, a reset and a new
+    GEMM before each. C and S must equal `gemm_replay` of the same record, chk_err must rise exactly when they
+    differ from the fault-free golden values, row_err must name the faulty row, and a flip must move the faulty
+    result by +-2**bit (mod 2**ACC_W) and nothing else.
+  * test_fault_replay (run by `sanitas.rtl.generate.run_cocotb_replay` only): the given Fault records on the given
+    GEMMs, back to back; writes the outputs for the caller to compare with the golden and HLS levels.
 Each test writes its counts into the JSON summary (path in the bench config). The pytest function at the bottom
 builds and runs the simulation through `sanitas.rtl.generate.run_cocotb_smoke` and asserts those counts.
-The bench configuration (SystolicArrayParams + seed, counts, summary path) arrives as JSON in BENCH_ENV.
+The bench configuration (ArrayConfig fields + seed, counts, summary path) arrives as JSON in BENCH_ENV.
 """
 from __future__ import annotations
 
@@ -20,12 +24,16 @@ import os
 import shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from sanitas.golden.gemm import gemm_with_checksum
-from sanitas.rtl.generate import BENCH_ENV, FI_SITE, SystolicArrayParams, fault_to_fi_ports, run_cocotb_smoke
+from sanitas.config import ArrayConfig
+from sanitas.faults import Fault
+from sanitas.golden.gemm import gemm_replay, gemm_with_checksum
+from sanitas.rtl.faults import fault_to_fi_ports
+from sanitas.rtl.generate import BENCH_ENV, run_cocotb_smoke
 
 import cocotb
 from cocotb.clock import Clock
@@ -53,8 +61,8 @@ class ArrayBench:
     """Drives one generated `systolic_array` instance: reset, GEMMs with optional fault, result read-back."""
 
     def __init__(self, dut, cfg: dict):
-        names = {f.name for f in fields(SystolicArrayParams)}
-        self.p = SystolicArrayParams(**{k: v for k, v in cfg.items() if k in names})
+        names = {f.name for f in fields(ArrayConfig)}
+        self.p = ArrayConfig(**{k: v for k, v in cfg.items() if k in names})
         self.cfg = cfg
         self.dut = dut
         self.rng = np.random.default_rng(cfg["seed"])
@@ -100,33 +108,35 @@ class ArrayBench:
             sched.append(beat)
         return sched
 
-    def _set_fi(self, fi: dict | None, edge: int) -> None:
+    def _set_fi(self, fi: Any, edge: int) -> None:
         dut = self.dut
-        if fi is not None and fi["cycle"] == edge:
-            dut.fi_row.value, dut.fi_col.value = fi["fi_row"], fi["fi_col"]
-            dut.fi_bit.value, dut.fi_kind.value = fi["fi_bit"], fi["fi_kind"]
+        if fi is not None and fi.edge == edge:
+            dut.fi_row.value, dut.fi_col.value = fi.fi_row, fi.fi_col
+            dut.fi_bit.value, dut.fi_kind.value = fi.fi_bit, fi.fi_kind
             dut.fi_en.value = 1
             self._fi_on = True
         elif self._fi_on:
             dut.fi_en.value = 0
             self._fi_on = False
 
-    async def gemm(self, a: np.ndarray, b: np.ndarray, sched: list[int | None], *, fault: dict | None = None,
+    async def gemm(self, a: np.ndarray, b: np.ndarray, sched: list[int | None], *, fault: Fault | None = None,
                    reset_first: bool = False, junk_after: bool = False) -> GemmResult:
         """Run C = A @ B: start, stream beats per ``sched``, wait for done; inject ``fault`` if given.
 
-        a: (ROWS, K) int8, b: (K, COLS) int8. Bubbles carry random data with in_valid = 0; with ``junk_after``
-        in_valid stays 1 with random data after the last beat (in_ready = 0 must ignore it).
+        a: (ROWS, K), b: (K, COLS), DATA_W-bit values. Bubbles carry random data with in_valid = 0; with
+        ``junk_after`` in_valid stays 1 with random data after the last beat (in_ready = 0 must ignore it).
+        The fault's wavefront cycle becomes an edge of this schedule (`fault_to_fi_ports`).
         """
-        dut, p, rng = self.dut, self.p, self.rng
+        dut, p = self.dut, self.p
         k = a.shape[1]
-        fi = fault_to_fi_ports(fault, p) if fault is not None else None
+        beat_edges = [e + 1 for e, beat in enumerate(sched) if beat is not None]
+        fi = fault_to_fi_ports(fault, p, k, beat_edges) if fault is not None else None
         a_words = [self.pack(a[:, i], p.data_width) for i in range(k)]
         b_words = [self.pack(b[i, :], p.data_width) for i in range(k)]
         e_last = len(sched)                # edge of the last beat (0 when K == 0)
         final_edge = e_last + self.lat + 1  # edge that registers the check; done is high after it
         if fi is not None:
-            assert 0 <= fi["cycle"] <= e_last + self.lat, "fault outside the computation window"
+            assert 0 <= fi.edge <= e_last + self.lat, "fault outside the computation window"
 
         if self._after_readonly:
             await RisingEdge(dut.clk)
@@ -175,8 +185,16 @@ def _update_summary(cfg: dict, **counts) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True))
 
 
-def _int8(rng, shape) -> np.ndarray:
-    return rng.integers(-128, 128, size=shape, dtype=np.int64)
+def _operand(rng, shape, p: ArrayConfig) -> np.ndarray:
+    """Uniform random DATA_W-bit signed values (INT8: -128..127)."""
+    return rng.integers(p.data_min, p.data_max + 1, size=shape, dtype=np.int64)
+
+
+def _golden(a: np.ndarray, b: np.ndarray, p: ArrayConfig, fault: Fault | None = None):
+    """(C, S) of the golden model: gemm_with_checksum for the INT8/INT32 contract, gemm_replay otherwise / faulty."""
+    if fault is None and (p.data_width, p.acc_width) == (8, 32):
+        return gemm_with_checksum(a.astype(np.int8), b.astype(np.int8))
+    return gemm_replay(a, b, fault, p)
 
 
 @cocotb.test()
@@ -186,23 +204,24 @@ async def test_gemm_random(dut):
     bench = ArrayBench(dut, cfg)
     await bench.init()
     p, rng = bench.p, bench.rng
+    lo, hi = p.data_min, p.data_max
     cases: list[tuple[np.ndarray, np.ndarray, float, bool]] = [
-        (_int8(rng, (p.rows, 1)), _int8(rng, (1, p.cols)), 0.0, False),                       # K = 1
-        (np.full((p.rows, 1), -128), np.full((1, p.cols), -128), 0.0, False),                  # K = 1, -128*-128
-        (np.full((p.rows, 9), -128), np.full((9, p.cols), -128), 0.0, True),                   # extremes, K = 9
-        (rng.choice([-128, 127], (p.rows, 7)), rng.choice([-128, 127], (7, p.cols)), 0.3, False),
-        (np.full((p.rows, 5), 127), np.full((5, p.cols), -128), 0.0, False),
-        (_int8(rng, (p.rows, 64)), _int8(rng, (64, p.cols)), 0.0, False),                     # long K
-        (np.zeros((p.rows, 0), np.int64), np.zeros((0, p.cols), np.int64), 0.0, True),        # K = 0: C = 0
+        (_operand(rng, (p.rows, 1), p), _operand(rng, (1, p.cols), p), 0.0, False),         # K = 1
+        (np.full((p.rows, 1), lo), np.full((1, p.cols), lo), 0.0, False),                    # K = 1, lo * lo
+        (np.full((p.rows, 9), lo), np.full((9, p.cols), lo), 0.0, True),                     # extremes, K = 9
+        (rng.choice([lo, hi], (p.rows, 7)), rng.choice([lo, hi], (7, p.cols)), 0.3, False),
+        (np.full((p.rows, 5), hi), np.full((5, p.cols), lo), 0.0, False),
+        (_operand(rng, (p.rows, 64), p), _operand(rng, (64, p.cols), p), 0.0, False),       # long K
+        (np.zeros((p.rows, 0), np.int64), np.zeros((0, p.cols), np.int64), 0.0, True),      # K = 0: C = 0
     ]
     for _ in range(cfg["n_random"]):
         k = int(rng.integers(1, 25))
-        cases.append((_int8(rng, (p.rows, k)), _int8(rng, (k, p.cols)), float(rng.choice([0.0, 0.3])),
+        cases.append((_operand(rng, (p.rows, k), p), _operand(rng, (k, p.cols), p), float(rng.choice([0.0, 0.3])),
                       bool(rng.random() < 0.3)))
     checked = 0
     for i, (a, b, gap, junk) in enumerate(cases):
         res = await bench.gemm(a, b, bench.schedule(a.shape[1], gap), junk_after=junk)
-        c_gold, s_gold = gemm_with_checksum(a.astype(np.int8), b.astype(np.int8))
+        c_gold, s_gold = _golden(a, b, p)
         assert np.array_equal(res.c, c_gold), f"case {i}: C mismatch\nhw={res.c}\ngolden={c_gold}"
         assert np.array_equal(res.s, s_gold), f"case {i}: S mismatch hw={res.s} golden={s_gold}"
         assert res.chk_err == 0 and res.row_err == 0, f"case {i}: false alarm row_err={res.row_err:#x}"
@@ -221,17 +240,24 @@ async def test_fault_injection(dut):
     p, rng = bench.p, bench.rng
     injected = corrupting = detected = located = flips = 0
     misses, false_alarms, mislocated, wrong_effect = [], [], [], []
+    replay_mismatch = []
     for _ in range(cfg["n_faults"]):
         k = int(rng.integers(1, 17))
-        a, b = _int8(rng, (p.rows, k)), _int8(rng, (k, p.cols))
+        a, b = _operand(rng, (p.rows, k), p), _operand(rng, (k, p.cols), p)
         sched = bench.schedule(k, float(rng.choice([0.0, 0.25])))
         r, c = int(rng.integers(p.rows)), int(rng.integers(p.cols + 1))  # c == cols: checksum column
         u = rng.random()
-        kind = "bitflip" if u < FLIP_SHARE else ("stuck_at_0" if u < (1 + FLIP_SHARE) / 2 else "stuck_at_1")
-        fault = {"site": FI_SITE, "layer": 0, "index": r * (p.cols + 1) + c, "bit": int(rng.integers(p.acc_width)),
-                 "kind": kind, "cycle": int(rng.integers(1, len(sched) + bench.lat + 1))}
+        kind = "bitflip" if u < FLIP_SHARE else ("stuck0" if u < (1 + FLIP_SHARE) / 2 else "stuck1")
+        bit = int(rng.integers(p.acc_width))
+        t = int(rng.integers(-1, k + p.rows + p.cols - 1))     # wavefront cycle; -1: at read-out
+        cycle = None if t < 0 else t
+        fault = Fault("chk_acc", "gemm", (r,), bit, kind, cycle=cycle) if c == p.cols else \
+            Fault("pe_acc", "gemm", (r, c), bit, kind, cycle=cycle)
         res = await bench.gemm(a, b, sched, fault=fault, reset_first=True)
-        c_gold, s_gold = gemm_with_checksum(a.astype(np.int8), b.astype(np.int8))
+        c_gold, s_gold = _golden(a, b, p)
+        c_rep, s_rep = gemm_replay(a, b, fault, p)
+        if not (np.array_equal(res.c, c_rep) and np.array_equal(res.s, s_rep)):
+            replay_mismatch.append(fault)
         injected += 1
         flips += kind == "bitflip"
         got = np.concatenate([res.c, res.s[:, None]], axis=1)       # (ROWS, COLS + 1) extended product
@@ -243,7 +269,7 @@ async def test_fault_injection(dut):
             if not (len(diff) == 1 and tuple(diff[0]) == (r, c)):
                 wrong_effect.append((fault, diff.tolist()))
             delta = int(got[r, c] - gold[r, c]) % bench.acc_mod
-            if kind == "bitflip" and delta not in (1 << fault["bit"], bench.acc_mod - (1 << fault["bit"])):
+            if kind == "bitflip" and delta not in (1 << bit, bench.acc_mod - (1 << bit)):
                 wrong_effect.append((fault, f"delta {delta:#x}"))
         elif kind == "bitflip":
             wrong_effect.append((fault, "flip left the outputs unchanged"))
@@ -265,9 +291,28 @@ async def test_fault_injection(dut):
     assert not false_alarms, f"{len(false_alarms)} false alarms, e.g. {false_alarms[:3]}"
     assert not mislocated, f"{len(mislocated)} faults flagged in the wrong row, e.g. {mislocated[:3]}"
     assert not wrong_effect, f"{len(wrong_effect)} faults with an unexpected effect, e.g. {wrong_effect[:3]}"
+    assert not replay_mismatch, f"{len(replay_mismatch)} faults differ from gemm_replay, e.g. {replay_mismatch[:3]}"
     assert injected == cfg["n_faults"]
     assert corrupting >= flips > 0, "every bit flip must corrupt an output"
     assert detected == corrupting == located
+
+
+@cocotb.test()
+async def test_fault_replay(dut):
+    """Replay the configured Fault records (back-to-back beats, a reset before each); write the outputs."""
+    cfg = _bench_cfg()
+    assert "replay" in cfg, "test_fault_replay runs from sanitas.rtl.generate.run_cocotb_replay only"
+    bench = ArrayBench(dut, cfg)
+    await bench.init()
+    out = []
+    for item in cfg["replay"]:
+        a, b = np.array(item["a"], np.int64).reshape(bench.p.rows, -1), np.array(item["b"], np.int64)
+        b = b.reshape(a.shape[1], bench.p.cols)
+        res = await bench.gemm(a, b, bench.schedule(a.shape[1], 0.0), fault=Fault.from_dict(item["fault"]),
+                               reset_first=True)
+        out.append({"c": res.c.tolist(), "s": res.s.tolist(), "row_err": res.row_err})
+    Path(cfg["result"]).write_text(json.dumps(out))
+    assert len(out) == len(cfg["replay"])
 
 
 # ------------------------------------------------------------------------------------------------ pytest side
@@ -277,11 +322,11 @@ N_FAULTS = 400  # injected faults per size
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog (Icarus Verilog) not on PATH")
-@pytest.mark.parametrize("rows,cols", [(2, 3), (4, 4)])
-def test_systolic_array(rows, cols):
-    """Build the rows x cols array with Icarus, run both cocotb tests in one simulation, check the counts."""
-    out = ROOT / "build" / "rtl_tests" / "systolic_array" / SystolicArrayParams(rows, cols).tag()
-    summary = run_cocotb_smoke(out, rows=rows, cols=cols, seed=1000 * rows + cols, n_random=N_RANDOM,
+@pytest.mark.parametrize("array", [ArrayConfig(rows=2, cols=3), ArrayConfig(rows=4, cols=4)], ids=ArrayConfig.tag)
+def test_systolic_array(array):
+    """Build the array with Icarus, run both smoke tests in one simulation, check the counts."""
+    out = ROOT / "build" / "rtl_tests" / "systolic_array" / array.tag()
+    summary = run_cocotb_smoke(out, array, seed=1000 * array.rows + array.cols, n_random=N_RANDOM,
                                n_faults=N_FAULTS)
     assert summary["passed"], f"cocotb bench failed: {summary} (log: {summary['log']})"
     assert summary["tests"] == 2 and summary["failed"] == 0

@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def sanitas(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "sanitas.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run([sys.executable, "-m", "sanitas.cli", *args], check=False, cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
 
 
 def last_json(out: str) -> dict:
@@ -54,7 +54,8 @@ def test_golden_fails_on_tampered_checkpoint(tmp_path, lenet5_ckpt):
 
 
 @pytest.mark.parametrize("args,msg", [
-    (["golden", "--checkpoint", "missing.pt"], "sanitas: error: checkpoint not found: missing.pt"),
+    (["golden", "--checkpoint", "missing.pt"],
+     "sanitas: error: golden: argument --checkpoint: file not found: missing.pt"),
     (["train", "--dataset", "mnist", "--out", "x.pt"], "sanitas: error: mnist needs --data-dir"),
     (["rtl", "--rows", "0", "--out", "build/x"], "sanitas: error:"),
     (["flow", "--steps", "train,bogus"], "sanitas: error: unknown flow step(s): bogus"),

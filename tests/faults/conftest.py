@@ -17,8 +17,8 @@ CACHE = ROOT / "build" / "test-cache" / "faults"
 def _trained(name: str, epochs: int, lr: float, **kw) -> Path:
     from sanitas.data import load_dataset
     from sanitas.models import build
-    from sanitas.train import save_checkpoint, train_model
-    tag = "_".join([name] + [f"{k}{v}" for k, v in sorted(kw.items())])
+    from sanitas.train import CKPT_FORMAT, save_checkpoint, train_model
+    tag = "_".join([name] + [f"{k}{v}" for k, v in sorted(kw.items())] + [CKPT_FORMAT])
     path = CACHE / f"{tag}.pt"
     CACHE.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{path}.lock"):   # pytest-xdist: one worker trains, the others wait for the file

@@ -163,8 +163,8 @@ def test_rate_campaign_and_report(lenet_ckpt, tmp_path, capsys):
     (["--layer", "fc9"], "layer 'fc9' does not exist"),
     (["--site", "weight", "--layer", "relu1"], "no layer has site(s) weight among relu1"),
     (["--fault", "ber", "--site", "bias"], "--fault ber takes --site weight or --site act"),
-    (["--faults", "0"], "--faults must be >= 1"),
-    (["--rates", "2", "--fault", "mibb"], "rate 2.0 must be in [0, 1]"),
+    (["--faults", "0"], "inject: argument --faults: must be >= 1, got 0"),
+    (["--rates", "2", "--fault", "mibb"], "inject: argument --rates: must be a probability in [0, 1], got 2"),
     (["--engine", "dask", "--scheduler", "tcp://127.0.0.1:1", "--connect-timeout", "1", "--faults", "2"],
      "cannot reach the dask scheduler at tcp://127.0.0.1:1"),
 ])
@@ -181,7 +181,7 @@ def test_bad_specs_give_one_line_errors(lenet_ckpt, tmp_path, capsys, argv, msg)
 def test_bad_checkpoint_and_report_dir(tmp_path):
     r = subprocess.run([sys.executable, "-m", "sanitas.cli", "inject", "--checkpoint", str(tmp_path / "nope.pt"),
                         "--out", str(tmp_path / "o")], capture_output=True, text=True)
-    want = f"sanitas: error: checkpoint not found: {tmp_path / 'nope.pt'}"
+    want = f"sanitas: error: inject: argument --checkpoint: file not found: {tmp_path / 'nope.pt'}"
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [want]
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "manifest.json").write_text(json.dumps({"kind": "nosuchkind"}))

@@ -14,6 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sanitas.config import ArrayConfig
+from sanitas.errors import SanitasError
+from sanitas.faults import Fault
+from sanitas.golden.gemm import gemm_replay
 from sanitas.hls import csim
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None or shutil.which("make") is None,
@@ -48,6 +52,7 @@ def test_csim_passes_all_cases(result):
     assert result["cases"] == N_CASES
     assert (result["faults"], result["faults_located"]) == (N_FAULTS, N_FAULTS)
     assert result["kernel"] == "systolic_gemm" and result["seconds"] > 0
+    assert result["array"] == ArrayConfig().to_dict()
     ok = [ln for ln in result["log"].splitlines() if ln.endswith(" 0 mismatches")]
     assert len(ok) == N_CASES + N_FAULTS + 1                    # every case, every fault, the summary
 
@@ -79,7 +84,7 @@ def test_fault_injection_flags_only_the_faulty_row(result, tmp_path):
     faults = (vec / "faults.txt").read_text().splitlines()
     j = next(i for i, ln in enumerate(faults) if not ln.startswith("#") and ln.split()[4] != "-1")
     f = faults[j].split()
-    f[5] = str(int(f[5]) ^ 1)
+    f[8] = str(int(f[8]) ^ 1)                          # the predicted faulty value
     faults[j] = " ".join(f)
     (vec / "faults.txt").write_text("\n".join(faults) + "\n")
     rc, summary, _ = _run(result["binary"], vec)
@@ -89,18 +94,53 @@ def test_fault_injection_flags_only_the_faulty_row(result, tmp_path):
 
 
 def test_golden_fault_replay():
+    """gemm_replay of accumulator faults: read-out = XOR of the final value; before the first MAC = XOR of 0."""
     rng = np.random.default_rng(3)
-    a = rng.integers(-128, 128, (6, 20)).astype(np.int8)
-    b = rng.integers(-128, 128, (20, 5)).astype(np.int8)
-    cfg = csim.SystolicGemmConfig()
-    c = a.astype(np.int64) @ b.astype(np.int64)
-    # Read-out flip = XOR of the final value; a flip before the first MAC (cycle i + j - 1) = XOR of 0, then add.
-    assert csim.gemm_fault_value(a, b, 2, 3, 7, -1, cfg) == int(c[2, 3]) ^ (1 << 7)
-    first_mac = 5 % cfg.rows + 0                      # PE (row % rows, col 0) gets kk = 0 at this cycle
-    assert csim.gemm_fault_value(a, b, 5, 0, 4, first_mac - 1, cfg) == int(c[5, 0]) + 16
-    # Bit 31 wraps: flipping the sign bit of a small positive value gives value - 2^31.
-    s = -(a.astype(np.int64) @ b.astype(np.int64).sum(axis=1))
-    assert csim.gemm_fault_value(a, b, 1, 5, 31, -1, cfg) == int(s[1]) - (1 << 31) * (1 if s[1] >= 0 else -1)
+    a = rng.integers(-128, 128, (6, 20))
+    b = rng.integers(-128, 128, (20, 4))
+    arr = ArrayConfig()
+    c = a @ b
+    cf, _ = gemm_replay(a, b, Fault("pe_acc", "gemm", (2, 3), 7), arr)
+    assert cf[2, 3] == int(c[2, 3]) ^ (1 << 7)
+    first_mac = 5 % arr.rows + 0                      # PE (row % rows, col 0) runs kk = 0 in this cycle
+    cf, _ = gemm_replay(a, b, Fault("pe_acc", "gemm", (5, 0), 4, cycle=first_mac - 1), arr)
+    assert cf[5, 0] == int(c[5, 0]) + 16
+    # Bit 31 wraps: flipping the sign bit of the checksum accumulator gives value -+ 2^31.
+    s = -(a @ b.sum(axis=1))
+    _, sf = gemm_replay(a, b, Fault("chk_acc", "gemm", (1,), 31), arr)
+    assert sf[1] == int(s[1]) - (1 << 31) * (1 if s[1] >= 0 else -1)
+
+
+def test_gemm_fault_adapter_and_header():
+    arr = ArrayConfig(rows=3, cols=5, data_width=6, acc_width=24, max_k=128)
+    g = csim.fault_to_gemm_fault(Fault("pe_acc", "gemm", (4, 2), 23, "stuck1", cycle=9), arr, 7, 30, 5)
+    assert g == csim.GemmFault(site=1, row=4, col=2, cycle=9, and_mask=-1, or_mask=1 << 23, xor_mask=0)
+    g = csim.fault_to_gemm_fault(Fault("pe_b", "gemm", (0, 5), 0b101, "multibit", cycle=3), arr, 7, 30, 5)
+    assert g == csim.GemmFault(site=3, row=0, col=5, cycle=3, and_mask=-1, or_mask=0, xor_mask=5)
+    g = csim.fault_to_gemm_fault(Fault("chk_acc", "gemm", (6,), 0, "stuck0"), arr, 7, 30, 5)
+    assert g.line() == "1 6 5 -1 -2 0 0"                # read-out (cycle None -> -1), AND clears bit 0
+    with pytest.raises(SanitasError, match="pe_a faults need a cycle"):
+        csim.fault_to_gemm_fault(Fault("pe_a", "gemm", (0, 0), 1), arr, 7, 30, 5)
+    with pytest.raises(SanitasError, match="bit 6 out of range for the 6-bit pe_a register"):
+        csim.fault_to_gemm_fault(Fault("pe_a", "gemm", (0, 0), 6, cycle=1), arr, 7, 30, 5)
+    header = csim.render_config_header(arr)
+    assert "sanitas::systolic_gemm_config<3, 5, 32, 128, 6, 24>" in header
+    assert "typedef ap_int<24> acc_t;" in header and "typedef ap_int<24> sacc_t;" in header
+    with pytest.raises(csim.CsimError) as info:
+        csim.check_array(ArrayConfig(rows=3, cols=5, data_width=6, acc_width=24, max_k=1024))
+    assert "needs acc_width >= 2*data_width + clog2(max_k) + clog2(cols) = 25 for exact accumulators, got 24" \
+        in str(info.value)
+
+
+def test_default_vectors_match_the_former_16_column_configuration(tmp_path):
+    """The former SystolicGemmConfig default (4 x 16, max_k 128) gives the same vectors through ArrayConfig."""
+    paths = csim.write_gemm_vectors(tmp_path, array=ArrayConfig(cols=16, max_k=128))
+    assert len(paths) == N_CASES
+    assert paths[1].read_text().splitlines()[0] == "systolic_gemm 32 128 16"
+    faults = [ln.split() for ln in (tmp_path / "faults.txt").read_text().splitlines() if not ln.startswith("#")]
+    assert len(faults) == N_FAULTS
+    assert faults[:2] == [["0", "1", "0", "1", "-1", "-1", "0", "65536", "-68651"],
+                          ["0", "1", "0", "0", "0", "-1", "0", "16", "3131"]]
 
 
 def test_ap_types_include_and_csynth_message():

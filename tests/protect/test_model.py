@@ -147,17 +147,20 @@ def test_dmr_only_misses_weight_faults_sanity_does_not(nets):
 
 
 def test_double_fault_rolled_back_with_dmr_reported_without(nets):
-    """Two accumulator faults in one pixel: sanity alone reports them uncorrectable; with DMR the layer is
-    recomputed from its checkpointed input (the transient faults are gone)."""
+    """Two accumulator faults in one pixel: sanity alone without escalation reports them uncorrectable; with
+    escalation (no retries) the layer is reloaded and recomputed once; with DMR it is recomputed from its
+    checkpointed input (the transient faults are gone) before any escalation."""
     gm, xq = nets["lenet5"]
     from sanitas.faults import Fault
     fs = [Fault("acc", "conv2", (3, 1, 1), 20), Fault("acc", "conv2", (7, 1, 1), 21)]
     ref = gm.run_int(xq[:1])
-    y, rep = ProtectedModel(gm, "sanity").run(xq[:1], hook=OnceInjector(fs, site_infos(gm)))
-    assert rep.detected == 1 and rep.uncorrectable == 1 and rep.corrected == 0
+    y, rep = ProtectedModel(gm, "sanity", escalate=False).run(xq[:1], hook=OnceInjector(fs, site_infos(gm)))
+    assert rep.detected == 1 and rep.uncorrectable == 1 and rep.corrected == 0 and rep.escalations == 0
     assert np.array_equal(y, gm.run_int(xq[:1], hook=golden_hook(gm, fs)))   # left as it was, not "fixed"
+    y, rep = ProtectedModel(gm, "sanity").run(xq[:1], hook=OnceInjector(fs, site_infos(gm)))
+    assert np.array_equal(y, ref) and (rep.detected, rep.escalations, rep.uncorrectable) == (1, 1, 0)
     y, rep = ProtectedModel(gm, "sanity+dmr").run(xq[:1], hook=OnceInjector(fs, site_infos(gm)))
-    assert np.array_equal(y, ref) and rep.rolled_back == 1 and rep.uncorrectable == 0
+    assert np.array_equal(y, ref) and rep.rolled_back == 1 and rep.uncorrectable == 0 and rep.escalations == 0
 
 
 def test_checkpoint_fault_rolls_back_to_the_producer(nets):

@@ -51,7 +51,10 @@ def layers(draw, kinds=("linear", "conv", "grouped", "depthwise")):
         wt = rng.integers(-127, 128, size=wshape) * (rng.random(wshape) < 0.3)
     else:
         wt = rng.integers(-127, 128, size=wshape)
-    b = rng.integers(-(2 ** 31), 2 ** 31, size=wshape[0])
+    # full-range int32 biases (accumulators may wrap: the lazy layer-wide check runs mod 2**32) or small ones
+    # (a static bound excludes wrapping: it runs exactly, one weighted row)
+    b = rng.integers(-(2 ** 31), 2 ** 31, size=wshape[0]) if draw(st.booleans()) else \
+        rng.integers(-(2 ** 20), 2 ** 20, size=wshape[0])
     signed = draw(st.booleans()) and kind != "depthwise"
     x = rng.integers(-128, 128, size=xshape) if signed else rng.integers(0, 256, size=xshape)
     if mode == "sparse":
@@ -242,11 +245,8 @@ def test_double_fault_in_one_pixel_is_uncorrectable_never_miscorrected(layer, la
     faulty = hook(None, "acc", ref)
     rep = Report()
     y, ok = make_sanity(node, lazy).run(x, hook, rep)
-    di, dk = wrap32(faulty[(0, i) + pix] - ref[(0, i) + pix]), wrap32(faulty[(0, k) + pix] - ref[(0, k) + pix])
-    if lazy and wrap32(np.int64(di + dk)) == 0:
-        # the two errors cancel in the total checksum: lazy location does not look further (documented)
-        assert not rep.alarm and np.array_equal(y, faulty)
-        return
+    # a cancelling pair (+e, -e) passes the per-pixel total; the lazy layer-wide code (or the eager partials)
+    # separates the two channels: both modes detect every pair
     assert rep.detected >= 1 and not ok
     assert rep.corrected == 0 and np.array_equal(y, faulty)        # nothing was "corrected" into a wrong value
 

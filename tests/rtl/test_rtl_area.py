@@ -10,6 +10,7 @@ import shutil
 
 import pytest
 
+from sanitas.config import ArrayConfig
 from sanitas.rtl import area as area_mod
 from sanitas.rtl.area import estimate_area
 from sanitas.rtl.generate import generate_systolic_array
@@ -21,7 +22,7 @@ needs_yosys = pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys no
 def test_area_grows_with_array_size(tmp_path):
     results = {}
     for rows, cols in ((2, 2), (4, 4)):
-        files = generate_systolic_array(rows, cols, tmp_path / f"r{rows}c{cols}")
+        files = generate_systolic_array(ArrayConfig(rows=rows, cols=cols), tmp_path / f"r{rows}c{cols}")
         res = estimate_area(files, "systolic_array", {"FI_EN": 0})
         assert res["params"] == {"FI_EN": 0} and res["top"] == "systolic_array"
         for cls in ("LUT", "FF", "DSP", "CARRY"):
@@ -35,13 +36,13 @@ def test_area_grows_with_array_size(tmp_path):
 
 @needs_yosys
 def test_illegal_parameter_stops_synthesis(tmp_path):
-    files = generate_systolic_array(2, 3, tmp_path)
+    files = generate_systolic_array(ArrayConfig(rows=2, cols=3), tmp_path)
     with pytest.raises(RuntimeError, match="ACC_W must be >= 2\\*DATA_W"):
         estimate_area(files, "systolic_array", {"ACC_W": 16})
 
 
 def test_missing_yosys_is_a_clear_error(tmp_path, monkeypatch):
-    files = generate_systolic_array(1, 1, tmp_path)
+    files = generate_systolic_array(ArrayConfig(rows=1, cols=1), tmp_path)
     monkeypatch.setattr(area_mod.shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="yosys not found"):
         estimate_area(files, "systolic_array")

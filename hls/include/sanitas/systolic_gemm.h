@@ -1,25 +1,30 @@
-// sanitas/systolic_gemm.h -- INT8 x INT8 -> INT32 GEMM on an output-stationary systolic array, with one
-// extra total-checksum PE column (Huang & Abraham ABFT, the "sanity" column of the Sanity scheme).
+// sanitas/systolic_gemm.h -- INT8 x INT8 -> INT32 GEMM (any DATA_W x DATA_W -> ACC_W) on an output-stationary
+// systolic array, with one extra total-checksum PE column (Huang & Abraham ABFT, the "sanity" column of Sanity).
 //
-// C = A @ B with A (m x k) int8 activations and B (k x n) int8 weights.  The array has `rows` x `cols`
+// C = A @ B with A (m x k) activations and B (k x n) weights, DATA_W-bit signed (INT8 by default; the
+// configuration struct is rendered from sanitas.config.ArrayConfig by sanitas.hls.csim).  The array has `rows` x `cols`
 // multiply-accumulate PEs plus one checksum PE per row; PE (i, j) keeps the int32 accumulator of output
 // C[r0 + i][j] (output-stationary), A enters from the left edge skewed by one cycle per row, B from the top
 // edge skewed by one cycle per column, so at wavefront cycle t PE (i, j) multiplies A[r0+i][kk] * B[kk][j]
 // with kk = t - i - j.  The checksum PE of row i (array column index `cols`) gets the weight column
-//     w_s[kk] = -sum_{j<n} B[kk][j]                    (csum_t: 8 + clog2(cols) + 1 bits, exact)
+//     w_s[kk] = -sum_{j<n} B[kk][j]                    (csum_t: DATA_W + clog2(cols) + 1 bits, exact)
 // and accumulates S[r] = sum_kk A[r][kk] * w_s[kk] (sacc_t).  Fault-free, for every output row r,
 //     sum_{j<n} C[r][j] + S[r] == 0                    (exact integers, check_t never wraps)
 // and the kernel raises flags[r] when that row sum is non-zero.  A single flipped accumulator bit changes one
 // term by +-2^bit (modulo 2^width after wrap-around), which is never 0, so it is always detected and located
 // to its row.
 //
-// Overflow bounds (enforced by static_assert below, CONFIG_T::max_k = K, cols = N_max):
-//   |C| <= K * 2^14                 -> acc_t  needs 16 + clog2(K) bits
-//   |S| <= K * 2^7 * (N_max * 2^7)  -> sacc_t needs 16 + clog2(K) + clog2(N_max) bits
-// which is the golden model's bound (python/sanitas/golden/gemm.py) K * (N + 1) < 2^17 for 32-bit types.
+// Overflow bounds (enforced by static_assert below, CONFIG_T::max_k = K, cols = N_max, D = DATA_W):
+//   |C| <= K * 2^(2D-2)                   -> acc_t  needs 2D + clog2(K) bits            (INT8: 16 + clog2(K))
+//   |S| <= K * 2^(D-1) * (N_max * 2^(D-1)) -> sacc_t needs 2D + clog2(K) + clog2(N_max) bits
+// which for INT8 is the golden model's bound (python/sanitas/golden/gemm.py) K * (N + 1) < 2^17 for 32 bits.
 //
-// Verification hook: `gemm_fault` {row, col, bit, cycle} flips one accumulator bit (col == n selects the
-// checksum accumulator S) after the MAC of wavefront cycle `cycle` (-1: at read-out).  The default
+// Verification hook: `gemm_fault` is the HLS form of one array-site fault record (sanitas.faults.Fault; the sites
+// and the one meaning of `cycle` are documented in python/sanitas/faults/fault.py, the adapter is
+// sanitas.hls.csim.fault_to_gemm_fault).  In wavefront cycle t PE (i, j) runs the MAC of kk = t - i - j; an
+// accumulator fault acts after the MAC of cycle `cycle` (-1: at read-out), an operand fault on the register's
+// value in cycle `cycle` before the MAC (it then moves on with the value).  The fault is the (AND, OR, XOR) mask
+// triple of sanitas.faults.fault_masks on the register's bit pattern, so every fault kind replays.  The default
 // `gemm_fault()` injects nothing; a synthesised top passes the default and the branch folds away.
 //
 // Loops are labelled; every pragma sits next to its loop.  Compiles with plain g++ -std=c++14 against the
@@ -36,35 +41,56 @@ constexpr int clog2(unsigned long long x) { return x <= 1 ? 0 : 1 + clog2((x + 1
 constexpr int max_int(int a, int b) { return a > b ? a : b; }
 
 // Geometry and types of one systolic GEMM instance (the hls4ml-style `struct ..._config`).
-//   ROWS  : PE rows = output rows computed per pass (m is processed in ceil(m / ROWS) row tiles)
-//   COLS  : PE columns = largest n (columns j >= n are fed zero weights)
-//   MAX_M : largest m (rows of the A / C buffers)
-//   MAX_K : largest k (reduction length, rows of the B buffer)
-template <unsigned ROWS, unsigned COLS, unsigned MAX_M, unsigned MAX_K>
+//   ROWS   : PE rows = output rows computed per pass (m is processed in ceil(m / ROWS) row tiles)
+//   COLS   : PE columns = largest n (columns j >= n are fed zero weights)
+//   MAX_M  : largest m (rows of the A / C buffers; a testbench buffer size)
+//   MAX_K  : largest k (reduction length, rows of the B buffer)
+//   DATA_W : signed operand width, bits (INT8: 8)
+//   ACC_W  : signed accumulator width of C and S, bits (INT32: 32)
+template <unsigned ROWS, unsigned COLS, unsigned MAX_M, unsigned MAX_K, int DATA_W = 8, int ACC_W = 32>
 struct systolic_gemm_config {
     static const unsigned rows = ROWS;
     static const unsigned cols = COLS;
     static const unsigned max_m = MAX_M;
     static const unsigned max_k = MAX_K;
-    typedef ap_int<8> a_t;                          // activation, int8
-    typedef ap_int<8> w_t;                          // weight, int8
-    typedef ap_int<32> acc_t;                       // C accumulator, int32
-    typedef ap_int<8 + clog2(COLS) + 1> csum_t;     // checksum weight -sum_j B[k][j]: |.| <= COLS * 128
-    typedef ap_int<32> sacc_t;                      // S accumulator, int32
+    static const int data_w = DATA_W;
+    typedef ap_int<DATA_W> a_t;                          // activation, DATA_W bits
+    typedef ap_int<DATA_W> w_t;                          // weight, DATA_W bits
+    typedef ap_int<ACC_W> acc_t;                         // C accumulator, ACC_W bits
+    typedef ap_int<DATA_W + clog2(COLS) + 1> csum_t;     // checksum weight -sum_j B[k][j]: |.| <= COLS * 2^(D-1)
+    typedef ap_int<ACC_W> sacc_t;                        // S accumulator, ACC_W bits
 };
 
-// One accumulator bit-flip (a fault is data: the same descriptor replays in the golden model and in RTL).
+// Register a fault acts on (sanitas.faults sites pe_acc / chk_acc, pe_a, pe_b).
+enum gemm_fault_site { GEMM_FAULT_NONE = 0, GEMM_FAULT_ACC = 1, GEMM_FAULT_A = 2, GEMM_FAULT_B = 3 };
+
+// One array-site fault (a fault is data: the same record replays in the golden model, here and in RTL).
 struct gemm_fault {
-    int row = -1;    // output row in [0, m); -1 = no fault
-    int col = 0;     // output column in [0, n); col == n selects the checksum accumulator S[row]
-    int bit = 0;     // bit to flip, in [0, acc_t::width) (or sacc_t::width for the checksum column)
-    int cycle = -1;  // wavefront cycle in [0, k + rows + cols - 1) after whose MAC to flip; -1 = at read-out
+    int site = GEMM_FAULT_NONE;  // gemm_fault_site; GEMM_FAULT_NONE = no fault
+    int row = -1;                // GEMM row in [0, m): the PE row is row % rows, in row's tile
+    int col = 0;                 // GEMM column in [0, n); col == n selects the checksum PE (array column cols)
+    int cycle = -1;              // wavefront cycle t of row's tile; -1 = at read-out (accumulator sites only)
+    long long and_mask = -1;     // u' = ((u & and_mask) | or_mask) ^ xor_mask on the register's bit pattern u
+    long long or_mask = 0;
+    long long xor_mask = 0;
 };
+
+// Apply the fault's mask triple to a register value of type T (ap_int<W>), on its W-bit pattern.
+template <class T>
+T gemm_fault_apply(T v, const gemm_fault &f) {
+    ap_uint<T::width> u = v;
+    const ap_uint<T::width> and_m = ap_uint<64>(f.and_mask), or_m = ap_uint<64>(f.or_mask),
+                            xor_m = ap_uint<64>(f.xor_mask);
+    u = ((u & and_m) | or_m) ^ xor_m;
+    T r;
+    r.range(T::width - 1, 0) = u;
+    return r;
+}
 
 // systolic_gemm: C = A @ B, S = A @ w_s, flags[r] = (sum_j C[r][j] + S[r] != 0); returns the number of
 // flagged rows.  Dimensions m <= max_m, k <= max_k, n <= cols are run-time; buffers are max-sized, row-major:
-//   a     (max_m, max_k) int8     b (max_k, cols) int8
-//   c     (max_m, cols)  int32    (columns j >= n are written as 0)
+//   a     (max_m, max_k) a_t      b (max_k, cols) w_t
+//   c     (max_m, cols)  acc_t    (columns j >= n are written as 0)
 //   s     (max_m,)       sacc_t   flags (max_m,) bool
 template <class CONFIG_T>
 int systolic_gemm(unsigned m, unsigned k, unsigned n,
@@ -84,10 +110,12 @@ int systolic_gemm(unsigned m, unsigned k, unsigned n,
     // Row check sum of cols + 1 terms, each |.| <= 2^(w-1) even after a fault wraps one: exact, never wraps.
     typedef ap_int<max_int(acc_t::width, sacc_t::width) + clog2(CONFIG_T::cols + 1) + 1> check_t;
 
-    static_assert(a_t::width == 8 && w_t::width == 8, "systolic_gemm is an INT8 x INT8 kernel");
-    static_assert(acc_t::width >= 16 + clog2(CONFIG_T::max_k), "acc_t too narrow for max_k int8 products");
-    static_assert(csum_t::width >= 8 + clog2(CONFIG_T::cols) + 1, "csum_t too narrow for -sum_j B[k][j]");
-    static_assert(sacc_t::width >= 16 + clog2(CONFIG_T::max_k) + clog2(CONFIG_T::cols),
+    static_assert(a_t::width == CONFIG_T::data_w && w_t::width == CONFIG_T::data_w, "operands are DATA_W bits");
+    static_assert(acc_t::width >= 2 * CONFIG_T::data_w + clog2(CONFIG_T::max_k),
+                  "acc_t too narrow for max_k DATA_W x DATA_W products");
+    static_assert(csum_t::width >= CONFIG_T::data_w + clog2(CONFIG_T::cols) + 1,
+                  "csum_t too narrow for -sum_j B[k][j]");
+    static_assert(sacc_t::width >= 2 * CONFIG_T::data_w + clog2(CONFIG_T::max_k) + clog2(CONFIG_T::cols),
                   "sacc_t too narrow for the checksum accumulator");
 
 #pragma HLS ARRAY_PARTITION variable = a cyclic factor = CONFIG_T::rows dim = 1
@@ -110,8 +138,8 @@ weight_checksum:
         w_s[kk] = -sum;
     }
 
-    // PE state: (rows, cols + 1) int8 activation pipeline registers (column cols feeds the checksum PE),
-    // (rows, cols) int8 weight registers, (rows,) csum_t checksum-weight registers, accumulators.
+    // PE state: (rows, cols + 1) activation pipeline registers (column cols feeds the checksum PE),
+    // (rows, cols) weight registers, (rows,) csum_t checksum-weight registers, accumulators.
     a_t a_reg[CONFIG_T::rows][CONFIG_T::cols + 1];
     w_t b_reg[CONFIG_T::rows][CONFIG_T::cols];
     csum_t bs_reg[CONFIG_T::rows];
@@ -125,6 +153,8 @@ weight_checksum:
 
     const unsigned cycles = k + rows + cols - 1;  // last MAC: checksum PE of row rows-1 at kk = k - 1
     int flagged = 0;
+    // Array column the fault's PE sits in (col == n: the checksum PE at column cols).
+    const int fault_pe_col = fault.col == int(n) ? int(cols) : fault.col;
 
 row_tile:
     for (unsigned r0 = 0; r0 < m; r0 += rows) {
@@ -181,6 +211,18 @@ row_tile:
             const int ks = int(t) - int(cols);
             bs_reg[0] = (ks >= 0 && ks < int(k)) ? w_s[ks] : csum_t(0);
 
+            // Operand faults: the register of PE (fault.row - r0, fault_pe_col) in this cycle, before the MAC.
+            const bool fault_now = fault.cycle == int(t) && fault.row >= int(r0) && fault.row < int(r0 + rows);
+            if (fault_now && fault.site == GEMM_FAULT_A) {
+                a_reg[fault.row - r0][fault_pe_col] = gemm_fault_apply(a_reg[fault.row - r0][fault_pe_col], fault);
+            }
+            if (fault_now && fault.site == GEMM_FAULT_B) {
+                if (fault_pe_col == int(cols))
+                    bs_reg[fault.row - r0] = gemm_fault_apply(bs_reg[fault.row - r0], fault);
+                else
+                    b_reg[fault.row - r0][fault_pe_col] = gemm_fault_apply(b_reg[fault.row - r0][fault_pe_col], fault);
+            }
+
             // MAC: every PE accumulates the product of the values it holds this cycle.
         mac_row:
             for (unsigned i = 0; i < rows; ++i) {
@@ -189,12 +231,14 @@ row_tile:
                 for (unsigned j = 0; j < cols; ++j) {
 #pragma HLS UNROLL
                     acc[i][j] += a_reg[i][j] * b_reg[i][j];
-                    if (fault.cycle == int(t) && fault.row == int(r0 + i) && fault.col == int(j) && j < n)
-                        acc[i][j] ^= acc_t(1) << fault.bit;
+                    if (fault.site == GEMM_FAULT_ACC && fault.cycle == int(t) && fault.row == int(r0 + i) &&
+                        fault.col == int(j) && j < n)
+                        acc[i][j] = gemm_fault_apply(acc[i][j], fault);
                 }
                 sacc[i] += a_reg[i][cols] * bs_reg[i];
-                if (fault.cycle == int(t) && fault.row == int(r0 + i) && fault.col == int(n))
-                    sacc[i] ^= sacc_t(1) << fault.bit;
+                if (fault.site == GEMM_FAULT_ACC && fault.cycle == int(t) && fault.row == int(r0 + i) &&
+                    fault.col == int(n))
+                    sacc[i] = gemm_fault_apply(sacc[i], fault);
             }
         }
 
@@ -203,18 +247,18 @@ row_tile:
         for (unsigned i = 0; i < rows; ++i) {
 #pragma HLS PIPELINE II = 1
             if (r0 + i < m) {
-                const bool here = fault.cycle < 0 && fault.row == int(r0 + i);
+                const bool here = fault.site == GEMM_FAULT_ACC && fault.cycle < 0 && fault.row == int(r0 + i);
                 check_t row_sum = 0;
             readout_col:
                 for (unsigned j = 0; j < cols; ++j) {
 #pragma HLS UNROLL
                     acc_t v = acc[i][j];
-                    if (here && fault.col == int(j) && j < n) v ^= acc_t(1) << fault.bit;
+                    if (here && fault.col == int(j) && j < n) v = gemm_fault_apply(v, fault);
                     c[r0 + i][j] = v;
                     row_sum += v;
                 }
                 sacc_t sv = sacc[i];
-                if (here && fault.col == int(n)) sv ^= sacc_t(1) << fault.bit;
+                if (here && fault.col == int(n)) sv = gemm_fault_apply(sv, fault);
                 s[r0 + i] = sv;
                 row_sum += sv;
                 flags[r0 + i] = (row_sum != 0);

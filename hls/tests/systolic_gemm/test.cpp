@@ -4,10 +4,14 @@
 // Usage: systolic_gemm_csim VECTOR_DIR.  VECTOR_DIR is written by `python -m sanitas.hls.csim vectors` and holds
 //   sanitas_test_config.h    the configuration struct `systolic_gemm_test_config` (included via -I VECTOR_DIR)
 //   cases.txt               one case file name per line
-//   case_NNN.txt            "systolic_gemm m k n", then tagged blocks "A" (m*k int8), "B" (k*n int8),
-//                           "C" (m*n int32 = A @ B), "S" (m checksum values), "F" (m expected flags)
-//   faults.txt              "case row col bit cycle value" per line ('#' comments): one accumulator bit-flip per
-//                           line and the faulty value the golden model predicts for C[row][col] (S[row] if col == n)
+//   case_NNN.txt            "systolic_gemm m k n", then tagged blocks "A" (m*k DATA_W-bit), "B" (k*n DATA_W-bit),
+//                           "C" (m*n ACC_W-bit = A @ B), "S" (m checksum values), "F" (m expected flags)
+//   faults.txt              "case site row col cycle and or xor value" per line ('#' comments): one accumulator
+//                           fault per line (a gemm_fault, written by sanitas.hls.csim.fault_to_gemm_fault) and the
+//                           faulty value the golden model predicts for C[row][col] (S[row] if col == n)
+//   replay.txt (optional)   "case site row col cycle and or xor" per line: faults of any site; the kernel's full
+//                           outputs go to replay_out.txt, one line per fault: "C <m*n> S <m> F <m>", for the
+//                           caller to compare with its own levels (sanitas.hls.csim.run_replay)
 // Fault-free, every case must reproduce C, S and F exactly.  Each fault must yield exactly the predicted
 // element value, leave every other element as in the fault-free run, and raise the flag of its row only.
 // Prints one line per case and fault, then "systolic_gemm: N mismatches"; the exit status is N (capped at 255
@@ -23,7 +27,7 @@
 
 typedef systolic_gemm_test_config cfg_t;
 
-// Synthesis top: (max_m, max_k) int8 A, (max_k, cols) int8 B -> (max_m, cols) int32 C, (max_m,) S, flags.
+// Synthesis top: (max_m, max_k) A, (max_k, cols) B (DATA_W bits) -> (max_m, cols) C, (max_m,) S (ACC_W), flags.
 int systolic_gemm_top(unsigned m, unsigned k, unsigned n,
                       const cfg_t::a_t a[cfg_t::max_m][cfg_t::max_k],
                       const cfg_t::w_t b[cfg_t::max_k][cfg_t::cols],
@@ -36,7 +40,7 @@ int systolic_gemm_top(unsigned m, unsigned k, unsigned n,
 
 namespace {
 
-// One test case as read from case_NNN.txt; all values as long long (int8 / int32 fit exactly).
+// One test case as read from case_NNN.txt; all values as long long (DATA_W / ACC_W <= 64 bits fit exactly).
 struct gemm_case {
     std::string name;
     bool ok = false;                       // readable and inside the configuration
@@ -120,6 +124,46 @@ int count_flags(const gemm_case &g) {
     return n;
 }
 
+// Parse "case site row col cycle and or xor" from `ls` into (ci, fault); false on a malformed line.
+bool read_fault(std::istream &ls, unsigned &ci, sanitas::gemm_fault &fault) {
+    return bool(ls >> ci >> fault.site >> fault.row >> fault.col >> fault.cycle >> fault.and_mask >> fault.or_mask >>
+                fault.xor_mask);
+}
+
+// Replay mode: run every fault of replay.txt and write the kernel's full outputs to replay_out.txt.
+int replay(const std::string &dir, const std::vector<gemm_case> &cases) {
+    std::ifstream in((dir + "/replay.txt").c_str());
+    std::ofstream out((dir + "/replay_out.txt").c_str());
+    int errors = 0;
+    unsigned n = 0;
+    for (std::string line; std::getline(in, line);) {
+        if (line.empty() || line[0] == '#') continue;
+        std::istringstream ls(line);
+        unsigned ci = 0;
+        sanitas::gemm_fault fault;
+        if (!read_fault(ls, ci, fault) || ci >= cases.size() || !cases[ci].ok || fault.row < 0 ||
+            fault.row >= int(cases[ci].m) || fault.col < 0 || fault.col > int(cases[ci].n)) {
+            std::printf("replay.txt: bad line '%s'\n", line.c_str());
+            ++errors;
+            continue;
+        }
+        const gemm_case &g = cases[ci];
+        const int flagged = run(g, fault);
+        out << "C";
+        for (unsigned r = 0; r < g.m; ++r)
+            for (unsigned j = 0; j < g.n; ++j) out << " " << (long long)buf_c[r][j].to_int64();
+        out << " S";
+        for (unsigned r = 0; r < g.m; ++r) out << " " << (long long)buf_s[r].to_int64();
+        out << " F";
+        for (unsigned r = 0; r < g.m; ++r) out << " " << (buf_f[r] ? 1 : 0);
+        out << "\n";
+        if (flagged != count_flags(g)) ++errors;
+        ++n;
+    }
+    std::printf("systolic_gemm: %u faults replayed\n", n);
+    return errors;
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -165,7 +209,7 @@ int main(int argc, char **argv) {
     }
     std::printf("systolic_gemm: %u cases\n", n_cases);
 
-    // Fault injection: one accumulator bit-flip per line of faults.txt.
+    // Fault injection: one accumulator fault per line of faults.txt.
     std::ifstream faults((dir + "/faults.txt").c_str());
     unsigned n_faults = 0, n_located = 0;
     for (std::string line; std::getline(faults, line);) {
@@ -177,9 +221,8 @@ int main(int argc, char **argv) {
         if (ls >> ci && ci < cases.size() && !cases[ci].ok) continue;  // its case already counted an error
         ls.clear();
         ls.seekg(0);
-        if (!(ls >> ci >> fault.row >> fault.col >> fault.bit >> fault.cycle >> value) || ci >= cases.size() ||
-            fault.row < 0 || fault.row >= int(cases[ci].m) || fault.col < 0 || fault.col > int(cases[ci].n) ||
-            fault.bit < 0 || fault.bit >= (fault.col == int(cases[ci].n) ? cfg_t::sacc_t::width : cfg_t::acc_t::width)) {
+        if (!read_fault(ls, ci, fault) || !(ls >> value) || ci >= cases.size() || fault.site != sanitas::GEMM_FAULT_ACC ||
+            fault.row < 0 || fault.row >= int(cases[ci].m) || fault.col < 0 || fault.col > int(cases[ci].n)) {
             std::printf("faults.txt: bad line '%s'\n", line.c_str());
             ++errors;
             continue;
@@ -198,11 +241,13 @@ int main(int argc, char **argv) {
         if (flagged != count_flags(g)) ++bad;
         ++n_faults;
         if (bad == 0) ++n_located;
-        std::printf("fault %s row=%d col=%d%s bit=%d cycle=%d: flagged rows %d, %d mismatches\n", g.name.c_str(),
-                    fault.row, fault.col, fault.col == int(g.n) ? "(S)" : "", fault.bit, fault.cycle, flagged, bad);
+        std::printf("fault %s row=%d col=%d%s xor=%#llx cycle=%d: flagged rows %d, %d mismatches\n", g.name.c_str(),
+                    fault.row, fault.col, fault.col == int(g.n) ? "(S)" : "", fault.xor_mask, fault.cycle, flagged,
+                    bad);
         errors += bad;
     }
     std::printf("systolic_gemm: %u/%u faults flagged in their row only\n", n_located, n_faults);
+    if (std::ifstream((dir + "/replay.txt").c_str())) errors += replay(dir, cases);
     std::printf("systolic_gemm: %d mismatches\n", errors);
     return errors > 255 ? 255 : errors;
 }

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import load_model_data_golden
+from ._common import choice, existing_dir, existing_file, load_model_data_golden, positive_int
 from ._config import configure
 
 
 def add_parser(sub):
     p = sub.add_parser("board", help="run inference through the PYNQ driver (pynq | fake | sim) and check vs golden")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--backend", default=None, choices=["pynq", "fake", "sim"])
+    p.add_argument("--checkpoint", type=existing_file, required=True)
+    p.add_argument("--backend", type=choice(("pynq", "fake", "sim"), "backend"), default=None)
     p.add_argument("--board", default=None, help="board folder name under boards/")
-    p.add_argument("--bitfile", default=None, help="overlay .bit (backend pynq)")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--limit", type=int, default=None, help="number of test images")
+    p.add_argument("--bitfile", type=existing_file, default=None, help="overlay .bit (backend pynq)")
+    p.add_argument("--data-dir", type=existing_dir, default=None)
+    p.add_argument("--limit", type=positive_int, default=None, help="number of test images")
     p.set_defaults(func=run)
     return configure(p, "board", "data")
 

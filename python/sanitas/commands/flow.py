@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 
-from ._common import limit_threads
+from ._common import limit_threads, non_negative_int, output_dir
 from ._config import configure, csv_list
 
 
 def add_parser(sub):
     from ..flow import STEPS
     p = sub.add_parser("flow", help="run the whole flow on the default config and write build/report/index.html")
-    p.add_argument("--out", default=None, help="artefact folder")
-    p.add_argument("--report", default=None, help="report folder")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs")
+    p.add_argument("--out", type=output_dir, default=None, help="artefact folder")
+    p.add_argument("--report", type=output_dir, default=None, help="report folder")
+    p.add_argument("--epochs", type=non_negative_int, default=None, help="training epochs")
     p.add_argument("--steps", type=csv_list(), default=None,
                    help=f"comma-separated steps, run in this order: {','.join(STEPS)}")
     p.add_argument("--quiet", action="store_true")

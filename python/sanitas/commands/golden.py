@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 from ..golden.check import check_bitexact
-from ._common import limit_threads, load_model_data_golden
+from ._common import choice, existing_dir, existing_file, limit_threads, load_model_data_golden, output_file
 from ._config import configure
 
 
 def add_parser(sub):
     p = sub.add_parser("golden", help="export the integer golden model; print 'bit-exact: K/N' (exit 1 unless K == N)")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data-dir", default=None, help="dataset folder (mnist / cifar10 checkpoints)")
-    p.add_argument("--backend", default=None, choices=["int", "f64"], help="integer executor (int: numpy int64)")
-    p.add_argument("--save", default=None, help="also write the golden model (.npz) here")
+    p.add_argument("--checkpoint", type=existing_file, required=True)
+    p.add_argument("--data-dir", type=existing_dir, default=None, help="dataset folder (mnist / cifar10 checkpoints)")
+    p.add_argument("--backend", type=choice(("int", "f64"), "backend"), default=None,
+                   help="integer executor (int: numpy int64)")
+    p.add_argument("--save", type=output_file, default=None, help="also write the golden model (.npz) here")
     p.set_defaults(func=run)
     return configure(p, "golden", "data")
 

@@ -2,16 +2,16 @@
 and check its predictions bit-exactly against the golden model on the test split."""
 from __future__ import annotations
 
-from ._common import limit_threads, load_model_data_golden
+from ._common import existing_dir, existing_file, limit_threads, load_model_data_golden, output_dir, positive_int
 from ._config import configure
 
 
 def add_parser(sub):
     p = sub.add_parser("hls", help="Brevitas -> QONNX -> hls4ml project; compile() + predict() vs golden")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--out", default=None, help="hls4ml project folder")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--limit", type=int, default=None, help="check only the first N test images")
+    p.add_argument("--checkpoint", type=existing_file, required=True)
+    p.add_argument("--out", type=output_dir, default=None, help="hls4ml project folder")
+    p.add_argument("--data-dir", type=existing_dir, default=None)
+    p.add_argument("--limit", type=positive_int, default=None, help="check only the first N test images")
     p.set_defaults(func=run)
     return configure(p, "hls", "data")
 

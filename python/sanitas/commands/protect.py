@@ -22,35 +22,49 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..errors import SanitasError
 from ..runfolder import FolderLock, Journal, RunFolder, canonical, remove_stale_tmp, sha256_file
-from ._common import limit_threads, load_model_data_golden
-from ._config import configure, csv_list
+from ._common import (
+    any_int,
+    existing_dir,
+    existing_file,
+    limit_threads,
+    load_model_data_golden,
+    non_negative_int,
+    output_dir,
+    positive_int,
+    scheme,
+    scheme_list,
+)
+from ._config import configure
 
 PLAN, JOURNAL = "plan.json", "journal.jsonl"
 
 
 def add_parser(sub):
     p = sub.add_parser("protect", help="Sanity ABFT + DMR protection: fault coverage, overhead, report")
-    p.add_argument("--checkpoint", required=True, action="append",
+    p.add_argument("--checkpoint", type=existing_file, required=True, action="append",
                    help="trained checkpoint (.pt); repeat for several networks")
-    p.add_argument("--scheme", default=None, help="scheme under test, e.g. sanity+dmr, sanity:eager+dmr, tmr")
-    p.add_argument("--per-layer", default=None, help="JSON/YAML per-layer scheme map (default entry: --scheme)")
-    p.add_argument("--compare", type=csv_list(), default=None,
+    p.add_argument("--scheme", type=scheme, default=None,
+                   help="scheme under test, e.g. sanity+dmr, sanity:eager+dmr, tmr")
+    p.add_argument("--per-layer", type=existing_file, default=None,
+                   help="JSON/YAML per-layer scheme map (default entry: --scheme)")
+    p.add_argument("--compare", type=scheme_list, default=None,
                    help="comma list of baseline schemes run on the same faults ('' for none)")
-    p.add_argument("--campaign", type=int, default=None,
+    p.add_argument("--campaign", type=non_negative_int, default=None,
                    help="primary single-bit faults per network (equal share over weight, bias, input, acc, "
                         "activation, output); 0 = overhead only")
-    p.add_argument("--state-faults", type=int, default=None,
+    p.add_argument("--state-faults", type=non_negative_int, default=None,
                    help="faults in each scheme's own state per network (default: campaign // 6)")
-    p.add_argument("--clean", type=int, default=None, help="fault-free test images checked for false alarms")
-    p.add_argument("--hunt", type=int, default=None,
+    p.add_argument("--clean", type=non_negative_int, default=None,
+                   help="fault-free test images checked for false alarms")
+    p.add_argument("--hunt", type=non_negative_int, default=None,
                    help="also screen for this many CRITICAL (fault, image) experiments and replay them on the "
                         "scheme under test (a Wilson bound >= 99.9%% needs >= 3840)")
-    p.add_argument("--timing-batch", type=int, default=None, help="batch of test images for the CPU-time ratio")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--data-dir", default=None, help="dataset folder (mnist / cifar10 checkpoints)")
-    p.add_argument("--out", required=True, help="output folder (protect.json, faults.jsonl, report)")
+    p.add_argument("--timing-batch", type=positive_int, default=None,
+                   help="batch of test images for the CPU-time ratio")
+    p.add_argument("--seed", type=any_int, default=None)
+    p.add_argument("--data-dir", type=existing_dir, default=None, help="dataset folder (mnist / cifar10 checkpoints)")
+    p.add_argument("--out", type=output_dir, required=True, help="output folder (protect.json, faults.jsonl, report)")
     p.add_argument("--resume", action="store_true", help="continue the study already in --out (same settings)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -81,8 +95,6 @@ def run(args) -> dict:
     from ..protect.model import resolve_map
     from ..report.protect import write_report
     limit_threads()
-    if args.campaign < 0 or args.clean < 0 or args.timing_batch < 1:
-        raise SanitasError("--campaign and --clean must be >= 0, --timing-batch >= 1")
     main, specs = _specs(args)
     nets, meta = {}, {}
     for ck in args.checkpoint:
@@ -96,8 +108,6 @@ def run(args) -> dict:
         nets[name] = (gm, gm.quantize_input(x.numpy()), gm.quantize_input(splits.train.tensors[0].numpy()),
                       y.numpy())
         meta[name] = {"checkpoint": str(ck), "dataset": splits.name}
-    if args.hunt < 0:
-        raise SanitasError("--hunt must be >= 0")
     from ..protect.campaign import make_plan
     settings = {"checkpoints": {n: sha256_file(m["checkpoint"]) for n, m in meta.items()},
                 "datasets": {n: m["dataset"] for n, m in meta.items()}, "main": main, "specs": specs,

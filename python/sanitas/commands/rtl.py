@@ -1,19 +1,44 @@
-"""``sanitas rtl``: generate the INT8 systolic array (+ checksum column) Verilog; optionally simulate and estimate area."""
+"""``sanitas rtl``: generate the systolic array (+ checksum column) Verilog for one ArrayConfig; optionally simulate
+it with the cocotb bench (Icarus) and estimate its area (yosys).
+
+The array is `sanitas.config.ArrayConfig`, the [array] section: ``--config FILE`` loads a sanitas Config, and
+``--rows`` / ``--cols`` / ``--data-width`` / ``--acc-width`` / ``--max-k`` override single fields; their defaults
+are the section's (``commands._config.configure``). `add_array_options` / `array_from_args` are shared with
+``sanitas csim``.
+"""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
+from ..config import ArrayConfig
+from ._common import output_dir, positive_int
 from ._config import configure
+
+#: CLI option -> ArrayConfig field, for the fields a command line may override.
+_ARRAY_OPTIONS = (("--rows", "rows"), ("--cols", "cols"), ("--data-width", "data_width"),
+                  ("--acc-width", "acc_width"), ("--max-k", "max_k"))
+
+
+def add_array_options(p) -> None:
+    """The ArrayConfig field overrides (``default=None``: filled from [array] by ``configure``)."""
+    for opt, name in _ARRAY_OPTIONS:
+        p.add_argument(opt, dest=name, type=positive_int, default=None, help=f"ArrayConfig.{name}")
+
+
+def array_from_args(args) -> ArrayConfig:
+    """The ArrayConfig of a command line: [array] of ``--config`` (or the defaults) with the overrides applied."""
+    cfg = getattr(args, "config_obj", None)
+    base = cfg.array if cfg is not None else ArrayConfig()
+    overrides = {name: getattr(args, name) for _, name in _ARRAY_OPTIONS if getattr(args, name, None) is not None}
+    return dataclasses.replace(base, **overrides)
 
 
 def add_parser(sub):
-    p = sub.add_parser("rtl", help="generate Verilog for the INT8 systolic array with a total-checksum column")
-    p.add_argument("--rows", type=int, default=None)
-    p.add_argument("--cols", type=int, default=None)
-    p.add_argument("--data-width", type=int, default=None)
-    p.add_argument("--acc-width", type=int, default=None)
-    p.add_argument("--out", default=None, help="Verilog output folder")
+    p = sub.add_parser("rtl", help="generate Verilog for the systolic array with a total-checksum column")
+    add_array_options(p)
+    p.add_argument("--out", type=output_dir, default=None, help="Verilog output folder")
     p.add_argument("--sim", action=argparse.BooleanOptionalAction, default=None,
                    help="also run the cocotb fault-injection regression once (Icarus)")
     p.add_argument("--area", action=argparse.BooleanOptionalAction, default=None,
@@ -25,11 +50,9 @@ def add_parser(sub):
 def run(args) -> dict:
     from ..errors import SanitasError
     from ..rtl.generate import generate_systolic_array, run_cocotb_smoke
-    try:
-        files = generate_systolic_array(args.rows, args.cols, args.out, args.data_width, args.acc_width)
-    except ValueError as e:
-        raise SanitasError(str(e)) from None
-    out = {"files": [str(f) for f in files], "rows": args.rows, "cols": args.cols}
+    array = array_from_args(args)
+    files = generate_systolic_array(array, args.out)
+    out = {"files": [str(f) for f in files], "rows": array.rows, "cols": array.cols, "array": array.to_dict()}
     if args.area:
         from ..rtl.area import estimate_area
         try:
@@ -39,7 +62,7 @@ def run(args) -> dict:
         out["area"] = {k: a[k] for k in ("LUT", "FF", "DSP") if k in a}
     if args.sim:
         try:
-            r = run_cocotb_smoke(Path(args.out) / "sim", rows=args.rows, cols=args.cols)
+            r = run_cocotb_smoke(Path(args.out) / "sim", array)
         except RuntimeError as e:
             raise SanitasError(str(e)) from None
         r.pop("log", None)

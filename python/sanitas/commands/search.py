@@ -17,7 +17,20 @@ from pathlib import Path
 
 from ..errors import SanitasError
 from ..runfolder import FolderLock
-from ._common import add_data_args
+from ._common import (
+    add_data_args,
+    any_int,
+    check_data_args,
+    choice,
+    device,
+    non_negative_float,
+    non_negative_int,
+    output_dir,
+    positive_int,
+    probability,
+    scheme,
+    zoo_list,
+)
 from ._config import configure, csv_list
 
 
@@ -26,44 +39,46 @@ def add_parser(sub):
     from ..nas.space import SPACE_PRESETS
     p = sub.add_parser("search", help="fault-tolerant architecture search (FTT-NAS) producing INT8 nets")
     add_data_args(p)
-    p.add_argument("--space", default=None, choices=sorted(SPACE_PRESETS),
+    p.add_argument("--space", type=choice(SPACE_PRESETS, "space"), default=None,
                    help="primitive set + fault model: mibb (feature faults), adsaf / bitflip (weight faults)")
-    p.add_argument("--controller", default=None, choices=sorted(CONTROLLERS))
-    p.add_argument("--budget", type=int, default=None, help="architectures evaluated by the controller")
-    p.add_argument("--float-epochs", type=int, default=None,
+    p.add_argument("--controller", type=choice(CONTROLLERS, "controller"), default=None)
+    p.add_argument("--budget", type=non_negative_int, default=None, help="architectures evaluated by the controller")
+    p.add_argument("--float-epochs", type=non_negative_int, default=None,
                    help="float warm-up epochs of the supernet's shared weights (quantisers bypassed)")
-    p.add_argument("--epochs", type=int, default=None, help="INT8 FTT supernet epochs (controller after each)")
-    p.add_argument("--warmup", type=int, default=None,
+    p.add_argument("--epochs", type=non_negative_int, default=None,
+                   help="INT8 FTT supernet epochs (controller after each)")
+    p.add_argument("--warmup", type=non_negative_int, default=None,
                    help="INT8 epochs with uniform sampling before the controller")
-    p.add_argument("--cells", type=int, default=None)
-    p.add_argument("--nodes", type=int, default=None)
-    p.add_argument("--channels", type=int, default=None)
+    p.add_argument("--cells", type=positive_int, default=None)
+    p.add_argument("--nodes", type=positive_int, default=None)
+    p.add_argument("--channels", type=positive_int, default=None)
     p.add_argument("--reductions", type=csv_list(int), default=None,
                    help="comma-separated indices of the reduction cells")
     p.add_argument("--paper-space", action="store_true",
                    help="FTT-NAS' CIFAR-10 space (8 cells, C=20, stem x3, reductions 2,5, 4 nodes)")
-    p.add_argument("--fault", default=None, choices=["mibb", "adsaf", "bitflip"], help="default: the space's")
-    p.add_argument("--rate", type=float, default=None, help="fault rate (default: FTT-NAS' rate for the model)")
-    p.add_argument("--alpha", type=float, default=None, help="reward weight of faulty accuracy")
-    p.add_argument("--beta", type=float, default=None, help="FTT weight of the faulty cross-entropy")
-    p.add_argument("--macs-weight", type=float, default=None)
-    p.add_argument("--overhead-weight", type=float, default=None,
+    p.add_argument("--fault", type=choice(("mibb", "adsaf", "bitflip"), "fault model"), default=None,
+                   help="default: the space's")
+    p.add_argument("--rate", type=probability, default=None, help="fault rate (default: FTT-NAS' rate for the model)")
+    p.add_argument("--alpha", type=non_negative_float, default=None, help="reward weight of faulty accuracy")
+    p.add_argument("--beta", type=non_negative_float, default=None, help="FTT weight of the faulty cross-entropy")
+    p.add_argument("--macs-weight", type=non_negative_float, default=None)
+    p.add_argument("--overhead-weight", type=non_negative_float, default=None,
                    help="reward penalty per macs-ref MACs of protection (Sanity checksum) overhead")
-    p.add_argument("--protect-scheme", default=None,
+    p.add_argument("--protect-scheme", type=scheme, default=None,
                    help="protection whose extra MACs the overhead term prices (sanitas.protect spec, e.g. sanity)")
     p.add_argument("--max-macs", default=None,
                    help="MACs budget: an integer, 'auto' (the cheapest baseline) or 'none'")
-    p.add_argument("--topk", type=int, default=None)
-    p.add_argument("--final-epochs", type=int, default=None)
-    p.add_argument("--baselines", type=csv_list(), default=None, help="zoo baselines ('' for none)")
-    p.add_argument("--baseline-epochs", type=int, default=None)
-    p.add_argument("--test-fault-samples", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", default=None, help="cpu or cuda")
-    p.add_argument("--engine", default=None, choices=["local", "dask"],
+    p.add_argument("--topk", type=positive_int, default=None)
+    p.add_argument("--final-epochs", type=non_negative_int, default=None)
+    p.add_argument("--baselines", type=zoo_list, default=None, help="zoo baselines ('' for none)")
+    p.add_argument("--baseline-epochs", type=non_negative_int, default=None)
+    p.add_argument("--test-fault-samples", type=positive_int, default=None)
+    p.add_argument("--seed", type=any_int, default=None)
+    p.add_argument("--device", type=device, default=None, help="cpu or cuda")
+    p.add_argument("--engine", type=choice(("local", "dask"), "engine"), default=None,
                    help="where candidates and final trainings run (dask: local cluster of --workers processes)")
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--out", required=True, help="output folder (resumes a search found there)")
+    p.add_argument("--workers", type=positive_int, default=None)
+    p.add_argument("--out", type=output_dir, required=True, help="output folder (resumes a search found there)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return configure(p, "data", "search")
@@ -96,10 +111,7 @@ def config_from_args(args):
 
 def run(args) -> dict:
     from ..nas.search import run_search
-    if args.device.startswith("cuda"):
-        import torch
-        if not torch.cuda.is_available():
-            raise SanitasError("--device cuda: no CUDA GPU is available")
+    check_data_args(args.dataset, args.data_dir)
     cfg = config_from_args(args)
     with FolderLock(args.out):
         check_resumable(cfg, Path(args.out))

@@ -122,11 +122,12 @@ class Context:
 def load_context(spec: CampaignSpec) -> Context:
     from ..data import load_dataset
     from ..golden import export_golden
-    from ..train import load_checkpoint
+    from ..train import check_input_shape, load_checkpoint
     spec.check()
     qnet, ck = load_checkpoint(spec.checkpoint)
     ds = spec.dataset or ck.get("dataset") or "digits"
     splits = load_dataset(ds, spec.data_dir)
+    check_input_shape(spec.checkpoint, ck["spec"], splits.in_shape, ds)
     xt, yt = splits.test.tensors
     k = min(spec.inputs, len(xt))
     x = xt[:k].numpy()

@@ -1,4 +1,4 @@
-"""Brevitas ``QNet`` -> QONNX -> hls4ml 1.3 (Vitis backend) project, compiled with g++ and bit-exact with the golden model.
+"""Brevitas ``QNet`` -> QONNX -> hls4ml 1.3 (Vitis backend) project, compiled with g++, bit-exact with the golden.
 
 The flow (hls4ml's QONNX front end, as in its ``test_qonnx.py`` Brevitas path):
 
@@ -31,8 +31,8 @@ LeNet-5 with g++ -O3 in ~10-20 s (2 cores).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +41,8 @@ import numpy as np
 
 from ..errors import SanitasError
 from ..models.ops import spec
+from .meta import META_FILE, AccumulatorMeta, HlsMeta, LayerTypes
 
-META_FILE = "sanitas_hls.json"   # written into every project dir: derived types + layout, read by hls_predict
 ACC_BITS = 32                    # the golden's accumulator register width (int32, wraps)
 
 
@@ -62,6 +62,26 @@ class FixType:
 
     def __str__(self) -> str:   # hls4ml's own notation, e.g. "ufixed<8,1,RND_CONV,SAT,0>"
         return str(self.hls())
+
+
+@dataclass(frozen=True)
+class MacPrecision:
+    """Derived types of one Conv/MatMul node: int32 accumulator at 2**e_acc, e_acc = e_in + weight.e."""
+    op: str                  # QONNX op: Conv | MatMul
+    e_in: int                # exponent of the input tensor's grid
+    e_acc: int               # exponent of the accumulator (and of the bias, checked)
+    accum: FixType           # ap_fixed<32, 32 + e_acc, TRN, WRAP>: the golden's wrapping int32 register
+    weight: FixType          # the weight Quant node's type
+    bias: FixType | None     # the bias Quant node's type (None: no bias)
+
+
+@dataclass(frozen=True)
+class Precisions:
+    """Result of `derive_precisions`: every tensor type of a prepared QONNX model."""
+    input: FixType                      # the input quantiser's type (the graph input's)
+    tensors: dict[str, FixType]         # QONNX tensor name -> type
+    layers: dict[str, MacPrecision]     # Conv/MatMul node name -> its types
+    acts: tuple[FixType, ...]           # activation Quant node types in graph order ([0]: the input quantiser)
 
 
 # ----------------------------------------------------------------------------------------------- QONNX export
@@ -132,15 +152,11 @@ def _quant_type(m, node) -> FixType:
     return FixType(int(b), int(exp) - 1, signed, rnd, "SAT_SYM" if narrow else "SAT")
 
 
-def derive_precisions(m) -> dict:
-    """Derive every tensor type of a prepared QONNX model from its Quant nodes.
-
-    Returns ``{"input": FixType, "tensors": {tensor: FixType}, "layers": {node: {accum, weight, bias, e_in, e_acc}},
-    "acts": [FixType of activation Quant nodes in graph order]}``.
-    """
+def derive_precisions(m) -> Precisions:
+    """Derive every tensor type of a prepared QONNX model from its Quant nodes (a `Precisions` record)."""
     consts: dict[str, FixType] = {}   # outputs of Quant nodes applied to initializers (weights, biases)
     tensors: dict[str, FixType] = {}
-    layers: dict[str, dict] = {}
+    layers: dict[str, MacPrecision] = {}
     acts: list[FixType] = []
     quant_of: dict[str, FixType] = {}
     for n in m.graph.node:
@@ -173,10 +189,8 @@ def derive_precisions(m) -> dict:
                 raise SanitasError(f"{n.name}: weights are not a quantised constant")
             e_acc = x.e + w.e
             acc = FixType(ACC_BITS, e_acc, True, "TRN", "WRAP")   # int32 at 2**e_acc, wraps like golden wrap32
-            rec = {"accum": acc, "weight": w, "bias": None, "e_in": x.e, "e_acc": e_acc, "op": op}
-            if op == "Conv" and len(n.input) > 2 and n.input[2]:
-                rec["bias"] = consts[n.input[2]]
-            layers[n.name] = rec
+            bias = consts[n.input[2]] if op == "Conv" and len(n.input) > 2 and n.input[2] else None
+            layers[n.name] = MacPrecision(op, x.e, e_acc, acc, w, bias)
             tensors[n.output[0]] = acc
         elif op == "Add":
             # bias add behind a MatMul (GemmToMatMul); hls4ml fuses it into the Dense layer
@@ -184,7 +198,7 @@ def derive_precisions(m) -> dict:
             prod = m.find_producer(n.input[0])
             if bias is None or prod is None or prod.op_type != "MatMul":
                 raise SanitasError(f"{n.name}: only bias adds behind MatMul are supported")
-            layers[prod.name]["bias"] = bias
+            layers[prod.name] = dataclasses.replace(layers[prod.name], bias=bias)
             tensors[n.output[0]] = x
         elif op == "Relu":
             cons = m.find_consumers(n.output[0])
@@ -198,32 +212,31 @@ def derive_precisions(m) -> dict:
         else:
             raise SanitasError(f"{n.name}: ONNX op {op} is not supported by the sanitas hls4ml flow")
     for name, rec in layers.items():
-        b = rec["bias"]
-        if b is not None and b.e != rec["e_acc"]:
-            raise SanitasError(f"{name}: bias exponent {b.e} != accumulator exponent {rec['e_acc']}")
-    return {"input": in_type, "tensors": tensors, "layers": layers, "acts": acts}
+        if rec.bias is not None and rec.bias.e != rec.e_acc:
+            raise SanitasError(f"{name}: bias exponent {rec.bias.e} != accumulator exponent {rec.e_acc}")
+    return Precisions(in_type, tensors, layers, tuple(acts))
 
 
-def _cross_check_golden(d: dict, golden) -> None:
+def _cross_check_golden(d: Precisions, golden) -> None:
     """Exponents derived from the QONNX Quant nodes must equal the golden model's (same net, same scales)."""
     gin = golden.input_node
-    if d["input"].e != gin.e_out or d["input"].width != gin.bits or d["input"].signed != gin.signed:
-        raise SanitasError(f"input type {d['input']} disagrees with golden (e={gin.e_out}, {gin.bits} bits)")
-    q = sorted(r["e_acc"] for r in d["layers"].values())
+    if d.input.e != gin.e_out or d.input.width != gin.bits or d.input.signed != gin.signed:
+        raise SanitasError(f"input type {d.input} disagrees with golden (e={gin.e_out}, {gin.bits} bits)")
+    q = sorted(r.e_acc for r in d.layers.values())
     g = sorted(n.e_out for n in golden.layers())
     if q != g:
         raise SanitasError(f"accumulator exponents {q} (QONNX) != {g} (golden)")
-    qa = sorted((t.e, t.width, t.signed) for t in d["acts"][1:])   # [0] is the input quantiser
+    qa = sorted((t.e, t.width, t.signed) for t in d.acts[1:])   # [0] is the input quantiser
     ga = sorted((n.e_out, n.bits, n.signed) for n in golden.nodes if spec(n.op).requant)
     if qa != ga:
         raise SanitasError(f"activation types {qa} (QONNX) != {ga} (golden)")
 
 
-def _fill_config(cfg: dict, m, d: dict, trace: bool) -> None:
+def _fill_config(cfg: dict, m, d: Precisions, trace: bool) -> None:
     """Write the derived types into an hls4ml name-granularity config (keys are the QONNX node names)."""
     ln = cfg["LayerName"]
     gin = m.graph.input[0].name
-    ln.setdefault(gin, {}).setdefault("Precision", {})["result"] = str(d["input"])
+    ln.setdefault(gin, {}).setdefault("Precision", {})["result"] = str(d.input)
     by_node = {n.name: n for n in m.graph.node}
     for name, lc in ln.items():
         if trace:
@@ -236,26 +249,26 @@ def _fill_config(cfg: dict, m, d: dict, trace: bool) -> None:
         if node.op_type == "Quant" and m.get_initializer(node.input[0]) is not None:
             res = None                            # weight/bias quantiser: folded into the layer's weight_t/bias_t
         else:
-            res = d["tensors"].get(out)
+            res = d.tensors.get(out)
         if res is not None and "result" in prec:
             # a MatMul's result stays "auto": hls4ml fuses the following bias Add (ApplyAlpha) into the Dense
             # only if the Dense output type is unspecified; it then infers result = accum (checked below)
             if node.op_type != "MatMul":
                 prec["result"] = str(res)
         if "accum" in prec:
-            if node.name in d["layers"]:
-                prec["accum"] = str(d["layers"][node.name]["accum"])
+            if node.name in d.layers:
+                prec["accum"] = str(d.layers[node.name].accum)
             elif res is not None:                 # max pool: the max of exact values is exact in the input type
                 prec["accum"] = str(res)
 
 
-def _acc_by_out(m, d: dict) -> dict[str, dict]:
+def _acc_by_out(m, d: Precisions) -> dict[str, MacPrecision]:
     """Conv/MatMul records keyed by the tensor their hls4ml layer outputs (a Dense keeps the MatMul's name
     or takes the bias Add's, depending on the fusion path: both are registered)."""
-    out: dict[str, dict] = {}
+    out: dict[str, MacPrecision] = {}
     for n in m.graph.node:
-        if n.name in d["layers"]:
-            rec = d["layers"][n.name]
+        if n.name in d.layers:
+            rec = d.layers[n.name]
             out[n.output[0]] = rec
             cons = m.find_consumers(n.output[0])
             if n.op_type == "MatMul" and len(cons) == 1 and cons[0].op_type == "Add":
@@ -263,7 +276,7 @@ def _acc_by_out(m, d: dict) -> dict[str, dict]:
     return out
 
 
-def _pin_dense_results(hm, m, d: dict) -> None:
+def _pin_dense_results(hm, m, d: Precisions) -> None:
     """Set the result type of fused Dense layers to their int32 accumulator type.
 
     After fusing the bias add, hls4ml infers ``result = accum + 1 bit`` for the bias it thinks is still to be
@@ -278,25 +291,24 @@ def _pin_dense_results(hm, m, d: dict) -> None:
         if rec is None:
             raise SanitasError(f"{layer.name}: output {layer.outputs[0]} has no MatMul in the QONNX graph")
         # mutate in place: the object is already the backend's ap_fixed definition class
-        prec, acc = layer.get_output_variable().type.precision, rec["accum"]
+        prec, acc = layer.get_output_variable().type.precision, rec.accum
         prec.width, prec.integer, prec.signed = acc.width, acc.width + acc.e, acc.signed
         prec.rounding_mode, prec.saturation_mode = acc.rounding, acc.saturation
 
 
-def _verify_types(hm, m, d: dict) -> list[dict]:
+def _verify_types(hm, m, d: Precisions) -> tuple[LayerTypes, ...]:
     """Compare every type of the converted hls4ml graph with the derivation; returns the per-layer table."""
     acc_by_out = _acc_by_out(m, d)
     table, errors = [], []
     for layer in hm.get_layers():
         out = layer.outputs[0]
-        exp = {"result_t": d["tensors"].get(out)}
+        exp = {"result_t": d.tensors.get(out)}
         if out in acc_by_out:
             rec = acc_by_out[out]
-            exp.update(accum_t=rec["accum"], weight_t=rec["weight"], bias_t=rec["bias"])
+            exp.update(accum_t=rec.accum, weight_t=rec.weight, bias_t=rec.bias)
         elif "accum_t" in layer.types:
             exp["accum_t"] = exp["result_t"]
-        row = {"name": layer.name, "class": layer.class_name, "output": out,
-               "shape": [int(s) for s in layer.get_output_variable().shape], "types": {}}
+        types: dict[str, str] = {}
         for tname, t in layer.types.items():
             if tname in ("table_t", "index_t"):
                 continue                          # lookup tables / sparse indices: unused by ReLU, linear, dense
@@ -304,11 +316,12 @@ def _verify_types(hm, m, d: dict) -> list[dict]:
             want = exp.get(tname)
             if want is None or got != str(want):
                 errors.append(f"{layer.name}.{tname} = {got}, derived {want}")
-            row["types"][tname] = got
-        table.append(row)
+            types[tname] = got
+        table.append(LayerTypes(layer.name, layer.class_name, out,
+                                tuple(int(s) for s in layer.get_output_variable().shape), types))
     if errors:
         raise SanitasError("hls4ml types differ from the derived ones: " + "; ".join(errors))
-    return table
+    return tuple(table)
 
 
 # ----------------------------------------------------------------------------------------------- conversion
@@ -353,18 +366,17 @@ def to_hls4ml(model, out_dir, input_shape=None, backend: str = "Vitis", io_type:
     channels_last = len(shape) == 3 and in_shape_hls == [h, w, c]
     if not channels_last and in_shape_hls != [c, h, w]:
         raise SanitasError(f"unexpected hls input shape {in_shape_hls} for input (C,H,W)={shape}")
-    out_type = d["tensors"][m.graph.output[0].name]   # the logits: int32 accumulators of the last layer
-    meta = {
-        "model": dict(model.spec), "backend": backend, "io_type": io_type, "strategy": "Latency",
-        "reuse_factor": 1, "in_shape": list(shape), "hls_input_shape": in_shape_hls,
-        "channels_last": channels_last, "input_type": str(d["input"]), "in_exp": d["input"].e,
-        "out_exp": out_type.e, "output_type": str(out_type), "golden_out_exp": golden.out_exp,
-        "layers": table, "convert_s": round(t_convert, 2), "compile_s": None, "trace": bool(trace),
-        "accumulators": {k: {"e_in": v["e_in"], "e_acc": v["e_acc"], "accum": str(v["accum"]),
-                             "weight": str(v["weight"]), "bias": str(v["bias"])} for k, v in d["layers"].items()},
-    }
-    if meta["out_exp"] != golden.out_exp:
-        raise SanitasError(f"output exponent {meta['out_exp']} != golden {golden.out_exp}")
+    out_type = d.tensors[m.graph.output[0].name]   # the logits: int32 accumulators of the last layer
+    meta = HlsMeta(
+        model=dict(model.spec), backend=backend, io_type=io_type, strategy="Latency", reuse_factor=1,
+        in_shape=tuple(shape), hls_input_shape=tuple(in_shape_hls), channels_last=channels_last,
+        input_type=str(d.input), in_exp=d.input.e, out_exp=out_type.e, output_type=str(out_type),
+        golden_out_exp=golden.out_exp, layers=table, convert_s=round(t_convert, 2), compile_s=None,
+        trace=bool(trace),
+        accumulators={k: AccumulatorMeta(v.e_in, v.e_acc, str(v.accum), str(v.weight), str(v.bias))
+                      for k, v in d.layers.items()})
+    if meta.out_exp != golden.out_exp:
+        raise SanitasError(f"output exponent {meta.out_exp} != golden {golden.out_exp}")
     if compile:
         t1 = time.time()
         try:
@@ -374,26 +386,23 @@ def to_hls4ml(model, out_dir, input_shape=None, backend: str = "Vitis", io_type:
             raise SanitasError(f"g++ build of {out_dir} failed ({e}); see {out_dir / 'convert.log'}") from None
         finally:
             (out_dir / "convert.log").write_text(log.getvalue())
-        meta["compile_s"] = round(time.time() - t1, 2)
+        meta = dataclasses.replace(meta, compile_s=round(time.time() - t1, 2))
     else:
         (out_dir / "convert.log").write_text(log.getvalue())
-    (out_dir / META_FILE).write_text(json.dumps(meta, indent=1))
+    meta.save(out_dir)
     return hm
 
 
-def _meta(hls_model) -> dict:
-    p = Path(hls_model.config.get_output_dir()) / META_FILE
-    if not p.exists():
-        raise SanitasError(f"{p} missing: build the project with sanitas.hls.convert.to_hls4ml")
-    return json.loads(p.read_text())
+def _meta(hls_model) -> HlsMeta:
+    return HlsMeta.load(hls_model.config.get_output_dir())
 
 
-def _to_hls_layout(meta: dict, x_float) -> np.ndarray:
+def _to_hls_layout(meta: HlsMeta, x_float) -> np.ndarray:
     """Float images (N, C, H, W) -> float64, channels-last if the project expects it, C-contiguous."""
     x = np.asarray(x_float, dtype=np.float32)   # the golden quantises float32 inputs
-    if x.ndim != 4 or list(x.shape[1:]) != meta["in_shape"]:
-        raise SanitasError(f"input must have shape (N, {', '.join(map(str, meta['in_shape']))}), got {x.shape}")
-    if meta["channels_last"]:
+    if x.ndim != 4 or tuple(x.shape[1:]) != meta.in_shape:
+        raise SanitasError(f"input must have shape (N, {', '.join(map(str, meta.in_shape))}), got {x.shape}")
+    if meta.channels_last:
         x = x.transpose(0, 2, 3, 1)
     # float64 selects the bridge's double entry point: outputs come back as doubles, which hold the
     # 32-bit accumulators exactly (float32 would round logits above 2**24 units)
@@ -404,10 +413,10 @@ def hls_predict(hls_model, x_float) -> np.ndarray:
     """Run the compiled project on float images (N, C, H, W); returns int64 logits in golden integer units."""
     meta = _meta(hls_model)
     y = np.asarray(hls_model.predict(_to_hls_layout(meta, x_float)), dtype=np.float64)
-    y = y.reshape(len(np.asarray(x_float)), -1) * 2.0 ** (-meta["out_exp"])
+    y = y.reshape(len(np.asarray(x_float)), -1) * 2.0 ** (-meta.out_exp)
     yi = np.rint(y)
     if not np.array_equal(y, yi):
-        raise SanitasError(f"hls outputs are not integers at 2**{meta['out_exp']} (max off-grid "
+        raise SanitasError(f"hls outputs are not integers at 2**{meta.out_exp} (max off-grid "
                            f"{np.abs(y - yi).max():.3g} units): wrong output precision")
     return yi.astype(np.int64)
 
@@ -454,7 +463,7 @@ def trace_compare(hls_model, golden, x_float) -> list[dict]:
             raise SanitasError(f"trace: no golden node for hls layer {layer.name} ({cls})")
         g = queues[op].pop(0)
         ref = env[g.name]
-        if ref.ndim == 4 and meta["channels_last"]:
+        if ref.ndim == 4 and meta.channels_last:
             ref = ref.transpose(0, 2, 3, 1)       # golden NCHW -> hls HWC
         got = tr[layer.name].reshape(ref.shape) * 2.0 ** (-g.e_out)
         rows.append({"hls": layer.name, "golden": g.name, "n": int(ref.size),
@@ -465,24 +474,24 @@ def trace_compare(hls_model, golden, x_float) -> list[dict]:
 def hls_report(out_dir) -> dict:
     """Summary of a project built by ``to_hls4ml``: backend, io type, layers with their types, timings, files."""
     out_dir = Path(out_dir)
-    p = out_dir / META_FILE
-    if not p.exists():
+    if not (out_dir / META_FILE).exists():
         raise SanitasError(f"{out_dir}: not a sanitas hls4ml project ({META_FILE} missing)")
-    meta = json.loads(p.read_text())
+    meta = HlsMeta.load(out_dir)
     fw = out_dir / "firmware"
     defines = (fw / "defines.h").read_text() if (fw / "defines.h").exists() else ""
     typedefs = [ln.strip() for ln in defines.splitlines() if ln.strip().startswith("typedef")]
     return {
-        "out_dir": str(out_dir), "model": meta["model"].get("name"), "backend": meta["backend"],
-        "io_type": meta["io_type"], "strategy": meta["strategy"], "reuse_factor": meta["reuse_factor"],
-        "input_type": meta["input_type"], "in_exp": meta["in_exp"], "out_exp": meta["out_exp"],
-        "output_type": meta.get("output_type"), "channels_last": meta["channels_last"],
-        "layers": [{"name": r["name"], "class": r["class"], "shape": r["shape"], **r["types"]} for r in meta["layers"]],
-        "accumulators": meta["accumulators"],
+        "out_dir": str(out_dir), "model": meta.model.get("name"), "backend": meta.backend,
+        "io_type": meta.io_type, "strategy": meta.strategy, "reuse_factor": meta.reuse_factor,
+        "input_type": meta.input_type, "in_exp": meta.in_exp, "out_exp": meta.out_exp,
+        "output_type": meta.output_type, "channels_last": meta.channels_last,
+        "layers": [{"name": r.name, "class": r.class_name, "shape": list(r.shape), **r.types} for r in meta.layers],
+        "accumulators": {k: dataclasses.asdict(v) for k, v in meta.accumulators.items()},
         "n_typedefs": len(typedefs), "compiled": any(fw.glob("*.so")),
-        "convert_s": meta["convert_s"], "compile_s": meta["compile_s"],
+        "convert_s": meta.convert_s, "compile_s": meta.compile_s,
     }
 
 
-__all__ = ["FixType", "export_qonnx", "prepare_qonnx", "derive_precisions", "to_hls4ml", "hls_predict",
+__all__ = ["FixType", "MacPrecision", "Precisions", "LayerTypes", "AccumulatorMeta", "HlsMeta", "export_qonnx",
+           "prepare_qonnx", "derive_precisions", "to_hls4ml", "hls_predict",
            "check_bitexact", "trace_compare", "hls_report", "META_FILE"]

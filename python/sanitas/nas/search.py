@@ -69,6 +69,15 @@ BASELINE_RECIPES = {"lenet5": (5e-3, 15), "vgg": (5e-4, 15), "mobilenetv2": (5e-
 
 
 # ------------------------------------------------------------------------------------------------ the search
+def read_state(path) -> dict:
+    """A search state file (``torch.load(weights_only=True)``), refused in one line if unreadable or foreign."""
+    from ..train import read_torch_file
+    st = read_torch_file(path, "search state")
+    if not isinstance(st, dict) or st.get("format") != STATE_FORMAT or not isinstance(st.get("config"), dict):
+        raise SanitasError(f"{path}: not a sanitas search state")
+    return st
+
+
 class Search:
     """One search run in folder ``out`` (see the module doc). ``run()`` returns the summary dict."""
 
@@ -126,7 +135,7 @@ class Search:
         sn = Supernet(self.space, self.in_shape, self.num_classes)
         st = None
         if state_path.exists():
-            st = torch.load(state_path, map_location="cpu", weights_only=True)
+            st = read_state(state_path)
             if st.get("format") != STATE_FORMAT:
                 raise SanitasError(f"{state_path}: not a sanitas search state")
             if _resume_key(st["config"]) != _resume_key(cfg.to_dict()):

@@ -26,16 +26,19 @@ import numpy as np
 from ..golden import conv2d_int, wrap32
 from ..golden.model import GOLDEN, GoldenRun, mac_int
 from ..models.ops import spec
+from .seal import checksums
 
 # Sites of the protection's own state (registered with the fault engine by ``sanitas.protect.campaign``):
 STATE_SITES = {
     "sanity_w": "sanity rows (Hamming-indexed checksum weights) of a conv/linear layer, int16/int32 memory",
     "sanity_b": "sanity biases (checksums of the biases), int32 memory",
-    "sanity_sum": "one-word checksums of the sanity rows and sanity biases of a group (int64 memory)",
+    "sanity_sum": "seals (weighted checksums, seal.py) of the sanity rows and sanity biases of a group (int64)",
     "sanity_acc": "sanity neuron accumulators (int32), or the spatial checksum of a depthwise conv",
+    "sanity_spatial": "layer-wide (spatially summed) sanity neuron accumulators of a lazy conv (int32)",
+    "param_sum": "seals of the filter and bias memory of a depthwise conv (int64)",
     "dmr": "the duplicate copy of a node's output (DMR)",
     "checkpoint": "a verified node output kept for rollback (stored tensor after its check)",
-    "checksum": "the recorded int64 checksum of a checkpoint",
+    "checksum": "the recorded weighted checksum (sum, position-weighted sum; int64) of a checkpoint",
     "tmr_w": "weights of TMR replicas 1 and 2 (int8 memory)",
     "tmr_b": "biases of TMR replicas 1 and 2 (int32 memory)",
     "tmr_out": "outputs of TMR replicas 1 and 2",
@@ -55,14 +58,15 @@ class Report:
     rolled_back: int = 0         # recomputations from a checkpoint (re-reads and node re-executions)
     uncorrectable: int = 0       # checks still failing after everything the scheme can do
     clipped: int = 0             # values clipped by range restriction
+    escalations: int = 0         # layers reloaded from the trusted image (uncorrectable after scrub and retries)
+    scrubbed: int = 0            # parameter memory words verified by the patrol scrubber (work, not an alarm)
     events: list = field(default_factory=list)
 
     def note(self, node: str, scheme: str, what: str, **detail) -> None:
         self.events.append((node, scheme, what, detail))
 
     def merge(self, other: "Report") -> None:
-        for k in ("detected", "located", "corrected", "repaired", "protection_faults", "rolled_back",
-                  "uncorrectable", "clipped"):
+        for k in COUNTERS:
             setattr(self, k, getattr(self, k) + getattr(other, k))
         self.events += other.events
 
@@ -72,8 +76,11 @@ class Report:
         return bool(self.detected or self.uncorrectable or self.clipped)
 
     def summary(self) -> dict:
-        return {k: getattr(self, k) for k in ("detected", "located", "corrected", "repaired", "protection_faults",
-                                              "rolled_back", "uncorrectable", "clipped")}
+        return {k: getattr(self, k) for k in COUNTERS}
+
+
+COUNTERS = ("detected", "located", "corrected", "repaired", "protection_faults", "rolled_back", "uncorrectable",
+            "clipped", "escalations", "scrubbed")
 
 
 class Memory:
@@ -107,8 +114,12 @@ class Memory:
 
     def reset(self) -> None:
         if self.dirty:
-            self.arrays = {k: v.copy() for k, v in self.pristine.items()}
-            self.dirty = False
+            self.reload()
+
+    def reload(self) -> None:
+        """Rewrite every word from the trusted image (escalation; on hardware the driver rewrites the layer)."""
+        self.arrays = {k: v.copy() for k, v in self.pristine.items()}
+        self.dirty = False
 
 
 def call_hook(hook, node, site, arr):
@@ -153,11 +164,12 @@ def cost(**kw) -> dict:
 
 
 def checksum(a: np.ndarray) -> np.ndarray:
-    """Per-image int64 checksum: (N, ...) -> (N,). Exact: |sum| <= 2**31 * numel < 2**63 for numel < 2**32.
+    """Per-image weighted checksum (N, ...) -> (N, 2) int64: [sum x_i, sum (i + 1) x_i] modulo 2**64.
 
-    A single-bit flip of bit b in one element changes the sum by +-2**b != 0: it is always detected."""
-    a = np.asarray(a, dtype=np.int64)
-    return a.reshape(a.shape[0], -1).sum(axis=1)
+    A single-bit flip of bit b in one element changes the sum by +-2**b != 0; a cancelling pair (+e, -e at
+    i != j) changes the weighted sum by (i - j) e != 0 mod 2**64: every single and double error is detected
+    (``seal.py`` says which patterns of three or more are not)."""
+    return checksums(a)
 
 
 def elementwise_ops(gm, node, shape_out, shapes_in) -> int:
@@ -222,5 +234,5 @@ class PlainGuard:
         return cost()
 
 
-__all__ = ["Report", "Memory", "STATE_SITES", "Scheme", "NoProtection", "PlainGuard", "call_hook", "mac",
+__all__ = ["Report", "COUNTERS", "Memory", "STATE_SITES", "Scheme", "NoProtection", "PlainGuard", "call_hook", "mac",
            "eval_plain", "checksum", "elementwise_ops", "numel", "base_macs", "cost"]

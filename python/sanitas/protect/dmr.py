@@ -4,11 +4,14 @@ The reference duplicates the network input ([x, x] as a batch of two), compares 
 each conv/FC segment and, on a mismatch, rolls back to the checkpointed output of the previous segment and
 recomputes. sanitas does the same per node of the integer graph, with exact int64 checksums:
 
-* **Checkpoints.** Every node's verified output is kept (the stored tensor) with its per-image checksum
-  ``sum(y)`` (int64; exact because ``numel * 2**31 < 2**63``). A single-bit flip of bit b anywhere in a tensor
-  changes its sum by +-2**b, never 0: every single fault in a checkpointed tensor is seen.
+* **Checkpoints.** Every node's verified output is kept (the stored tensor) with its per-image weighted
+  checksum ``[sum y_i, sum (i + 1) y_i]`` modulo 2**64 (``seal.checksums``; two adds per element in hardware,
+  Fletcher's running sums). A single-bit flip of bit b anywhere in a tensor changes the sum by +-2**b, never 0;
+  a cancelling pair (+e, -e in two elements, e.g. two checkpoint words or two activations) leaves the sum but
+  changes the weighted sum by ``(i - j) e != 0`` mod 2**64: every single and double error in a checkpointed
+  tensor, a layer input or a duplicated node's output is seen. Undetected: >= 3 errors that balance both sums.
 * **Layer inputs** (the second copy "only needs what it takes to compare checksums"): each read of a
-  checkpoint is summed and compared with the recorded checksum — no MACs, one add per element. On a
+  checkpoint is summed and compared with the recorded checksum — no MACs, two adds per element. On a
   mismatch the reader rolls back: re-read (a fault in the read path is gone), then re-execute the producer
   from its own checkpoints (a fault in the stored tensor or in its checksum is gone); bounded retries, counted.
 * **Elementwise nodes** (activation/requantisation, pooling, residual add, global sum, and — in the DMR-only
@@ -76,7 +79,7 @@ class DMR(Scheme):
     def state(node, out_shape) -> list:
         """Sites of the checkpoint state kept for every node under DMR."""
         return [("checkpoint", tuple(out_shape[1:]), node.bits, node.signed, True),
-                ("checksum", (), 64, True, True)]
+                ("checksum", (2,), 64, True, True)]
 
 
 __all__ = ["DMR", "DupGuard"]

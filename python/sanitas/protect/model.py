@@ -12,9 +12,13 @@ every node or a per-layer map, so selective protection is configuration:
 Per node the highest-priority guard of its schemes computes it (tmr > sanity > sanity-check > dmr duplicate >
 plain), a range restriction (clip) post-processes it, and with DMR every read is verified against the
 producer's checkpoint checksum and a node whose check cannot be satisfied is re-executed from its
-checkpointed inputs (``retries`` times). ``run(xq, hook)`` returns the int32 logits and a ``Report`` (detected,
-located, corrected, repaired, rolled back, uncorrectable, ...). Fault-free, every scheme returns exactly
-``gm.run_int(xq)`` and raises no alarm. ``hook(node, site, array)`` has the golden signature and sites
+checkpointed inputs (``retries`` times). A node still uncorrectable after that whose guard keeps a trusted image
+(the sanity guards) is **escalated**: its memory is reloaded and it is recomputed once (``Report.escalations``;
+``escalate=False`` turns this off). After every inference the **patrol** verifies and repairs the next
+``patrol`` codewords of the sanity-protected parameter memory (``patrol.py``; ``scrub_all()`` does all of them
+on demand). ``run(xq, hook)`` returns the int32 logits and a ``Report`` (detected, located, corrected,
+repaired, rolled back, uncorrectable, escalations, scrubbed words, ...). Fault-free, every scheme returns
+exactly ``gm.run_int(xq)`` and raises no alarm. ``hook(node, site, array)`` has the golden signature and sites
 (input, weight, bias, acc, output) plus the protection's own (``base.STATE_SITES``); ``state_sites()`` lists
 the latter for fault campaigns.
 """
@@ -32,6 +36,7 @@ from ..models.ops import spec
 from .base import Memory, NoProtection, PlainGuard, Report, Scheme, call_hook, checksum
 from .clip import Clip, calibrate
 from .dmr import DMR
+from .patrol import Patrol
 from .sanity import Sanity
 from .sanity_check import SanityCheck
 from .tmr import TMR
@@ -142,9 +147,11 @@ class ProtectedModel:
     """A golden model under protection. ``gm``: a ``GoldenModel``, or a trained Brevitas ``QNet`` whose golden
     twin is exported (the protected computation is always the exact integer one). ``calib``: int8 images
     (N, C, H, W) for the clip bounds (only needed when a ``clip`` scheme is used); ``retries``: DMR
-    re-executions per node (default: the DMR scheme's)."""
+    re-executions per node (default: the DMR scheme's); ``patrol``: parameter codewords scrubbed after each
+    inference (0: off); ``escalate``: reload a layer that stays uncorrectable from its trusted image."""
 
-    def __init__(self, gm, schemes="sanity+dmr", calib=None, retries: int | None = None):
+    def __init__(self, gm, schemes="sanity+dmr", calib=None, retries: int | None = None, patrol: int = 4,
+                 escalate: bool = True):
         from ..golden import GoldenModel, export_golden
         if not isinstance(gm, GoldenModel):
             gm = export_golden(gm)
@@ -169,6 +176,8 @@ class ProtectedModel:
                                           any(s.verify_inputs for s in ss), bool(rb),
                                           (retries if retries is not None else max(s.retries for s in rb)) if rb else 0)
         self._memories = self.memories()
+        self.escalate = escalate
+        self.patrol = Patrol([p.guard for p in self.plans.values() if hasattr(p.guard, "patrol_lines")], patrol)
 
     # ------------------------------------------------------------------ introspection
     def describe(self) -> dict:
@@ -195,6 +204,13 @@ class ProtectedModel:
         """Restore every memory to its fault-free contents (undo injected faults and repairs)."""
         for m in self._memories:
             m.reset()
+        self.patrol.reset()
+
+    def scrub_all(self, report: Report | None = None) -> Report:
+        """Patrol every codeword of the protected parameter memory now (repairs; escalates what it cannot)."""
+        rep = report if report is not None else Report()
+        self.patrol.sweep(rep)
+        return rep
 
     def state_sites(self) -> list:
         """Fault sites of the protection's own state: [(site, layer, shape, bits, signed, batched)]."""
@@ -220,6 +236,7 @@ class ProtectedModel:
         out = self.gm.output_node
         y = self._verify(None, out.name, env[out.name], env, csum, hook, rep)   # the host's read of the logits
         self._xq = None
+        self.patrol.step(rep)                                   # between inferences: k codewords
         return y, rep
 
     def predict(self, x, hook=None) -> tuple[np.ndarray, Report]:
@@ -243,6 +260,11 @@ class ProtectedModel:
             if attempt < plan.retries:
                 rep.rolled_back += 1
                 rep.note(n.name, plan.name, "rollback", attempt=attempt + 1)
+        if not ok and self.escalate and hasattr(plan.guard, "escalate"):
+            plan.guard.escalate(rep, f"uncorrectable after scrub and {plan.retries} retries")
+            y, ok = plan.guard.compute(ins, raw, hook, rep)
+            if plan.post is not None:
+                y = plan.post.apply(y, hook, rep)
         if not ok:
             rep.uncorrectable += 1
             rep.note(n.name, plan.name, "uncorrectable", retries=plan.retries)

@@ -3,14 +3,19 @@ image, fault-free), the fault-path cost of lazy location, and the CPU time ratio
 
 Counting rules (per image, batch 1; each guard's ``cost(pm)`` in its scheme file):
 
-* **MACs** — multiplies of the sanity neurons / spatial checksums / duplicate or replica layers. Lazy sanity:
-  one total neuron per group and pixel (``G * K * P``); eager: ``G * (M + 1) * K * P``; depthwise spatial:
+* **MACs** — multiplies of the sanity neurons / spatial checksums / duplicate or replica layers. Lazy sanity
+  on a conv: one total neuron per group and pixel (``G * K * P``) + the layer-wide code on box sums
+  (``G * (M + 1) * K``); on a linear layer and eager: ``G * (M + 1) * K * P``; depthwise spatial:
   ``O * (K + 1)``; DMR-only: the layer again; TMR: twice again; Sanity-Check: check neuron + the layer on -x.
-* **adds** — checksum arithmetic (sums of outputs per pixel, read/checkpoint checksums, box sums).
+* **adds** — checksum arithmetic (sums of outputs per pixel, weighted read/checkpoint checksums, box sums,
+  parameter seals of depthwise convs).
 * **ops** — elementwise work: duplicated requantise/add/pool, compares, votes, clipping compares.
 * **memory** — sanity rows + biases (at their storage width), TMR replica weights, checksum words, clip bounds,
-  the -x buffer of Sanity-Check; DMR additionally keeps one extra checkpoint alive (``checkpoint_bits`` =
-  the largest node output, at its width) so a consumer can roll back to its producer's inputs.
+  seals (4 int64 words per sealed block), the -x buffer of Sanity-Check; DMR additionally keeps one extra
+  checkpoint alive (``checkpoint_bits`` = the largest node output, at its width) so a consumer can roll back to
+  its producer's inputs.
+* **patrol** — the scrubber's adds between inferences (``k`` codewords, ~ one add per word verified),
+  included in ``extra_adds``.
 * **fault path** — MACs spent only after an alarm (lazy location recomputes all sanity neurons of the layer;
   spatial: the failing channel).
 
@@ -39,10 +44,10 @@ def layer_costs(pm: ProtectedModel) -> list[dict]:
             for k, v in plan.post.cost(pm).items():
                 c[k] += v
         if plan.verify_inputs:
-            c["adds"] += sum(numel(pm.shapes[i]) for i in n.inputs)        # checksum of every read
+            c["adds"] += 2 * sum(numel(pm.shapes[i]) for i in n.inputs)    # weighted checksum of every read
         if plan.rollback:
-            c["adds"] += numel(out)                                         # checkpoint checksum
-            c["mem_bits"] += 64                                             # the checksum word
+            c["adds"] += 2 * numel(out)                                     # checkpoint weighted checksum
+            c["mem_bits"] += 128                                            # its two words
         rows.append({"node": n.name, "op": n.op, "scheme": plan.name, "guard": type(plan.guard).__name__,
                      "base_macs": base_macs(n, out),
                      "base_ops": 0 if spec(n.op).has_weights else
@@ -66,6 +71,7 @@ def overhead(pm: ProtectedModel) -> dict:
     if any(p.rollback for p in pm.plans.values()):
         ckpt = max(numel(pm.shapes[n.name]) * n.bits for n in pm.gm.nodes)
     pb = param_bits(pm.gm)
+    tot["adds"] += round(pm.patrol.words_per_step())                   # patrol: one residual add per word
     return {"macs": macs, "extra_macs": tot["macs"] / macs, "extra_macs_abs": tot["macs"],
             "fault_path_macs": tot["fault_path_macs"], "extra_adds": tot["adds"],
             "extra_adds_per_mac": tot["adds"] / macs, "base_ops": ops, "extra_ops": tot["ops"],

@@ -1,0 +1,74 @@
+"""``sanitas rtl`` / ``sanitas csim`` and ``make rtl`` read one ArrayConfig: ``--config FILE`` (its array section),
+field overrides, defaults from ``ArrayConfig()``; bad values are one-line errors with exit status 2."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sanitas.config import ArrayConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def sanitas(*args):
+    return subprocess.run([sys.executable, "-m", "sanitas.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_rtl_reads_the_array_from_config_and_overrides(tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("array:\n  rows: 3\n  cols: 5\n  data_width: 6\n  acc_width: 24\n  max_k: 128\n")
+    r = sanitas("rtl", "--config", str(cfg), "--out", str(tmp_path / "a"), "--json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout.strip().splitlines()[-1])
+    assert s["array"] == ArrayConfig(rows=3, cols=5, data_width=6, acc_width=24, max_k=128).to_dict()
+    top = (tmp_path / "a" / "systolic_array.v").read_text()
+    assert "parameter integer DATA_W = 6," in top and "parameter integer K_W    = 8," in top
+    r = sanitas("rtl", "--config", str(cfg), "--rows", "2", "--out", str(tmp_path / "b"), "--json")
+    assert json.loads(r.stdout.strip().splitlines()[-1])["array"]["rows"] == 2
+    r = sanitas("rtl", "--out", str(tmp_path / "c"), "--json")                  # no config: ArrayConfig()
+    assert json.loads(r.stdout.strip().splitlines()[-1])["array"] == ArrayConfig().to_dict()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("rtl", "--data-width", "1"), "sanitas: error: array: data_width must be >= 2, got 1"),
+    (("rtl", "--cols", "4", "--acc-width", "18"),
+     ("sanitas: error: array: acc_width must be >= 2*data_width + clog2(cols) + 1 = 19 (checksum product width), "
+      "got 18")),
+    (("csim", "--cols", "5", "--data-width", "6", "--acc-width", "24"),
+     ("sanitas: error: array: the HLS kernel needs acc_width >= 2*data_width + clog2(max_k) + clog2(cols) = 25 "
+      "for exact accumulators, got 24")),
+])
+def test_bad_array_is_one_line_error(tmp_path, args, message):
+    r = sanitas(*args, "--out" if args[0] == "rtl" else "--build-dir", str(tmp_path / "x"))
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and r.stderr.startswith(message), r.stderr
+    assert not (tmp_path / "x").exists(), "nothing may be written for a bad array"
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not on PATH")
+def test_make_rtl_passes_config(tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"array": {"rows": 2, "cols": 3}}))
+    r = subprocess.run(["make", "-n", "rtl", f"CONFIG={cfg}"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert f"sanitas rtl --out build/rtl --config {cfg}" in r.stdout
+    r = subprocess.run(["make", "-n", "csim", f"CONFIG={cfg}"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert f"CONFIG={cfg}" in r.stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not on PATH")
+def test_hls_csynth_part_and_clock_come_from_the_array(tmp_path):
+    cfg = tmp_path / "zcu.yaml"
+    cfg.write_text("array:\n  part: xczu7ev-ffvc1156-2-e\n  clock_mhz: 200\n")
+    for extra, part, period in (([], "xc7z020clg400-1", "10"), ([f"CONFIG={cfg}"], "xczu7ev-ffvc1156-2-e", "5")):
+        r = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(ROOT / "hls"), "csynth-systolic_gemm",
+                            f"PYTHON={sys.executable}", f"BUILD_DIR={tmp_path / 'hls'}", *extra],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert f"'set_part {part}'" in r.stdout and f"'create_clock -period {period}'" in r.stdout
