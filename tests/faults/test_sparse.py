@@ -51,7 +51,7 @@ def test_conv_kernel_matches_golden(stride, dil, pad, groups, f32, band, H):
     _, _, Ho, Wo = acc_c.shape
     hwc = lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1).reshape(len(a), -1))  # noqa: E731
     ptr, idx, val = (np.zeros(R + 1, np.int64), np.zeros(xf.size, np.int64), np.zeros(xf.size, np.int64))
-    nnz = sp.k_from_dense(hwc(xf), hwc(x), inp, ptr, idx, val)
+    nnz = sp.k_from_dense(hwc(xf), hwc(x), inp, (ptr, idx, val))
     ridx, rval = np.zeros(nnz, np.int64), np.zeros(nnz, np.int64)
     for r in range(R):
         a0, a1 = ptr[r], ptr[r + 1]
@@ -59,8 +59,8 @@ def test_conv_kernel_matches_golden(stride, dil, pad, groups, f32, band, H):
     og = O // groups
     tb = sp.conv_tables(w, groups, H, H, Ho, Wo, stride, pad, dil, np.float32 if f32 else np.float64,
                         band_limit=1e9 if band else 0.0)
-    assert tb["band"] == band and tb["full"] == (H == 2)
-    tabs = (tb["wt"], tb["sptr"], tb["sout"], tb["soff"], tb["slen"], tb["pos_of"], tb["grp_of"], C, O, og)
+    assert tb.band == band and tb.full == (H == 2) and tb.og == og
+    tabs = sp.ConvKernel.of(tb, C, O, Ho * Wo, False)
     # the other operand of a residual add fused into the epilogue: changed on some rows (also rows whose conv
     # input is unchanged)
     z = rng.integers(0, 256, (I, O, Ho, Wo))
@@ -69,9 +69,8 @@ def test_conv_kernel_matches_golden(stride, dil, pad, groups, f32, band, H):
         zf[r, rng.integers(O), rng.integers(Ho), rng.integers(Wo)] = rng.integers(0, 256)
     cdt = np.float32 if f32 else np.float64
     zptr, zidx, zval = (np.zeros(R + 1, np.int64), np.zeros(zf.size, np.int64), np.zeros(zf.size, np.int64))
-    znz = sp.k_from_dense(hwc(zf), hwc(z), inp, zptr, zidx, zval)
+    znz = sp.k_from_dense(hwc(zf), hwc(z), inp, (zptr, zidx, zval))
     assert znz > 0
-    opos = np.repeat(np.arange(Ho * Wo), O)
     for scale, resid in ((0.0, False), (2.0 ** -9, False), (2.0 ** -9, True)):   # accumulators / requantised /
         if scale:                                    # requantised, added to the operand and requantised again
             ref_c, ref_f = (requantize(a, 0, 9, 8, False) for a in (acc_c, acc_f))
@@ -79,16 +78,17 @@ def test_conv_kernel_matches_golden(stride, dil, pad, groups, f32, band, H):
             ref_c, ref_f = acc_c, acc_f
         if resid:
             ref_c, ref_f = requantize(ref_c + z, 0, 1, 8, False), requantize(ref_f + zf, 0, 1, 8, False)
-            xr = (zptr, zidx[:znz], zval[:znz], hwc(z).astype(cdt), opos, 0.5, 0, 255)
+            xr, xc, ep = (zptr, zidx[:znz], zval[:znz]), hwc(z).astype(cdt), sp.Epilogue(scale, 0, 255, 0.5, 0, 255)
         else:
-            xr = (np.zeros(R + 1, np.int64), zidx[:0], zval[:0], hwc(z)[:0].astype(cdt), opos, 0.0, 0, 0)
-        cap = sp.k_cap(ptr, tb["reach"], Ho * Wo * O, xr[0]) + 1
+            xr, xc = (np.zeros(R + 1, np.int64), zidx[:0], zval[:0]), hwc(z)[:0].astype(cdt)
+            ep = sp.Epilogue(scale, 0, 255, 0.0, 0, 0)
+        fx = sp.ConvFixed(inp, hwc(x), hwc(acc_c).astype(cdt), hwc(ref_c).astype(cdt), xc)
+        cap = sp.k_cap(ptr, tb.reach, Ho * Wo * O, xr[0]) + 1
         assert cap <= R * Ho * Wo * O + 1
         outs = []
         for rows in ((ptr, idx[:nnz], val[:nnz]), (ptr, ridx, rval)):
             op, oi, ov = np.zeros(R + 1, np.int64), np.zeros(cap, np.int32), np.zeros(cap, np.int32)
-            n, macs = sp.k_conv(*rows, inp, hwc(x), hwc(acc_c).astype(cdt), hwc(ref_c).astype(cdt), *tabs,
-                                scale, 0, 255, False, *xr, op, oi, ov)
+            n, macs = sp.k_conv(rows, xr, fx, tabs, ep, (op, oi, ov))
             got = _dense_from_sparse(op, oi[:n], ov[:n], hwc(ref_c), inp)
             assert np.array_equal(got, hwc(ref_f))
             assert np.all(ov[:n] != hwc(ref_c)[np.repeat(inp, np.diff(op)), oi[:n]])    # only real differences
@@ -97,12 +97,10 @@ def test_conv_kernel_matches_golden(stride, dil, pad, groups, f32, band, H):
         assert outs[0][0] == outs[1][0] and all(np.array_equal(u, v) for u, v in zip(outs[0][2:], outs[1][2:]))
         n, macs, op, oi, ov = outs[0]
         # the threaded version (rows cut into blocks, then packed) gives the same arrays
-        bounds, starts = sp.k_blocks(ptr, xr[0], tb["reach"], Ho * Wo * O, 3)
+        bounds, starts = sp.k_blocks(ptr, xr[0], tb.reach, Ho * Wo * O, 3)
         assert bounds[0] == 0 and bounds[-1] == R and np.all(np.diff(bounds) >= 0)
         pp, pi, pv = np.zeros(R + 1, np.int64), np.zeros(cap, np.int32), np.zeros(cap, np.int32)
-        n2, macs2 = sp.k_conv_par(ptr, idx[:nnz], val[:nnz], inp, hwc(x), hwc(acc_c).astype(cdt),
-                                  hwc(ref_c).astype(cdt), *tabs, scale, 0, 255, False, *xr, bounds, starts,
-                                  pp, pi, pv)
+        n2, macs2 = sp.k_conv_par((ptr, idx[:nnz], val[:nnz]), xr, fx, tabs, ep, bounds, starts, (pp, pi, pv))
         assert (n2, macs2) == (n, macs)
         assert np.array_equal(pp, op) and np.array_equal(pi[:n], oi) and np.array_equal(pv[:n], ov)
 
@@ -114,8 +112,8 @@ def test_requantisation_kernel_rounds_half_to_even():
     for s, lo, hi in ((2, -128, 127), (4, 0, 255), (-1, -128, 127), (3, -127, 127)):
         clean = np.full((1, len(v)), 10 ** 9, np.int64)          # never equal: every element is emitted
         op, oi, ov = np.zeros(2, np.int64), np.zeros(len(v), np.int64), np.zeros(len(v), np.int64)
-        n = sp.k_act(ptr, np.arange(len(v), dtype=np.int64), v, np.zeros(1, np.int64), clean, s, lo, hi,
-                     op, oi, ov)
+        n = sp.k_act((ptr, np.arange(len(v), dtype=np.int64), v), np.zeros(1, np.int64), clean,
+                     sp.Requant(s, lo, hi, True), (op, oi, ov))
         assert n == len(v)
         assert np.array_equal(ov, requantize(v, 0, s, 8, lo < 0, lo == -127))
 

@@ -23,7 +23,10 @@ import numpy as np
 import torch
 
 from ..errors import SanitasError
+from ..models.ops import spec
 from .fault import Fault, apply_fault_value, validate
+
+IN_SITE = "input"          # the fault site (and golden hook site) of the value a layer reads
 
 
 def _as_list(faults) -> list[Fault]:
@@ -87,7 +90,7 @@ def run_brevitas(qnet, gm, x, faults=(), return_int: bool = True):
     infos = [validate(f, gm) for f in faults]
     key_nodes = defaultdict(list)               # module key -> node names calling it, in forward order
     for n in qnet.nodes:
-        if n.op in ("input", "conv", "linear", "act"):
+        if spec(n.op).has_module:
             key_nodes[n.module_key].append(n.name)
     calls = defaultdict(int)
     handles = []
@@ -105,7 +108,7 @@ def run_brevitas(qnet, gm, x, faults=(), return_int: bool = True):
     by_layer = defaultdict(list)
     for f, info in zip(faults, infos):
         node = gm.by_name[f.layer]
-        if node.op not in ("input", "conv", "linear", "act"):
+        if not spec(node.op).has_module:
             raise SanitasError(f"site '{f.site}' of {node.op} node '{f.layer}' cannot be expressed on the Brevitas "
                                f"model (no module); use the golden executor")
         by_layer[f.layer].append((f, info))
@@ -124,7 +127,7 @@ def run_brevitas(qnet, gm, x, faults=(), return_int: bool = True):
             elif f.site == "bias":
                 handles.append(mod.bias_quant.register_forward_hook(
                     lambda m, a, out, f=f, info=info, e=gnode.e_out: rewrap(out, _patch(val(out), f, info, e))))
-        wrap = gnode.op in ("conv", "linear") and any(f.site == "bias" for f, _ in items)
+        wrap = spec(gnode.op).has_weights and any(f.site == "bias" for f, _ in items)
         if wrap or any(f.site in ("acc", "output") for f, _ in items):
             def out_hook(m, a, out, layer=layer, items=items, key=key, e=gnode.e_out, wrap=wrap):
                 if node_of(key) != layer:
@@ -139,17 +142,17 @@ def run_brevitas(qnet, gm, x, faults=(), return_int: bool = True):
                             v = _patch(v, f, info, e)
                 return rewrap(out, v)
             handles.append(mod.register_forward_hook(out_hook))
-        if any(f.site == "input" for f, _ in items):
+        reads = [(f, info) for f, info in items if f.site == IN_SITE]    # faults of the value the layer reads
+        if reads:
             e_in = gm.by_name[gnode.inputs[0]].e_out
 
-            def in_hook(m, args, layer=layer, items=items, key=key, e=e_in):
+            def in_hook(m, args, layer=layer, reads=reads, key=key, e=e_in):
                 if node_of(key) != layer:
                     return None
                 t = args[0]
                 v = val(t)
-                for f, info in items:
-                    if f.site == "input":
-                        v = _patch(v, f, info, e)
+                for f, info in reads:
+                    v = _patch(v, f, info, e)
                 return (rewrap(t, v),) + tuple(args[1:])
             handles.append(mod.register_forward_pre_hook(in_hook))
         seen_keys.add(key)

@@ -70,6 +70,7 @@ from functools import cached_property
 import numpy as np
 
 from ..errors import SanitasError
+from ..models.ops import spec
 
 KINDS = ("bitflip", "multibit", "stuck0", "stuck1", "random")
 
@@ -185,7 +186,7 @@ def node_shapes(gm) -> dict:
 
 
 def _mac_layers(gm):
-    return [n.name for n in gm.nodes if n.op in ("conv", "linear")]
+    return [n.name for n in gm.nodes if spec(n.op).has_weights]
 
 
 register_site(Site("weight", "int8 weight memory of a conv/linear layer", _mac_layers,
@@ -379,7 +380,8 @@ def _default_layer(gm, site: str, layer: str) -> bool:
     """Without an explicit layer list, "output" means the stored activations (input/act/add nodes): the
     conv/linear outputs are the "acc" site, and pooling/flatten/concat outputs are copies of act outputs."""
     if site == "output":
-        return gm.by_name[layer].op in ("input", "act")
+        s = spec(gm.by_name[layer].op)
+        return s.is_source or s.requant
     return True
 
 

@@ -37,6 +37,8 @@ import torch.nn as nn
 
 from ..errors import SanitasError
 
+BER_SITES = {"weight": False, "act": True}     # BER sites -> whether the site is an activation
+
 
 def _brevitas():
     from brevitas.nn.quant_layer import QuantNonLinearActLayer, QuantWeightBiasInputOutputLayer
@@ -239,7 +241,7 @@ class BER:
     def attach(self, model, inj: "Injection"):
         if not 0.0 <= self.p <= 1.0:
             raise SanitasError(f"BER rate p={self.p} must be in [0, 1]")
-        if self.site not in ("weight", "act"):
+        if self.site not in BER_SITES:
             raise SanitasError(f"unknown site '{self.site}' for BER (choose from weight, act)")
         _, _, QT = _brevitas()
         cnt = inj.counter(f"{self.name}:{self.site}")
@@ -249,8 +251,9 @@ class BER:
                 return out
             with torch.no_grad():
                 a = _int_of(out)
-                bits = int(round(float(out.bit_width))) if self.site == "act" else self.bits
-                signed = bool(out.signed) if self.site == "act" else True
+                on_act = BER_SITES[self.site]
+                bits = int(round(float(out.bit_width))) if on_act else self.bits
+                signed = bool(out.signed) if on_act else True
                 af, nflips = self.flip_int(a, bits, signed, inj.generator)
                 cnt.add(torch.tensor(nflips), total=a.numel() * bits)
                 d = ((af - a) * out.scale.detach()).to(out.value.dtype)

@@ -13,10 +13,12 @@ Tensors are int64 numpy arrays holding exact integers; every edge carries a powe
 * ``add``     exact integer add (both inputs at one exponent, guaranteed by a shared quantiser)
 * ``concat``, ``maxpool`` (padding = -inf), ``gsum`` (exact sum over H, W), ``flatten``
 
-Two executors share this file: ``backend="int"`` (numpy int64, the reference) and ``backend="f64"``
-(torch float64 convolutions: exact because every product and partial sum is an integer below 2**53; it is
-asserted equal to "int" in the tests and is used where speed matters). Fault hooks: ``run_int(..., hook=f)``
-calls ``f(node, site, array) -> array`` at sites ``input``, ``weight``, ``bias``, ``acc`` and ``output``.
+Each op's integer semantics is one kernel of the ``golden`` table (``sanitas.models.ops``); ``ProtectedModel``
+runs the same kernels. Two backends share this file: ``backend="int"`` (numpy int64, the reference) and
+``backend="f64"`` (torch float64 convolutions: exact because every product and partial sum is an integer below
+2**53; it is asserted equal to "int" in the tests and is used where speed matters). Fault hooks:
+``run_int(..., hook=f)`` calls ``f(node, site, array) -> array`` at sites ``input``, ``weight``, ``bias``, ``acc``
+and ``output``.
 """
 from __future__ import annotations
 
@@ -24,11 +26,13 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from ..errors import SanitasError
-from .rounding import int_range, quantize_float, requantize
+from ..models.ops import kernels, node_shapes, spec
+from .rounding import quantize_float, requantize
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -101,6 +105,73 @@ def maxpool_int(x, k, stride, padding):
     return win.max(axis=(4, 5))
 
 
+class GoldenRun(NamedTuple):
+    """What a golden kernel needs besides its node and inputs: the model (exponents of other nodes), the fault
+    hook (or None) and the conv implementation of the backend."""
+    gm: "GoldenModel"
+    hook: Callable | None
+    conv: Callable
+
+
+# the integer semantics of every op: kernel(run, node, inputs) -> int64 array (inputs = [xq] for the input node)
+GOLDEN = kernels("golden")
+
+
+@GOLDEN.register("input")
+def _g_input(run, n, ins):
+    return np.asarray(ins[0], dtype=np.int64)
+
+
+def mac_int(n, x, w, b, conv=conv2d_int, groups: int | None = None) -> np.ndarray:
+    """Exact, unwrapped conv/linear accumulators of node ``n``: (N, O, Ho, Wo) or (N, O) int64; ``groups``
+    overrides the node's group count (the sanity filters run as extra outputs of each group)."""
+    if spec(n.op).spatial:
+        a = n.attrs
+        return conv(x, w.astype(np.int64), b, a["stride"], a["padding"], a["groups"] if groups is None else groups,
+                    a["dilation"])
+    return x.astype(np.int64) @ w.astype(np.int64).T + b.astype(np.int64)
+
+
+@GOLDEN.register("conv", "linear")
+def _g_mac(run, n, ins):
+    w, b, hook = n.weight, n.bias, run.hook
+    if hook is not None:
+        w = hook(n, "weight", w)
+        b = hook(n, "bias", b)
+    y = wrap32(mac_int(n, ins[0], w, b, run.conv))
+    return hook(n, "acc", y) if hook is not None else y
+
+
+@GOLDEN.register("act")
+def _g_act(run, n, ins):
+    return requantize(ins[0], run.gm.by_name[n.inputs[0]].e_out, n.e_out, n.bits, n.signed, n.narrow)
+
+
+@GOLDEN.register("add")
+def _g_add(run, n, ins):
+    return ins[0] + ins[1]
+
+
+@GOLDEN.register("concat")
+def _g_concat(run, n, ins):
+    return np.concatenate(ins, axis=1)
+
+
+@GOLDEN.register("maxpool")
+def _g_maxpool(run, n, ins):
+    return maxpool_int(ins[0], n.attrs["k"], n.attrs["stride"], n.attrs["padding"])
+
+
+@GOLDEN.register("gsum")
+def _g_gsum(run, n, ins):
+    return ins[0].sum(axis=(2, 3))
+
+
+@GOLDEN.register("flatten")
+def _g_flatten(run, n, ins):
+    return ins[0].reshape(ins[0].shape[0], -1)
+
+
 class GoldenModel:
     """The integer twin of a ``QNet``: nodes in topological order, the last one gives int32 logits."""
 
@@ -124,7 +195,10 @@ class GoldenModel:
     def out_exp(self) -> int:
         return self.output_node.e_out
 
-    def layers(self, ops=("conv", "linear")) -> list[GNode]:
+    def layers(self, ops=None) -> list[GNode]:
+        """The nodes whose op is in ``ops`` (default: the ops with weights, i.e. conv and linear)."""
+        if ops is None:
+            return [n for n in self.nodes if spec(n.op).has_weights]
         return [n for n in self.nodes if n.op in ops]
 
     # ---------------------------------------------------------------- execution
@@ -138,41 +212,13 @@ class GoldenModel:
 
     def run_int(self, xq, hook=None, backend: str = "int", return_all: bool = False):
         """Run on int8 inputs ``xq`` (N, C, H, W); returns int32 logits (N, classes) as int64, or all node outputs."""
-        conv = conv2d_int if backend == "int" else conv2d_f64
+        run = GoldenRun(self, hook, conv2d_int if backend == "int" else conv2d_f64)
         env = {}
         for n in self.nodes:
             ins = [env[i] for i in n.inputs]
             if hook is not None and ins:
                 ins = [hook(n, "input", a) for a in ins]
-            if n.op == "input":
-                y = np.asarray(xq, dtype=np.int64)
-            elif n.op in ("conv", "linear"):
-                w, b = n.weight, n.bias
-                if hook is not None:
-                    w = hook(n, "weight", w)
-                    b = hook(n, "bias", b)
-                if n.op == "conv":
-                    a = n.attrs
-                    y = conv(ins[0], w.astype(np.int64), b, a["stride"], a["padding"], a["groups"], a["dilation"])
-                else:
-                    y = ins[0].astype(np.int64) @ w.astype(np.int64).T + b.astype(np.int64)
-                y = wrap32(y)
-                if hook is not None:
-                    y = hook(n, "acc", y)
-            elif n.op == "act":
-                y = requantize(ins[0], self.by_name[n.inputs[0]].e_out, n.e_out, n.bits, n.signed, n.narrow)
-            elif n.op == "add":
-                y = ins[0] + ins[1]
-            elif n.op == "concat":
-                y = np.concatenate(ins, axis=1)
-            elif n.op == "maxpool":
-                y = maxpool_int(ins[0], n.attrs["k"], n.attrs["stride"], n.attrs["padding"])
-            elif n.op == "gsum":
-                y = ins[0].sum(axis=(2, 3))
-            elif n.op == "flatten":
-                y = ins[0].reshape(ins[0].shape[0], -1)
-            else:
-                raise SanitasError(f"golden: unknown op {n.op!r}")
+            y = GOLDEN[n.op](run, n, ins or [xq])
             if hook is not None:
                 y = hook(n, "output", y)
             env[n.name] = y
@@ -184,21 +230,14 @@ class GoldenModel:
 
     # ---------------------------------------------------------------- analysis
     def macs(self) -> int:
-        """Multiply-accumulates per image of all conv/linear layers."""
+        """Multiply-accumulates per image of all conv/linear layers (the op table's MAC counts)."""
         shapes = self.shapes()
-        tot = 0
-        for n in self.layers():
-            if n.op == "conv":
-                _, _, ho, wo = shapes[n.name]
-                tot += int(np.prod(n.weight.shape)) * ho * wo
-            else:
-                tot += int(np.prod(n.weight.shape))
-        return tot
+        return sum(spec(n.op).macs(n.weight.shape, shapes[n.name]) for n in self.layers())
 
     def shapes(self) -> dict:
-        """Output shape (batch 1) of every node."""
-        env = self.run_int(np.zeros((1,) + self.input_shape, dtype=np.int64), return_all=True, backend="f64")
-        return {k: v.shape for k, v in env.items()}
+        """Output shape (batch 1) of every node (the op table's shape rules)."""
+        per = node_shapes(self.nodes, self.input_shape, lambda n: n.weight.shape)
+        return {k: (1,) + v for k, v in per.items()}
 
     # ---------------------------------------------------------------- persistence
     def save(self, path) -> Path:
@@ -248,25 +287,24 @@ def export_golden(model, input_shape=None) -> GoldenModel:
         gmap: dict[str, GNode] = {}
         for n in model.nodes:
             t = env[n.name]
-            if n.op in ("input", "conv", "linear", "act"):
+            s = spec(n.op)
+            if s.has_module:
                 if not hasattr(t, "scale"):
                     raise SanitasError(f"node {n.name}: output is not a QuantTensor")
                 e_out = _exp_of(t.scale)
                 bits = int(round(float(t.bit_width)))
                 signed = bool(t.signed)
             else:
-                src = gmap[n.inputs[0]]
-                e_out, bits, signed = src.e_out, src.bits, src.signed
-                if n.op in ("add", "concat"):
-                    es = {gmap[i].e_out for i in n.inputs}
+                src = [gmap[i] for i in n.inputs]
+                e_out, signed = src[0].e_out, src[0].signed
+                if s.multi_input:
+                    es = {g.e_out for g in src}
                     if len(es) != 1:
                         raise SanitasError(f"node {n.name}: inputs at different scales {sorted(es)}")
-                    bits = max(gmap[i].bits for i in n.inputs) + (1 if n.op == "add" else 0)
-                    signed = any(gmap[i].signed for i in n.inputs)
-                if n.op == "gsum":
-                    bits = 32
+                    signed = any(g.signed for g in src)
+                bits = s.out_bits([g.bits for g in src])
             g = GNode(n.name, n.op, list(n.inputs), e_out, bits, signed, dict(n.attrs))
-            if n.op in ("conv", "linear"):
+            if s.has_weights:
                 mod = model.module_of(n)
                 qw = mod.quant_weight()
                 g.weight = qw.int().cpu().numpy().astype(np.int8)
@@ -277,13 +315,12 @@ def export_golden(model, input_shape=None) -> GoldenModel:
                 if e_acc != e_out:
                     raise SanitasError(f"node {n.name}: accumulator exponent {e_out} != e_in + e_w = {e_acc}")
                 g.bits, g.signed = 32, True
-            if n.op == "act":
+            if s.requant:
                 mod = model.module_of(n)
                 g.narrow = bool(getattr(mod.act_quant, "is_narrow_range", False))
-                lo, hi = int_range(bits, signed, g.narrow)
                 g.attrs["relu"] = bool(n.attrs.get("relu", False))
             nodes.append(g)
             gmap[n.name] = g
     model.train(was_training)
-    spec = dict(model.spec)
-    return GoldenModel(nodes, shape, int(spec.get("num_classes", nodes[-1].weight.shape[0])), spec)
+    net_spec = dict(model.spec)
+    return GoldenModel(nodes, shape, int(net_spec.get("num_classes", nodes[-1].weight.shape[0])), net_spec)

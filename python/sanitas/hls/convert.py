@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SanitasError
+from ..models.ops import spec
 from .meta import META_FILE, AccumulatorMeta, HlsMeta, LayerTypes
 
 ACC_BITS = 32                    # the golden's accumulator register width (int32, wraps)
@@ -226,7 +227,7 @@ def _cross_check_golden(d: Precisions, golden) -> None:
     if q != g:
         raise SanitasError(f"accumulator exponents {q} (QONNX) != {g} (golden)")
     qa = sorted((t.e, t.width, t.signed) for t in d.acts[1:])   # [0] is the input quantiser
-    ga = sorted((n.e_out, n.bits, n.signed) for n in golden.layers(("act",)))
+    ga = sorted((n.e_out, n.bits, n.signed) for n in golden.nodes if spec(n.op).requant)
     if qa != ga:
         raise SanitasError(f"activation types {qa} (QONNX) != {ga} (golden)")
 

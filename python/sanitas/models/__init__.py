@@ -1,9 +1,26 @@
-"""Model zoo and builders: every net is a ``QNet`` rebuildable from its JSON-able ``spec``."""
+"""Model zoo and builders: every net is a ``QNet`` rebuildable from its JSON-able ``spec``.
+
+The graph, zoo and builders need torch (Brevitas modules) and are imported on first use, so that the op table
+(``models.ops``) and the passes (``models.passes``) stay importable by the torch-free golden model.
+"""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import SanitasError
-from .graph import GraphBuilder, Node, QNet
-from .zoo import ZOO
+
+if TYPE_CHECKING:                                           # pragma: no cover
+    from .graph import GraphBuilder, Node, QNet
+    from .zoo import ZOO
+
+_LAZY = {"QNet": "graph", "Node": "graph", "GraphBuilder": "graph", "ZOO": "zoo"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["QNet", "Node", "GraphBuilder", "ZOO", "build", "build_from_spec"]
 
@@ -13,6 +30,7 @@ def build(name: str, in_shape=(1, 8, 8), num_classes: int = 10, seed: int | None
 
     With ``seed`` the initial weights are drawn from ``torch.manual_seed(seed)`` inside a forked RNG state, so
     they do not depend on what ran earlier in the process and the caller's RNG stream is left untouched."""
+    from .zoo import ZOO
     if name not in ZOO:
         raise SanitasError(f"unknown model '{name}' (choose from {', '.join(sorted(ZOO))})")
     if seed is None:

@@ -4,7 +4,9 @@ Each zoo model (and every net the search derives from a genotype) is a ``QNet``:
 ``Node``s whose torch forward uses Brevitas modules and whose integer twin is built from the same list by
 ``sanitas.golden.export_golden``.  One description, two executors: the structure cannot drift.
 
-Node ops (tensor shapes NCHW; "acc" = int32 accumulator, "q" = int8/uint8 activation):
+Node ops (defined once in the op table ``sanitas.models.ops``; each executor registers a kernel per op, the
+Brevitas forward below is the ``brevitas`` table; tensor shapes NCHW; "acc" = int32 accumulator, "q" =
+int8/uint8 activation):
 * ``input``   float image -> q (QuantIdentity int8)
 * ``conv``    q -> acc (QuantConv2d, attrs: stride, padding, groups, dilation)
 * ``linear``  q (N, F) -> acc (N, O) (QuantLinear)
@@ -24,7 +26,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-OPS = ("input", "conv", "linear", "act", "add", "concat", "maxpool", "gsum", "flatten")
+from .ops import OP_NAMES, kernels, spec
+
+OPS = OP_NAMES       # the op names (their definitions: ``sanitas.models.ops.OPS``)
 
 
 @dataclass
@@ -105,20 +109,46 @@ def value_of(t):
     return t.value if hasattr(t, "value") else t
 
 
+# the Brevitas (float, quantised) forward of every op: kernel(net, node, inputs) (inputs = [image] for input)
+BREVITAS = kernels("brevitas")
+
+
+@BREVITAS.register("input", "conv", "linear", "act")
+def _b_module(net, n, ins):
+    return net.module_of(n)(ins[0])
+
+
+@BREVITAS.register("add")
+def _b_add(net, n, ins):
+    return ins[0] + ins[1]
+
+
+@BREVITAS.register("concat")
+def _b_concat(net, n, ins):
+    return torch.cat(ins, dim=1)
+
+
+@BREVITAS.register("maxpool")
+def _b_maxpool(net, n, ins):
+    return F.max_pool2d(ins[0], n.attrs["k"], n.attrs["stride"], n.attrs["padding"])
+
+
+@BREVITAS.register("gsum")
+def _b_gsum(net, n, ins):
+    return value_of(ins[0]).sum(dim=(2, 3))
+
+
+@BREVITAS.register("flatten")
+def _b_flatten(net, n, ins):
+    return ins[0].flatten(1)
+
+
 def tensor_op(n, ins: list):
-    """The parameter-free ops (add, concat, maxpool, gsum, flatten) on a node's inputs; shared by ``QNet`` and
+    """A parameter-free op (add, concat, maxpool, gsum, flatten) on a node's inputs; shared by ``QNet`` and
     the NAS supernet."""
-    if n.op == "add":
-        return ins[0] + ins[1]
-    if n.op == "concat":
-        return torch.cat(ins, dim=1)
-    if n.op == "maxpool":
-        return F.max_pool2d(ins[0], n.attrs["k"], n.attrs["stride"], n.attrs["padding"])
-    if n.op == "gsum":
-        return value_of(ins[0]).sum(dim=(2, 3))
-    if n.op == "flatten":
-        return ins[0].flatten(1)
-    raise ValueError(f"unknown op {n.op!r}")
+    if spec(n.op).has_module:
+        raise ValueError(f"tensor_op: op {n.op!r} runs a module")
+    return BREVITAS[n.op](None, n, ins)
 
 
 class QNet(nn.Module):
@@ -135,7 +165,7 @@ class QNet(nn.Module):
         """He (fan-in) init for every conv/linear, zero bias: without batch norm, PyTorch's default init
         shrinks the signal layer after layer until a 20-layer INT8 net quantises it to zero."""
         for n in self.nodes:
-            if n.op in ("conv", "linear"):
+            if spec(n.op).has_weights:
                 m = self.module_of(n)
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
@@ -146,14 +176,7 @@ class QNet(nn.Module):
     def forward(self, x, return_all: bool = False):
         env: dict = {}
         for n in self.nodes:
-            ins = [env[i] for i in n.inputs]
-            if n.op == "input":
-                y = self.module_of(n)(x)
-            elif n.op in ("conv", "linear", "act"):
-                y = self.module_of(n)(ins[0])
-            else:
-                y = tensor_op(n, ins)
-            env[n.name] = y
+            env[n.name] = BREVITAS[n.op](self, n, [env[i] for i in n.inputs] or [x])
         if return_all:
             return env
         return value_of(env[self.nodes[-1].name])

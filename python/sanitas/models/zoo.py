@@ -10,6 +10,7 @@ into the learned power-of-two scale, which keeps the pool exact in integers for 
 from __future__ import annotations
 
 from .graph import GraphBuilder, QNet
+from .ops import spec
 
 
 def _out(h, k, s, p, d=1):
@@ -75,7 +76,7 @@ def _torch_default_init(net: QNet) -> None:
     signal does not vanish, and He init makes the un-normalised residual stream grow with depth (measured on
     digits, 3 epochs: 93% test accuracy vs 85% with He init and damped branches)."""
     for n in net.nodes:
-        if n.op in ("conv", "linear"):
+        if spec(n.op).has_weights:
             net.module_of(n).reset_parameters()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..errors import SanitasError
 from ..models.graph import QNet
+from ..models.ops import spec
 from .ops import Emitter, emit_network, init_head, init_weights
 from .space import Genotype, SearchSpace, SpaceConfig
 
@@ -55,7 +56,7 @@ def count_params(net) -> int:
     """Trainable parameters of conv/linear layers (weights + biases; quantiser scales not counted)."""
     tot = 0
     for n in net.nodes:
-        if n.op in ("conv", "linear") and not n.attrs.get("sum_pool"):
+        if spec(n.op).has_weights and not n.attrs.get("sum_pool"):
             m = net.module_of(n)
             tot += m.weight.numel() + (m.bias.numel() if m.bias is not None else 0)
     return tot

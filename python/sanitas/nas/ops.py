@@ -34,15 +34,11 @@ import torch
 import torch.nn as nn
 
 from ..models.graph import GraphBuilder, Node
+from ..models.ops import OPS, conv_out, spec
 from ..quant import qconv, qident, qlinear, qrelu
 from .space import SpaceConfig, live_edges
 
-
 SUM_POOL_WEIGHT = 0.125      # 2**-3: power of two, exact in int8 at a power-of-two scale
-
-
-def conv_out(h: int, k: int, s: int, p: int, d: int = 1) -> int:
-    return (h + 2 * p - d * (k - 1) - 1) // s + 1
 
 
 def make_sum_pool(conv: nn.Module) -> nn.Module:
@@ -77,11 +73,12 @@ def init_weights(modules) -> None:
 def float_op(node, module, v: torch.Tensor) -> torch.Tensor:
     """Float shadow of one QNet module node: the same weights, quantisers bypassed (float warm-up)."""
     import torch.nn.functional as F
-    if node.op == "input":
+    s = spec(node.op)
+    if s.is_source:
         return v
-    if node.op == "conv":
+    if s.spatial:
         return F.conv2d(v, module.weight, module.bias, module.stride, module.padding, module.dilation, module.groups)
-    if node.op == "linear":
+    if s.has_weights:
         return F.linear(v, module.weight, module.bias)
     return F.relu(v) if node.attrs.get("relu") else v
 
@@ -159,7 +156,7 @@ class Emitter:
         self.shape[name] = (c_out, ho, wo)
         self.layers[name] = dict(kind="conv", c_in=c_in, c_out=c_out, k=k, stride=stride, padding=padding,
                                  groups=groups, dilation=dilation, h_out=ho, w_out=wo, sum_pool=sum_pool,
-                                 macs=c_out * (c_in // groups) * k * k * ho * wo)
+                                 macs=OPS["conv"].macs((c_out, c_in // groups, k, k), (c_out, ho, wo)))
         return name
 
     def linear(self, name, key, x, c_out):
@@ -170,7 +167,8 @@ class Emitter:
             self.b.linear(name, x, c_in, c_out)
         self.shape[name] = (c_out,)
         self.layers[name] = dict(kind="linear", c_in=c_in, c_out=c_out, k=1, stride=1, padding=0, groups=1,
-                                 dilation=1, h_out=1, w_out=1, sum_pool=False, macs=c_in * c_out)
+                                 dilation=1, h_out=1, w_out=1, sum_pool=False,
+                                 macs=OPS["linear"].macs((c_out, c_in), (c_out,)))
         return name
 
     def relu(self, name, key, x):

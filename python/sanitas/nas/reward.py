@@ -25,6 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from ..models.ops import spec
+
 
 def analytic_overhead(layers: dict) -> int:
     """Extra MACs per image of Sanity checksums on every conv/linear of ``layers`` (see module doc)."""
@@ -49,21 +51,22 @@ def shape_golden(nodes, layers: dict, in_shape, num_classes: int):
     for n in nodes:
         a = dict(n.attrs)
         a.pop("module", None)
-        if n.op == "input":
-            gn = GNode(n.name, "input", [], 0, 8, True, a)
-        elif n.op in ("conv", "linear"):
+        s = spec(n.op)
+        if s.is_source:
+            gn = GNode(n.name, n.op, [], 0, 8, True, a)
+        elif s.has_weights:
             ly = layers[n.name]
-            shape = ((ly["c_out"], ly["c_in"] // ly["groups"], ly["k"], ly["k"]) if n.op == "conv"
+            shape = ((ly["c_out"], ly["c_in"] // ly["groups"], ly["k"], ly["k"]) if s.spatial
                      else (ly["c_out"], ly["c_in"]))
             gn = GNode(n.name, n.op, list(n.inputs), 0, 32, True, a, weight=np.zeros(shape, np.int8),
                        bias=np.zeros(ly["c_out"], np.int32), e_w=0)
-        elif n.op == "act":
+        elif s.requant:
             relu = bool(a.get("relu"))
-            gn = GNode(n.name, "act", list(n.inputs), 0, 8, not relu, a)
+            gn = GNode(n.name, n.op, list(n.inputs), 0, 8, not relu, a)
         else:
             src = [g[i] for i in n.inputs]
-            bits = {"add": max(s.bits for s in src) + 1, "gsum": 32}.get(n.op, max(s.bits for s in src))
-            gn = GNode(n.name, n.op, list(n.inputs), 0, bits, any(s.signed for s in src), a)
+            gn = GNode(n.name, n.op, list(n.inputs), 0, s.out_bits([x.bits for x in src]),
+                       any(x.signed for x in src), a)
         g[n.name] = gn
         out.append(gn)
     return GoldenModel(out, tuple(in_shape), num_classes)

@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 
 from ..config import SearchConfig
 from ..errors import SanitasError
+from ..models.ops import spec
 from .controllers import CONTROLLERS
 from .ftt import FTTLoss, evaluate_faulty, fault_to_dict, make_fault
 from .reward import Reward
@@ -443,14 +444,15 @@ def _zoo_layers(net) -> dict:
     out = {}
     for n in gm.layers():
         w = n.weight
-        if n.op == "conv":
+        macs = spec(n.op).macs(w.shape, shapes[n.name])
+        if spec(n.op).spatial:
             _, _, ho, wo = shapes[n.name]
             g = n.attrs["groups"]
             out[n.name] = dict(kind="conv", c_in=w.shape[1] * g, c_out=w.shape[0], k=w.shape[2], groups=g,
-                               h_out=ho, w_out=wo, macs=int(np.prod(w.shape)) * ho * wo, sum_pool=False)
+                               h_out=ho, w_out=wo, macs=macs, sum_pool=False)
         else:
             out[n.name] = dict(kind="linear", c_in=w.shape[1], c_out=w.shape[0], k=1, groups=1, h_out=1, w_out=1,
-                               macs=int(np.prod(w.shape)), sum_pool=False)
+                               macs=macs, sum_pool=False)
     return out
 
 

@@ -21,10 +21,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..models.graph import QNet, _safe, tensor_op, value_of
+from ..models.graph import BREVITAS, QNet, _safe, value_of
+from ..models.ops import OP_NAMES, kernels, spec
 from .ops import Emitter, cell_plan, emit_network, emit_op, float_op, init_head, init_weights
 from .space import Genotype, SearchSpace, SpaceConfig
-
 
 # Brevitas activation quantisers use batch statistics for their first 300 training calls, then a learned scale.
 # A supernet op instance runs in only a fraction of the steps, so it would sit in the (slow, percentile-based,
@@ -113,7 +113,9 @@ class Supernet(QNet):
         """The bank modules the sub-network of ``g`` runs (distinct)."""
         seen, out = set(), []
         for n in self._emit(g)[0]:
-            if n.op in ("input", "conv", "linear", "act") and n.module_key not in seen:
+            if n.op in SUPERNET_ONLY:
+                continue
+            if spec(n.op).has_module and n.module_key not in seen:
                 seen.add(n.module_key)
                 out.append(self._bank[n.module_key])
         return out
@@ -125,32 +127,16 @@ class Supernet(QNet):
         if self.genotype is None:
             raise RuntimeError("Supernet.forward needs a genotype (forward(x, g) or set_genotype(g))")
         env: dict = {}
-        fl = self.float_mode
         for n in self.nodes:
-            ins = [env[i] for i in n.inputs]
-            if fl and n.op in ("input", "conv", "linear", "act"):
-                y = self._float_op(n, x if n.op == "input" else value_of(ins[0]))
-            elif n.op == "input":
-                y = self.module_of(n)(x)
-            elif n.op in ("conv", "linear", "act"):
-                y = self.module_of(n)(ins[0])
-            elif n.op == "concat":       # plain tensors: dead nodes' zeros have no scale
-                y = torch.cat([value_of(t) for t in ins], dim=1)
-            elif n.op == "bn":           # supernet-only normalisation (see module doc)
-                y = F.batch_norm(value_of(ins[0]), None, None, training=True, momentum=0.0, eps=1e-5)
-            elif n.op == "zeros":
-                ref = value_of(ins[0])
-                y = ref.new_zeros((ref.shape[0], n.attrs["channels"]) + tuple(ref.shape[2:]))
-            else:
-                y = tensor_op(n, ins)
-            env[n.name] = y
+            k = SUPERNET_ONLY.get(n.op) or SUPERNET[n.op]
+            env[n.name] = k(self, n, [env[i] for i in n.inputs] or [x])
         if return_all:
             return env
         return value_of(env[self.nodes[-1].name])
 
     def _float_op(self, n, v):
         """Float shadow of a bank module: the same weights, quantisers bypassed (float warm-up)."""
-        return float_op(n, None if n.op == "input" else self.module_of(n), v)
+        return float_op(n, None if spec(n.op).is_source else self.module_of(n), v)
 
     # ------------------------------------------------------------------ analysis
     def derived_emitter(self, g: Genotype) -> Emitter:
@@ -199,3 +185,38 @@ def quant_state(model: nn.Module) -> dict:
 
 def load_quant_state(model: nn.Module, state: dict) -> None:
     Supernet.load_quant_state(model, state)
+
+
+# ------------------------------------------------------------------------------------------------ op kernels
+# the supernet forward of every op: kernel(supernet, node, inputs) (inputs = [image] for input); the module ops
+# run their float shadow in ``float_mode``; the parameter-free ops are the Brevitas ones
+SUPERNET = kernels("supernet")
+
+
+@SUPERNET.register("input", "conv", "linear", "act")
+def _sn_module(net, n, ins):
+    if net.float_mode:
+        return net._float_op(n, ins[0] if spec(n.op).is_source else value_of(ins[0]))
+    return net.module_of(n)(ins[0])
+
+
+@SUPERNET.register("concat")
+def _sn_concat(net, n, ins):       # plain tensors: dead nodes' zeros have no scale
+    return torch.cat([value_of(t) for t in ins], dim=1)
+
+
+for _op in OP_NAMES:                 # the parameter-free rest: the Brevitas kernels
+    if _op not in SUPERNET:
+        SUPERNET.register(_op)(BREVITAS[_op])
+
+
+def _sn_bn(net, n, ins):           # supernet-only normalisation (see module doc)
+    return F.batch_norm(value_of(ins[0]), None, None, training=True, momentum=0.0, eps=1e-5)
+
+
+def _sn_zeros(net, n, ins):        # a dead node's place in the concat
+    ref = value_of(ins[0])
+    return ref.new_zeros((ref.shape[0], n.attrs["channels"]) + tuple(ref.shape[2:]))
+
+
+SUPERNET_ONLY = {"bn": _sn_bn, "zeros": _sn_zeros}      # ops of the supernet's node list only (not in OPS)

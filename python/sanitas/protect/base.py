@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..golden import conv2d_int, requantize, wrap32
-from ..golden.model import maxpool_int
+from ..golden import conv2d_int, wrap32
+from ..golden.model import GOLDEN, GoldenRun, mac_int
+from ..models.ops import spec
 from .seal import checksums
 
 # Sites of the protection's own state (registered with the fault engine by ``sanitas.protect.campaign``):
@@ -132,33 +133,15 @@ def mac(node, x: np.ndarray, w: np.ndarray, b: np.ndarray, groups: int | None = 
     """Exact conv/linear accumulators of ``node``: (N, O, Ho, Wo) or (N, O) int64 holding int32 (wrapped).
 
     ``groups`` overrides the node's group count (sanity filters run as extra outputs of each group)."""
-    x = np.asarray(x, dtype=np.int64)
-    if node.op == "conv":
-        a = node.attrs
-        y = conv2d_int(x, np.asarray(w, dtype=np.int64), np.asarray(b, dtype=np.int64), a["stride"], a["padding"],
-                       a["groups"] if groups is None else groups, a["dilation"])
-    else:
-        y = x @ np.asarray(w, dtype=np.int64).T + np.asarray(b, dtype=np.int64)
-    return wrap32(y)
+    return wrap32(mac_int(node, np.asarray(x, dtype=np.int64), np.asarray(w, dtype=np.int64),
+                          np.asarray(b, dtype=np.int64), conv2d_int, groups))
 
 
 def eval_plain(gm, node, ins: list) -> np.ndarray:
-    """Exact output of a non-MAC node (same rules as ``GoldenModel.run_int``)."""
-    op = node.op
-    if op == "act":
-        src = gm.by_name[node.inputs[0]]
-        return requantize(ins[0], src.e_out, node.e_out, node.bits, node.signed, node.narrow)
-    if op == "add":
-        return ins[0] + ins[1]
-    if op == "concat":
-        return np.concatenate(ins, axis=1)
-    if op == "maxpool":
-        return maxpool_int(ins[0], node.attrs["k"], node.attrs["stride"], node.attrs["padding"])
-    if op == "gsum":
-        return ins[0].sum(axis=(2, 3))
-    if op == "flatten":
-        return ins[0].reshape(ins[0].shape[0], -1)
-    raise ValueError(f"eval_plain: op {op!r} is not a plain (non-MAC) op")
+    """Exact output of a non-MAC node: the golden kernel of its op (``GoldenModel.run_int``'s rules)."""
+    if spec(node.op).has_weights:
+        raise ValueError(f"eval_plain: op {node.op!r} is not a plain (non-MAC) op")
+    return GOLDEN[node.op](GoldenRun(gm, None, conv2d_int), node, ins)
 
 
 def numel(shape) -> int:
@@ -167,12 +150,9 @@ def numel(shape) -> int:
 
 
 def base_macs(node, out_shape) -> int:
-    """MACs per image of a conv/linear node (0 for other ops)."""
-    if node.op == "conv":
-        return int(np.prod(node.weight.shape)) * int(np.prod(out_shape[2:]))
-    if node.op == "linear":
-        return int(np.prod(node.weight.shape))
-    return 0
+    """MACs per image of a conv/linear node (0 for other ops): the op table's count."""
+    s = spec(node.op)
+    return s.macs(node.weight.shape, out_shape) if s.has_weights else 0
 
 
 def cost(**kw) -> dict:
@@ -195,14 +175,7 @@ def checksum(a: np.ndarray) -> np.ndarray:
 def elementwise_ops(gm, node, shape_out, shapes_in) -> int:
     """Elementwise operations of one non-MAC node per image (the cost of duplicating it): requantise/add/
     compare per output element, k*k compares per max-pool output, one add per summed element."""
-    n_out = int(np.prod(shape_out[1:]))
-    if node.op == "maxpool":
-        return n_out * node.attrs["k"] ** 2
-    if node.op == "gsum":
-        return int(np.prod(shapes_in[0][1:]))
-    if node.op in ("flatten", "concat"):
-        return 0
-    return n_out
+    return spec(node.op).ew_ops(node.attrs, int(np.prod(shape_out[1:])), [int(np.prod(s[1:])) for s in shapes_in])
 
 
 class Scheme:
@@ -240,12 +213,12 @@ class PlainGuard:
 
     def __init__(self, pm, node):
         self.gm, self.node = pm.gm, node
-        self.mem = Memory(node, {"weight": node.weight, "bias": node.bias}) if node.op in ("conv", "linear") else None
+        self.mem = Memory(node, {"weight": node.weight, "bias": node.bias}) if spec(node.op).has_weights else None
 
     def compute(self, ins, raw, hook, rep, hooked: bool = True):
         """(y, True); ``hooked=False`` runs a duplicate: parameters read from memory as they are, no hook."""
         node, h = self.node, (hook if hooked else None)
-        if node.op == "input":
+        if spec(node.op).is_source:
             y = np.asarray(ins[0], dtype=np.int64)
         elif self.mem is not None:
             y = mac(node, ins[0], self.mem.read("weight", h), self.mem.read("bias", h))

@@ -36,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..golden import wrap32
+from ..models.ops import spec
 from .spatial import box_adds, box_sums
 
 LIMIT = 2 ** 31
@@ -74,7 +75,7 @@ class LayerCheck:
     # ------------------------------------------------------------------ the check
     def _box(self, x, out_hw) -> np.ndarray:
         """(N, G, K) box sums of the input (a linear layer: the input itself)."""
-        if self.node.op == "linear":
+        if not spec(self.node.op).spatial:
             return np.asarray(x, dtype=np.int64).reshape(x.shape[0], self.G, self.K)
         bx = box_sums(x, self.node, out_hw)
         return bx.reshape(bx.shape[0], self.G, self.K)
@@ -121,7 +122,7 @@ class LayerCheck:
         p = int(np.prod(out[2:])) if len(out) > 2 else 1
         rows = 1 if self.mode == "weighted" else self.M
         adds = self.G * self.C * (p - 1 if p > 1 else 0) + self.G * rows * (self.C + 2)
-        if self.node.op == "conv":
+        if spec(self.node.op).spatial:
             adds += box_adds(self.node, pm.shapes[self.node.inputs[0]])
         mem = self.G * (self.K * 32 + 64) if self.mode == "weighted" else 0
         return {"macs": self.G * rows * self.K, "adds": adds, "mem_bits": mem}

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SanitasError
+from ..models.ops import spec
 from .base import Memory, NoProtection, PlainGuard, Report, Scheme, call_hook, checksum
 from .clip import Clip, calibrate
 from .dmr import DMR
@@ -246,7 +247,7 @@ class ProtectedModel:
         plan = self.plans[n.name]
         ok = False
         for attempt in range(plan.retries + 1):
-            if n.op == "input":
+            if spec(n.op).is_source:
                 raw = ins = [self._xq]
             else:
                 raw = [env[i] for i in n.inputs]

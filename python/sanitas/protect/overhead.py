@@ -28,6 +28,7 @@ import time
 
 import numpy as np
 
+from ..models.ops import spec
 from .base import base_macs, elementwise_ops, numel
 from .model import ProtectedModel, named_specs
 
@@ -49,7 +50,7 @@ def layer_costs(pm: ProtectedModel) -> list[dict]:
             c["mem_bits"] += 128                                            # its two words
         rows.append({"node": n.name, "op": n.op, "scheme": plan.name, "guard": type(plan.guard).__name__,
                      "base_macs": base_macs(n, out),
-                     "base_ops": 0 if n.op in ("conv", "linear") else
+                     "base_ops": 0 if spec(n.op).has_weights else
                      elementwise_ops(pm.gm, n, out, [pm.shapes[i] for i in n.inputs]),
                      **{f"extra_{k}": v for k, v in c.items()}})
     return rows

@@ -37,6 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..golden import wrap32
+from ..models.ops import spec
 from .base import Memory, Report, Scheme, call_hook, cost, mac
 from .code import (DATA, OK, SANITY, UNCORRECTABLE, build_rows, hamming_cover, locate, n_partials, row_width,
                    sanity_seals, scrub, storage_bits)
@@ -48,7 +49,7 @@ from .spatial import SpatialSanity, box_sums
 def _geometry(node):
     """(groups G, outputs per group C, weight words per output K) of a conv/linear GNode."""
     o = node.weight.shape[0]
-    g = node.attrs.get("groups", 1) if node.op == "conv" else 1
+    g = node.attrs.get("groups", 1) if spec(node.op).spatial else 1
     return g, o // g, int(np.prod(node.weight.shape[1:]))
 
 
@@ -215,7 +216,7 @@ class Sanity(Scheme):
         self.lazy = lazy
 
     def guard(self, pm, node):
-        if node.op not in ("conv", "linear"):
+        if not spec(node.op).has_weights:
             return None
         return make_sanity(node, self.lazy, input_bound(pm.gm, pm.shapes, node.inputs[0]))
 
@@ -226,7 +227,7 @@ class Sanity(Scheme):
 def input_bound(gm, shapes, name: str) -> int:
     """A bound on |value| of node ``name``'s output (2**bits of an activation, a sum's count times its input's)."""
     n = gm.by_name[name]
-    if n.op in ("input", "act"):
+    if spec(n.op).is_source or spec(n.op).requant:
         return 2 ** n.bits
     combine = {"maxpool": lambda u: u[0], "flatten": lambda u: u[0], "concat": max, "add": sum,
                "gsum": lambda u: u[0] * int(np.prod(shapes[n.inputs[0]][2:]))}
@@ -239,7 +240,7 @@ def make_sanity(node, lazy: bool = True, xmax: int = 256):
     """The sanity guard of a conv/linear node: Hamming sanity neurons, or spatial checksums for depthwise.
     ``xmax``: a bound on |input| (decides whether the lazy layer-wide check may run exactly in int64)."""
     g, c, _ = _geometry(node)
-    if node.op == "conv" and c == 1 and g > 1:
+    if spec(node.op).spatial and c == 1 and g > 1:
         return SpatialSanity(node, lazy)
     return SanityLayer(node, lazy, xmax)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..golden import wrap32
+from ..models.ops import spec
 from .base import Memory, Scheme, base_macs, call_hook, cost, mac, numel
 from .sanity import _geometry, build_rows, storage_bits
 
@@ -88,7 +89,7 @@ class SanityCheck(Scheme):
     priority = 20
 
     def guard(self, pm, node):
-        if node.op not in ("conv", "linear"):
+        if not spec(node.op).has_weights:
             return None
         return SanityCheckGuard(pm, node)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..models.ops import spec
 from .base import Memory, PlainGuard, Scheme, base_macs, call_hook, cost, elementwise_ops, eval_plain, mac, numel
 
 
@@ -19,7 +20,7 @@ class TMRGuard:
 
     def __init__(self, pm, node):
         self.gm, self.node = pm.gm, node
-        self.is_mac = node.op in ("conv", "linear")
+        self.is_mac = spec(node.op).has_weights
         self.inner = PlainGuard(pm, node)
         self.mem = self.inner.mem
         if self.is_mac:
@@ -29,7 +30,7 @@ class TMRGuard:
     def _replicas(self, raw, hook) -> np.ndarray:
         """Outputs of replicas 1 and 2: (N, 2, ...)."""
         node = self.node
-        if node.op == "input":
+        if spec(node.op).is_source:
             y = np.asarray(raw[0], dtype=np.int64)
             return np.stack([y, y], axis=1)
         if self.is_mac:
