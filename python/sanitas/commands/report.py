@@ -30,6 +30,9 @@ def run(args) -> dict:
         db = man.get("db", "results.sqlite")
         if not isinstance(db, str) or Path(db).name != db:
             raise SanitasError(f"{d / 'manifest.json'}: bad \"db\" entry {db!r} (a file name in the folder)")
+        from ..faults.campaign import check_campaign_folder
+        if not (d / db).exists():
+            check_campaign_folder(d)          # a folder whose setup was interrupted: say so, not "db not found"
         check_campaign_db(d / db)
     try:
         index = write_report(d)
