@@ -49,6 +49,8 @@ SANITY_TEMPLATES = ("sanity_unit.v.j2", "sanity_array.v.j2")
 DMR_TEMPLATES = ("dmr_unit.v.j2",)
 #: The rollback controller (bounded retries, counters, escalation): fully parametric, one file.
 ROLLBACK_TEMPLATES = ("rollback_ctrl.v.j2",)
+#: The tile top with the sanity-flow sequencer (after SANITY_TEMPLATES), driven by the fault regression.
+TILE_TEMPLATES = ("sanity_tile.v.j2",)
 #: The TMR baseline of the area comparison: three unprotected arrays + voters (after _TEMPLATES).
 TMR_TEMPLATES = ("tmr_array.v.j2",)
 #: cocotb tests of the bench run by `run_cocotb_smoke` (the replay test runs only from `run_cocotb_replay`).
@@ -124,6 +126,11 @@ def generate_dmr_unit(array: ArrayConfig, out_dir) -> list[Path]:
 def generate_rollback_ctrl(array: ArrayConfig, out_dir) -> list[Path]:
     """Render rollback_ctrl.v into ``out_dir``; return [its path]."""
     return _write(array, out_dir, ROLLBACK_TEMPLATES, "generate_rollback_ctrl")
+
+
+def generate_sanity_tile(array: ArrayConfig, out_dir) -> list[Path]:
+    """Render the protected datapath and the sanity_tile.v top (last) into ``out_dir``; return the .v paths."""
+    return _write(array, out_dir, _TEMPLATES + SANITY_TEMPLATES + TILE_TEMPLATES, "generate_sanity_tile")
 
 
 def generate_tmr_array(array: ArrayConfig, out_dir) -> list[Path]:
