@@ -28,58 +28,13 @@ import json
 import math
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 
 from sanitas.config import ArrayConfig  # noqa: E402
-from sanitas.rtl.area import estimate_area  # noqa: E402
-from sanitas.rtl.generate import (  # noqa: E402
-    generate_dmr_unit, generate_rollback_ctrl, generate_sanity_array, generate_systolic_array, generate_tmr_array)
-
-CLASSES = ("LUT", "FF", "DSP", "BRAM")
-
-
-def _units(array: ArrayConfig, out: Path) -> dict[str, list[tuple]]:
-    """Variant -> [(files, top, params)] of its units."""
-    lazy = ArrayConfig(**dict(array.to_dict(), checksums="lazy", fault_injection=False))
-    eager = ArrayConfig(**dict(array.to_dict(), checksums="eager", fault_injection=False))
-    arr = generate_systolic_array(lazy, out / "array")
-    san_l = generate_sanity_array(lazy, out / "lazy")
-    san_e = generate_sanity_array(eager, out / "eager")
-    dmr = generate_dmr_unit(lazy, out / "dmr")
-    rb = generate_rollback_ctrl(lazy, out / "rb")
-    tmr = generate_tmr_array(lazy, out / "tmr")
-    stage = (dmr, "dmr_unit", {"FI_EN": 0, "DMR_EN": 0})
-    return {
-        "unprotected": [(arr, "systolic_array", {"FI_EN": 0, "CHK_EN": 0}), stage],
-        "sanity lazy": [(san_l, "sanity_array", {"FI_EN": 0, "EAGER": 0}), stage],
-        "sanity eager": [(san_e, "sanity_array", {"FI_EN": 0, "EAGER": 1}), stage],
-        "sanity+dmr": [(san_l, "sanity_array", {"FI_EN": 0, "EAGER": 0}),
-                       (dmr, "dmr_unit", {"FI_EN": 0, "DMR_EN": 1}), (rb, "rollback_ctrl", {"FI_EN": 0})],
-        "tmr": [(tmr, "tmr_array", {"FI_EN": 0}), stage],
-    }
-
-
-def area_table(array: ArrayConfig, out: Path, timeout_s: float = 3600.0) -> dict[str, dict[str, int]]:
-    """Variant -> {LUT, FF, DSP, BRAM, seconds}; a unit shared by variants is synthesised once."""
-    cache: dict[tuple, dict] = {}
-    table = {}
-    for name, units in _units(array, out).items():
-        row = dict.fromkeys(CLASSES, 0)
-        t0 = time.perf_counter()
-        for files, top, params in units:
-            key = (tuple(map(str, files)), top, tuple(sorted(params.items())))
-            if key not in cache:
-                cache[key] = estimate_area(files, top, params, timeout_s=timeout_s)
-            for c in CLASSES:
-                row[c] += cache[key][c]
-        row["seconds"] = round(time.perf_counter() - t0, 1)
-        table[name] = row
-        print(f"  {name:13s} " + " ".join(f"{c} {row[c]:6d}" for c in CLASSES), flush=True)
-    return table
+from sanitas.rtl.area import variant_area  # noqa: E402
 
 
 def gemm_layers(model: str) -> list[tuple[str, int, int, int]]:
@@ -124,7 +79,7 @@ def main(argv=None) -> int:
     if not args.no_area:
         print(f"area, {array.rows}x{array.cols} (yosys synth_xilinx, FI_EN = 0):")
         with tempfile.TemporaryDirectory() as tmp:
-            table = area_table(array, Path(tmp))
+            table = variant_area(array, Path(tmp), progress=print)
         base = table["unprotected"]
         lf = base["LUT"] + base["FF"]
         ratios = {v: {"LUT+FF": round((r["LUT"] + r["FF"]) / lf - 1, 4), "extra_DSP": r["DSP"] - base["DSP"]}

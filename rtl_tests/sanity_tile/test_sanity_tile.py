@@ -25,7 +25,8 @@ from sanitas.config import ArrayConfig
 from sanitas.golden.gemm import wrap
 from sanitas.protect.code import n_partials
 from sanitas.rtl.faults import fault_to_fi_ports
-from sanitas.rtl.generate import BENCH_ENV, generate_sanity_tile, run_bench
+from sanitas.rtl.generate import BENCH_ENV
+from sanitas.rtl.regress import run_regression
 from sanitas.rtl.sanity import OUTCOMES, eager, pe_faults, protected_gemm
 
 import cocotb
@@ -60,7 +61,7 @@ async def test_regression(dut):
     await RisingEdge(dut.clk)
     w = p.acc_width
     outcomes, sites, bad = collections.Counter(), collections.Counter(), []
-    records = []
+    records, alarmed = [], 0
     rerun_passes = 1 if eager(p) else n_partials(p.cols) + 1
     t0 = time.perf_counter()
     for f in faults:
@@ -94,6 +95,7 @@ async def test_regression(dut):
         if counters != want or not np.array_equal(c, gold.c) or passes != 1 + rerun_passes * gold.rerun:
             bad.append((f.to_dict(), counters, want, passes))
         outcomes[gold.outcome] += 1
+        alarmed += gold.rerun
         sites[f.site] += 1
         records.append([f.to_json(), gold.outcome])
         await FallingEdge(dut.clk)
@@ -104,7 +106,7 @@ async def test_regression(dut):
           f"{rate:.1f} faults/s, {dict(outcomes)}")
     Path(cfg["summary"]).write_text(json.dumps({
         "faults": len(faults), "outcomes": {o: outcomes[o] for o in OUTCOMES}, "sites": dict(sites),
-        "faults_per_s": rate, "mismatches": len(bad), "examples": bad[:3], "per_pe": per_pe}))
+        "faults_per_s": rate, "mismatches": len(bad), "alarmed": alarmed, "examples": bad[:3], "per_pe": per_pe}))
     assert not bad, f"{len(bad)} faults differ from the golden, e.g. {bad[:3]}"
     assert outcomes["silent"] == 0
 
@@ -112,28 +114,15 @@ async def test_regression(dut):
 # ------------------------------------------------------------------------------------------------ pytest side
 
 needs_iverilog = pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog (Icarus Verilog) not on PATH")
-N_FAULTS = 10_000   # single faults per make test (4x4 lazy)
-K_MAX = 10
-
-
-def run_regression(array: ArrayConfig, n_faults: int, seed: int, out: Path) -> dict:
-    """Build sanity_tile for ``array`` and run ``n_faults`` (rounded up to whole PEs) in one simulation."""
-    summary = out / "summary.json"
-    summary.unlink(missing_ok=True)
-    sim_exit, n_tests, n_failed, _, log = run_bench(
-        out, array, dict(seed=seed, n_faults=n_faults, k_max=K_MAX, summary=str(summary)), seed,
-        ("test_regression",), toplevel="sanity_tile", bench="sanity_tile",
-        sources=generate_sanity_tile(array, out / "rtl"))
-    s = json.loads(summary.read_text()) if summary.is_file() else {}
-    assert (sim_exit, n_tests, n_failed) == (0, 1, 0), f"cocotb regression failed (log: {log}): {s.get('examples')}"
-    return s
+N_FAULTS = 10_000   # single faults per make test (4x4, lazy)
 
 
 @needs_iverilog
 @pytest.mark.slow
 def test_sanity_tile_regression_10k():
     array = ArrayConfig(rows=4, cols=4)
-    s = run_regression(array, N_FAULTS, seed=2026, out=ROOT / "build" / "rtl_tests" / "sanity_tile" / "lazy_4x4")
+    s = run_regression(ROOT / "build" / "rtl_tests" / "sanity_tile" / "lazy_4x4", array, N_FAULTS, seed=2026)
+    assert s["passed"], f"cocotb regression failed (log: {s['log']}): {s.get('examples')}"
     n_pe = array.rows * (array.cols + 1 + n_partials(array.cols))
     assert s["faults"] == s["per_pe"] * n_pe >= N_FAULTS and s["mismatches"] == 0
     assert s["outcomes"]["silent"] == 0 and s["outcomes"]["corrected"] > 0 and s["outcomes"]["masked"] > 0
