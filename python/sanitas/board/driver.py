@@ -7,7 +7,7 @@ int32 logits buffer (N, classes), the batch size ``n``, then sets ``ap_start`` a
 the fake device (fake.py) and the generated ``.hwh`` (fake.py) all read it. The HLS top must export the same map, i.e.::
 
     void sanitas_top(const int8_t *in, int32_t *out, int n,
-                     int *detected, int *corrected, int *rollbacks)   // s_axilite bundle=control
+                     int *detected, ..., int *scrubbed, [fi_* inputs])   // s_axilite bundle=control
     config_export -vendor sanitas.org -library hls -ipname sanitas_top -version 1.0
 
 (Vitis renames ``in``/``out`` to ``in_r``/``out_r``, reserved words in VHDL, and splits a 64-bit pointer into
@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import SanitasError
 from ..hls.regmap import (ADDR_RANGE, ADDR_WIDTH, AP_DONE, AP_IDLE, AP_READY, AP_START, AUTO_RESTART,  # noqa: F401 (re-exported)
                           CONTROL_INTERFACE, DATA_WIDTH, IP_NAME, MEMORY_INTERFACE, OFFSET, REG, REGISTERS,
-                          STATUS_COUNTERS, VLNV, Field, Reg, registers_dict)
+                          FAULT_REGISTERS, STATUS_COUNTERS, VLNV, Field, Reg, registers_dict)
 
 try:  # optional: the real-board and fake-board backends need it, the sim backend does not
     import pynq
@@ -96,7 +96,7 @@ def to_logits(y, n: int, num_classes: int) -> np.ndarray:
 
 
 def split_result(result) -> tuple[np.ndarray, dict]:
-    """A compute callable returns logits, or (logits, {"detected": int, "corrected": int, "rollbacks": int})."""
+    """A compute callable returns logits, or (logits, {counter: int} over STATUS_COUNTERS)."""
     if isinstance(result, tuple):
         logits, counters = result
         unknown = set(counters) - set(STATUS_COUNTERS)
@@ -186,7 +186,7 @@ class SanitasIP(_DefaultIP):
                 raise BoardTimeout(f"sanitas_top did not assert ap_done within {timeout_s:g} s (CTRL=0x{ctrl:02x})")
 
     def status(self) -> dict:
-        """ABFT/DMR counters of the last run: {"detected", "corrected", "rollbacks"} (ints)."""
+        """ABFT/DMR counters of the last run: {name: int} over STATUS_COUNTERS."""
         return {k: int(self.read(OFFSET[k])) for k in STATUS_COUNTERS}
 
 

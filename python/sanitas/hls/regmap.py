@@ -57,7 +57,26 @@ def _vld(name: str, offset: int) -> Reg:
 # ap_ctrl_hs control bits (CTRL, offset 0x00)
 AP_START, AP_DONE, AP_IDLE, AP_READY, AUTO_RESTART = 1 << 0, 1 << 1, 1 << 2, 1 << 3, 1 << 7
 
-#: The register map of sanitas_top, s_axi_control (all 32-bit, little endian).
+#: The status counters of one run, in ``sanitas.protect.Report``'s names and order (one name at every level):
+#: ``Report.summary()`` fields less ``protection_faults`` and ``clipped`` (no hardware scheme has those).
+STATUS_COUNTERS = ("detected", "located", "corrected", "repaired", "rolled_back", "uncorrectable", "escalations",
+                   "scrubbed")
+COUNTER_BASE = 0x30            # first counter's data word; each output scalar takes 16 bytes (data, ap_vld, 2 gaps)
+#: The fault-injection registers (sanitas_top built with the debug port; ignored otherwise): one ``Fault`` record
+#: as ``sanitas.hls.faultport.fault_registers`` encodes it. Input scalars take 8 bytes (data word, reserved word).
+FAULT_REGISTERS = (
+    ("fi_enable", "bit0: inject the fault described by the other fi_* registers in this run"),
+    ("fi_site", "site code of the fault (faultport.SITE_CODES: weight, bias, acc, output, input)"),
+    ("fi_layer", "node index of the faulted layer in the network's node list"),
+    ("fi_index", "flat C-order element index into one image's tensor (or the parameter array)"),
+    ("fi_and", "AND mask on the element's bit pattern (faults.fault_masks)"),
+    ("fi_or", "OR mask on the element's bit pattern"),
+    ("fi_xor", "XOR mask on the element's bit pattern"),
+)
+FAULT_BASE = COUNTER_BASE + 0x10 * len(STATUS_COUNTERS)
+
+#: The register map of sanitas_top, s_axi_control (all 32-bit, little endian), in Vitis HLS's argument layout
+#: for ``sanitas_top(in, out, n, detected, ..., scrubbed, fi_enable, ..., fi_xor)``:
 #:
 #: ======  ===============  ======  =====================================================================
 #: offset  name             access  meaning
@@ -72,13 +91,21 @@ AP_START, AP_DONE, AP_IDLE, AP_READY, AUTO_RESTART = 1 << 0, 1 << 1, 1 << 2, 1 <
 #: 0x1C    out_r_1          w       logits address, bits 31..0         (int32 (N, classes), C-order)
 #: 0x20    out_r_2          w       logits address, bits 63..32
 #: 0x28    n                w       batch size N (images per ap_start)
-#: 0x30    detected         r       ABFT checksum mismatches detected during the last run
+#: 0x30    detected         r       counter of the last run (STATUS_COUNTERS[i] at 0x30 + 0x10 * i) ...
 #: 0x34    detected_ctrl    r       bit0 detected_ap_vld (COR)
-#: 0x40    corrected        r       errors located and corrected by ABFT during the last run
-#: 0x44    corrected_ctrl   r       bit0 corrected_ap_vld (COR)
-#: 0x50    rollbacks        r       DMR checkpoint rollbacks (re-executions) during the last run
-#: 0x54    rollbacks_ctrl   r       bit0 rollbacks_ap_vld (COR)
+#: ...     (located, corrected, repaired, rolled_back, uncorrectable, escalations, scrubbed: 0x40 .. 0xA0)
+#: 0xB0    fi_enable        w       FAULT_REGISTERS[i] at 0xB0 + 8 * i (fi_site 0xB8 ... fi_xor 0xE0)
 #: ======  ===============  ======  =====================================================================
+_COUNTER_TEXT = {
+    "detected": "checks that failed during the last run",
+    "located": "faulty elements / rows / channels located during the last run",
+    "corrected": "output elements corrected during the last run",
+    "repaired": "memory words scrubbed (repaired) during the last run",
+    "rolled_back": "DMR rollbacks (re-reads and re-executions) during the last run",
+    "uncorrectable": "checks still failing after everything the protection can do, last run",
+    "escalations": "layers reloaded from the trusted image during the last run",
+    "scrubbed": "parameter words verified by the patrol scrubber during the last run",
+}
 REGISTERS: tuple[Reg, ...] = (
     Reg("CTRL", 0x00, "read-write", "Control signals", (
         Field("AP_START", 0, 1, "read-write", "Control signal Register for 'ap_start'."),
@@ -104,16 +131,13 @@ REGISTERS: tuple[Reg, ...] = (
     _data("out_r_1", 0x1C, "write-only", "Data signal of out_r (logits address, low word)"),
     _data("out_r_2", 0x20, "write-only", "Data signal of out_r (logits address, high word)"),
     _data("n", 0x28, "write-only", "Data signal of n (batch size)"),
-    _data("detected", 0x30, "read-only", "Data signal of detected (ABFT mismatches in the last run)"),
-    _vld("detected", 0x34),
-    _data("corrected", 0x40, "read-only", "Data signal of corrected (ABFT corrections in the last run)"),
-    _vld("corrected", 0x44),
-    _data("rollbacks", 0x50, "read-only", "Data signal of rollbacks (DMR rollbacks in the last run)"),
-    _vld("rollbacks", 0x54),
-)
+) + tuple(r for i, k in enumerate(STATUS_COUNTERS)
+          for r in (_data(k, COUNTER_BASE + 0x10 * i, "read-only", f"Data signal of {k} ({_COUNTER_TEXT[k]})"),
+                    _vld(k, COUNTER_BASE + 0x10 * i + 4))
+) + tuple(_data(k, FAULT_BASE + 8 * i, "write-only", f"Data signal of {k} ({text})")
+          for i, (k, text) in enumerate(FAULT_REGISTERS))
 REG = {r.name: r for r in REGISTERS}
 OFFSET = {r.name: r.offset for r in REGISTERS}
-STATUS_COUNTERS = ("detected", "corrected", "rollbacks")
 #: s_axi_control address width HLS would generate: enough bits for the highest register
 ADDR_WIDTH = max(r.offset for r in REGISTERS).bit_length()
 
@@ -128,3 +152,28 @@ def registers_dict() -> dict:
         }
         for r in REGISTERS
     }
+
+
+def word(name: str) -> int:
+    """Index of register ``name`` in the register file as a uint32 array (byte offset / 4: ``sanitas_top_axi``)."""
+    return OFFSET[name] // 4
+
+
+#: Words of the register file ``sanitas_top_axi`` takes (every offset below it).
+REG_WORDS = max(r.offset for r in REGISTERS) // 4 + 1
+
+
+def render_header() -> str:
+    """``sanitas_regmap.h``: the byte offsets and word indices of every register, for the C++ top."""
+    lines = ["// sanitas_regmap.h -- generated by sanitas.hls.regmap.render_header(); do not edit.",
+             "// The s_axi_control register map of sanitas_top (byte offsets; *_W: index into a uint32 register file).",
+             "#ifndef SANITAS_REGMAP_H", "#define SANITAS_REGMAP_H", ""]
+    for r in REGISTERS:
+        lines.append(f"#define SANITAS_REG_{r.name.upper()} 0x{r.offset:02X}")
+        lines.append(f"#define SANITAS_REG_{r.name.upper()}_W {r.offset // 4}")
+    lines += ["", f"#define SANITAS_REG_WORDS {REG_WORDS}", f"#define SANITAS_N_COUNTERS {len(STATUS_COUNTERS)}",
+              "// counter i (sanitas.hls.regmap.STATUS_COUNTERS order) sits at word SANITAS_COUNTER_W(i)",
+              f"#define SANITAS_COUNTER_W(i) ({COUNTER_BASE // 4} + 4 * (i))",
+              "// " + ", ".join(f"{i}: {k}" for i, k in enumerate(STATUS_COUNTERS)), "",
+              "#endif  // SANITAS_REGMAP_H", ""]
+    return "\n".join(lines)
