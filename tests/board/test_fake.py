@@ -5,7 +5,7 @@ import pytest
 pynq = pytest.importorskip("pynq", reason="pynq not installed")
 
 from sanitas.board import driver, fake  # noqa: E402
-from sanitas.board.driver import AP_DONE, AP_IDLE, OFFSET, BoardError, BoardTimeout, BoardUnavailable  # noqa: E402
+from sanitas.board.driver import AP_DONE, AP_IDLE, OFFSET, STATUS_COUNTERS, BoardError, BoardTimeout, BoardUnavailable  # noqa: E402
 from sanitas.board.sim import REPO_ROOT, FakeBoard, SimAccelerator  # noqa: E402
 
 
@@ -69,18 +69,18 @@ def test_batch_change_reallocates_and_frees(net, images, tmp_path):
 def test_status_counters_round_trip(net, images, tmp_path):
     def compute(x):
         s = int(x.astype(np.int64).sum())
-        counters = {"detected": len(x), "corrected": 1, "rollbacks": 7}
+        counters = {"detected": len(x), "corrected": 1, "rolled_back": 7}
         return np.full((len(x), net.num_classes), s, dtype=np.int64), counters
 
     with FakeBoard(compute, net.input_shape, net.num_classes, out_dir=tmp_path) as b:
         y = b.infer(images[:3])
-        assert b.status() == {"detected": 3, "corrected": 1, "rollbacks": 7}
+        assert b.status() == dict.fromkeys(STATUS_COUNTERS, 0) | {"detected": 3, "corrected": 1, "rolled_back": 7}
         assert b.accel.register_map.detected_ctrl.detected_ap_vld == 1
         assert b.accel.register_map.detected_ctrl.detected_ap_vld == 0   # clear on read
     assert (y == int(images[:3].astype(np.int64).sum())).all()
     sim = SimAccelerator(compute, net.input_shape, net.num_classes)
     np.testing.assert_array_equal(sim.infer(images[:3]), y)
-    assert sim.status() == {"detected": 3, "corrected": 1, "rollbacks": 7}
+    assert sim.status() == dict.fromkeys(STATUS_COUNTERS, 0) | {"detected": 3, "corrected": 1, "rolled_back": 7}
 
 
 def test_ap_ctrl_hs_semantics(net, images, tmp_path):

@@ -299,7 +299,7 @@ class FakeSanitasTop:
     """Register-level model of ``sanitas_top`` (Vitis HLS ap_ctrl_hs semantics on the REGISTERS map).
 
     ``compute(x)`` gets int8 (n, *input_shape) read from DDR and returns integer logits (n, num_classes)
-    or (logits, {"detected", "corrected", "rollbacks"}). ``latency_s``: ap_done rises that long after
+    or (logits, {counter: value}) for counters of ``STATUS_COUNTERS``. ``latency_s``: ap_done rises that long after
     ap_start (seen by polling reads); ``stall``: the run never finishes (a hung IP, for timeout tests).
     """
 

@@ -57,7 +57,7 @@ class SimAccelerator:
         return y[0] if single else y
 
     def status(self) -> dict:
-        """Counters of the last run (what the IP's detected/corrected/rollbacks registers would hold)."""
+        """Counters of the last run (what the IP's STATUS_COUNTERS registers would hold)."""
         return dict(self._status)
 
     def close(self) -> None:
