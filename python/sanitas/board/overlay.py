@@ -233,8 +233,13 @@ def make_hwh(board: dict, design: str = "sanitas") -> str:
     return '<?xml version="1.0" encoding="UTF-8" standalone="no" ?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def write_overlay(board, out_dir, name: str = "sanitas", input_shape=None, num_classes=None) -> Path:
-    """Write ``<name>.bit``, ``<name>.hwh`` and (if shapes are given) ``<name>.json`` into ``out_dir``."""
+def write_overlay(board, out_dir, name: str = "sanitas", input_shape=None, num_classes=None, *,
+                  fault_port: bool = False, layers=(), spec=None) -> Path:
+    """Write ``<name>.bit``, ``<name>.hwh`` and (if shapes are given) ``<name>.json`` into ``out_dir``.
+
+    The .json (``driver.load_overlay_config``) also says whether the IP has the fault-injection port, the
+    network's layer names and its protection spec.
+    """
     board = load_board(board)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -243,6 +248,6 @@ def write_overlay(board, out_dir, name: str = "sanitas", input_shape=None, num_c
     bit.with_suffix(".hwh").write_text(make_hwh(board, name))
     if input_shape is not None and num_classes is not None:
         bit.with_suffix(".json").write_text(json.dumps(
-            {"board": board["name"], "vlnv": VLNV, "input_shape": list(input_shape), "num_classes": int(num_classes)},
-            indent=2) + "\n")
+            {"board": board["name"], "vlnv": VLNV, "input_shape": list(input_shape), "num_classes": int(num_classes),
+             "fault_port": bool(fault_port), "layers": list(layers), "spec": spec}, indent=2) + "\n")
     return bit

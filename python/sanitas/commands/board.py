@@ -1,11 +1,18 @@
 """``sanitas board``: run the test split through the PYNQ driver — on a real board (``pynq``), on the fake
-pynq Device that emulates the IP (``fake``), or on the golden-backed simulator (``sim``) — and compare with golden."""
+pynq Device (``fake``: its IP is the csim of ``sanitas_top``, the accelerator's own C++ behind the register map,
+or the golden model with ``--ip callback``), or on the golden-backed simulator (``sim``) — and compare with golden.
+
+The ``--json`` summary says which IP computed (``"ip"``: ``hw`` on a board, ``csim``, ``callback``, ``golden``),
+how many images were bit-exact, the accuracy, and the protection counters of the run.
+"""
 from __future__ import annotations
 
 import numpy as np
 
-from ._common import choice, existing_dir, existing_file, load_model_data_golden, positive_int
+from ._common import choice, existing_dir, existing_file, load_model_data_golden, positive_int, scheme
 from ._config import configure
+
+IPS = ("csim", "callback")
 
 
 def add_parser(sub):
@@ -14,6 +21,9 @@ def add_parser(sub):
     p.add_argument("--backend", type=choice(("pynq", "fake", "sim"), "backend"), default=None)
     p.add_argument("--board", default=None, help="board folder name under boards/")
     p.add_argument("--bitfile", type=existing_file, default=None, help="overlay .bit (backend pynq)")
+    p.add_argument("--ip", type=choice(IPS, "fake IP"), default=None,
+                   help="backend fake: csim (sanitas_top's C++, the default) or callback (the golden model)")
+    p.add_argument("--scheme", type=scheme, default=None, help="protection of the csim IP (backend fake)")
     p.add_argument("--data-dir", type=existing_dir, default=None)
     p.add_argument("--limit", type=positive_int, default=None, help="number of test images")
     p.set_defaults(func=run)
@@ -22,18 +32,23 @@ def add_parser(sub):
 
 def run(args) -> dict:
     from ..board import open_board
+    from ..board.overlay import load_board
+    load_board(args.board)                      # an unknown board is refused before anything is built
     model, splits, gm = load_model_data_golden(args.checkpoint, args.data_dir)
     x, y = splits.test.tensors
     xq = gm.quantize_input(x.numpy()[: args.limit]).astype(np.int8)
     kw = {"board": args.board}
     if args.bitfile:
         kw["bitfile"] = args.bitfile
+    if args.backend == "fake":
+        kw |= {"ip": args.ip, "spec": args.scheme}
     with open_board(args.backend, compute=gm, **kw) as b:
-        logits = np.asarray(b.infer(xq)).astype(np.int64)
-        status = b.status()
+        logits, status = b.infer(xq)
+        ip = {"sim": "golden", "pynq": "hw"}.get(args.backend) or b.ip_kind
+    logits = np.asarray(logits).astype(np.int64)
     ref = gm.run_int(xq)
     same = int((logits == ref).all(axis=1).sum())
     acc = float((logits.argmax(1) == y.numpy()[: args.limit]).mean())
-    print(f"bit-exact: {same}/{len(xq)}")
-    return {"ok": same == len(xq), "backend": args.backend, "bit_exact": same, "total": int(len(xq)),
+    print(f"bit-exact: {same}/{len(xq)} ({ip})")
+    return {"ok": same == len(xq), "backend": args.backend, "ip": ip, "bit_exact": same, "total": int(len(xq)),
             "accuracy": acc, "status": status}
