@@ -1,0 +1,113 @@
+"""The fake board whose IP is the csim of ``sanitas_top`` (engine.CsimEngine): the accelerator's own C++, built
+as a shared library by ``sanitas.hls.top`` and called through ``sanitas_top_axi`` with the IP's register file.
+
+Checked: bit-exact with golden on the digits test split through pynq's Overlay/MMIO/allocate path; faults
+programmed through the fault-injection registers give the logits and counters the csim library gives for the
+same record when called directly (``hls.top.TopLibrary``) and the golden model's faulted logits; inject(None)
+and reload(layer) clear them; ``sanitas board --backend fake --json`` says ``"ip": "csim"``.
+"""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pynq = pytest.importorskip("pynq", reason="pynq not installed")
+top = pytest.importorskip("sanitas.hls.top", reason="sanitas.hls.top (the csim library) not in this checkout")
+
+from sanitas.board.driver import OFFSET, STATUS_COUNTERS, BoardInputError, BoardUnavailable  # noqa: E402
+from sanitas.board.engine import CsimEngine  # noqa: E402
+from sanitas.board.sim import FakeBoard  # noqa: E402
+from sanitas.faults.executors import run_golden  # noqa: E402
+from sanitas.faults.fault import Fault, sample_faults  # noqa: E402
+from sanitas.hls.faultport import fault_registers  # noqa: E402
+
+ZERO = dict.fromkeys(STATUS_COUNTERS, 0)
+
+
+@pytest.fixture(scope="module")
+def net(lenet5_ckpt):
+    from sanitas.commands._common import load_model_data_golden
+    _, splits, gm = load_model_data_golden(lenet5_ckpt)
+    x, y = splits.test.tensors
+    return gm, gm.quantize_input(x.numpy()).astype(np.int8), y.numpy()
+
+
+@pytest.fixture(scope="module")
+def board(net, tmp_path_factory):
+    gm, _, _ = net
+    with FakeBoard(gm, board="zcu104", out_dir=tmp_path_factory.mktemp("zcu104")) as b:
+        yield b
+
+
+def test_digits_test_split_bit_exact_on_the_csim_ip(board, net):
+    gm, xq, labels = net
+    assert board.ip_kind == "csim" and isinstance(board.ip.engine, CsimEngine)
+    calls = board.ip.engine.calls
+    y, counters = board.infer(xq)
+    assert len(xq) == 270 and y.dtype == np.int32
+    np.testing.assert_array_equal(y, gm.run_int(xq))
+    assert counters == board.status() == ZERO
+    assert board.ip.engine.calls == calls + 1                  # one ap_start, one call of the C entry point
+    assert (y.argmax(1) == labels).mean() > 0.8
+
+
+def test_faults_through_the_register_match_the_csim_and_golden(board, net):
+    gm, xq, _ = net
+    x = xq[:24]
+    lib = top.TopLibrary(board.library, gm)
+    clean = gm.run_int(x)
+    faults = sample_faults(gm, 6, sites=("weight", "bias", "acc", "output", "input"), kinds=("bitflip", "stuck1"),
+                           seed=3)
+    faults.append(Fault("weight", "conv1", (0, 0, 1, 1), 6, "bitflip"))
+    changed = 0
+    for f in faults:
+        words = board.inject(f)
+        assert words == fault_registers(f, gm)
+        assert {k: board.ip.window.u32(OFFSET[k]) for k in words} == words      # what the C++ reads
+        y, counters = board.infer(x)
+        ref_y, ref_counters = lib.run(x, fault=f)
+        np.testing.assert_array_equal(y, ref_y)
+        assert counters == ref_counters
+        np.testing.assert_array_equal(y, run_golden(gm, x, [f]))
+        changed += int((y != clean).any())
+    assert changed >= 1                                        # the faults reach the logits
+    board.inject(None)
+    assert board.ip.window.u32(OFFSET["fi_enable"]) == 0
+    np.testing.assert_array_equal(board.infer(x)[0], clean)
+
+
+def test_reload_restores_the_trusted_image(board, net):
+    gm, xq, _ = net
+    x = xq[:8]
+    f = Fault("weight", "conv1", (0, 0, 1, 1), 6, "bitflip")
+    board.inject(f)
+    faulty, _ = board.infer(x)
+    assert (faulty != gm.run_int(x)).any()
+    downloads = board.device.downloads
+    board.reload("conv1")
+    assert board.device.downloads == downloads + 1 and board.overlay.reloads >= 1
+    assert board.accel.fault is None and board.ip.window.u32(OFFSET["fi_enable"]) == 0
+    np.testing.assert_array_equal(board.infer(x)[0], gm.run_int(x))     # same driver, same buffers
+    with pytest.raises(BoardInputError, match=r"^unknown layer 'conv9'; the network's layers: input, conv1, "):
+        board.reload("conv9")
+
+
+def test_fault_port_errors(net, tmp_path):
+    gm, xq, _ = net
+    with FakeBoard(gm, out_dir=tmp_path, ip="callback") as b:
+        with pytest.raises(BoardUnavailable, match=r"^this sanitas_top has no fault-injection port"):
+            b.inject(Fault("weight", "conv1", (0, 0, 0, 0), 1))
+        np.testing.assert_array_equal(b.infer(xq[:4])[0], gm.run_int(xq[:4]))
+    with pytest.raises(BoardUnavailable, match=r"does not load as the csim of sanitas_top"):
+        CsimEngine(tmp_path / "sanitas.json", (1, 8, 8), 10)
+
+
+def test_cli_board_fake_says_csim(lenet5_ckpt):
+    r = subprocess.run([sys.executable, "-m", "sanitas.cli", "board", "--checkpoint", str(lenet5_ckpt),
+                        "--backend", "fake", "--limit", "270", "--json"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (s["ok"], s["backend"], s["ip"], s["bit_exact"], s["total"]) == (True, "fake", "csim", 270, 270)
+    assert s["status"] == ZERO
