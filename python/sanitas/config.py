@@ -206,12 +206,12 @@ class BoardConfig:
     board: str = "pynq-z2"         # board folder name under boards/
     bitfile: str | None = None     # overlay .bit (backend pynq; None: the board folder's)
     limit: int = 64                # test images run through the board
-    ip: str = "csim"               # backend fake: csim (sanitas_top's C++ as the IP) | callback (the golden model)
+    ip: str = "csim"               # backend fake: csim (sanitas_top's C++) | golden (ProtectedModel) | callback
     scheme: str = "none"           # protection spec of the csim IP (backend fake)
 
     def __post_init__(self):
         _one_of("board", "backend", self.backend, ("pynq", "fake", "sim"))
-        _one_of("board", "ip", self.ip, ("csim", "callback"))
+        _one_of("board", "ip", self.ip, ("csim", "golden", "callback"))
         _at_least("board", "limit", self.limit, 1)
 
 

@@ -111,3 +111,32 @@ def test_cli_board_fake_says_csim(lenet5_ckpt):
     s = json.loads(r.stdout.strip().splitlines()[-1])
     assert (s["ok"], s["backend"], s["ip"], s["bit_exact"], s["total"]) == (True, "fake", "csim", 270, 270)
     assert s["status"] == ZERO
+
+
+def test_golden_ip_decodes_the_fault_registers_like_the_csim(board, net, tmp_path):
+    """ip='golden': the fi_* words decoded into a golden hook give the csim's logits (spec none) and, protected,
+    the counters ProtectedModel gives for the same Fault record; a download restores the trusted memories."""
+    from sanitas.faults.executors import golden_hook
+    from sanitas.protect.model import ProtectedModel
+    gm, xq, _ = net
+    x = xq[:12]
+    faults = sample_faults(gm, 4, sites=("weight", "acc", "output"), kinds=("bitflip",), seed=5)
+    with FakeBoard(gm, out_dir=tmp_path / "none", ip="golden") as g:
+        for f in faults:
+            g.inject(f)
+            board.inject(f)
+            np.testing.assert_array_equal(g.infer(x)[0], board.infer(x)[0])
+    board.inject(None)
+    f = Fault("weight", "conv1", (0, 0, 1, 1), 6, "bitflip")
+    with FakeBoard(gm, out_dir=tmp_path / "prot", ip="golden", spec="sanity+dmr") as g:
+        g.inject(f)
+        y, counters = g.infer(x)
+        ref_y, rep = ProtectedModel(gm, "sanity+dmr").run(x, golden_hook(gm, [f]))
+        np.testing.assert_array_equal(y, ref_y)
+        assert counters == {k: getattr(rep, k) for k in STATUS_COUNTERS}
+        assert counters["detected"] >= 1 and counters["uncorrectable"] == 0
+        np.testing.assert_array_equal(y, gm.run_int(x))             # corrected: the fault-free logits
+        g.reload("conv1")
+        y2, after = g.infer(x)                                     # fault gone; the patrol scrubber still runs
+        np.testing.assert_array_equal(y2, gm.run_int(x))
+        assert after == ZERO | {"scrubbed": after["scrubbed"]} and after["scrubbed"] > 0

@@ -10,6 +10,11 @@ to an engine's ``run(x, regs) -> (int32 logits (N, classes), {counter: int})``:
   the fault-injection registers the driver wrote reach the C++ exactly as the HLS top would see them, and the
   counters it writes into ``regs`` become the IP's counter registers. Off-board runs execute the accelerator's
   own code.
+* ``GoldenEngine`` -- the golden model, under protection ``spec`` (``sanitas.protect.ProtectedModel``), behind
+  the same registers: the fi_* words are decoded the way the C++ top reads them (site code, node index, flat
+  element index, AND/OR/XOR masks on the site's bit pattern; ``sanitas.hls.faultport``) into a ``run_int`` hook,
+  and the ``Report``'s counters become the counter registers. It stands in for a protected csim while
+  ``sanitas_top`` generates the unprotected accelerator only.
 * ``CallbackEngine`` -- ``compute(x) -> logits | (logits, counters)`` (a golden model's ``run_int`` or any
   callable): registers other than ``n`` are not seen, so it refuses a run with ``fi_enable`` set.
 
@@ -78,4 +83,57 @@ class CsimEngine:
         return y, {k: int(words[regmap.word(k)]) for k in STATUS_COUNTERS}
 
 
-ENGINES = {"csim": CsimEngine, "callback": CallbackEngine}
+class GoldenEngine:
+    """The golden model (protected by ``spec``) behind the register file, fault port included (module doc)."""
+
+    kind = "golden"
+
+    def __init__(self, gm, spec="none"):
+        from ..protect.model import ProtectedModel
+        self.gm, self.spec = gm, spec
+        self.input_shape, self.num_classes = tuple(gm.input_shape), int(gm.num_classes)
+        self.protected = ProtectedModel(gm, spec) if spec not in (None, "none") else None
+        self.calls = 0
+
+    def reset(self) -> None:
+        """A PL configuration: every parameter memory back to its trusted image."""
+        if self.protected is not None:
+            self.protected.reset()
+
+    def register_hook(self, regs: np.ndarray):
+        """The ``run_int`` hook the fi_* words describe (None when fi_enable is clear)."""
+        from ..faults.fault import apply_masks, site_info
+        from ..hls.faultport import SITE_CODES
+        w = {k: int(regs[regmap.word(k)]) for k, _ in regmap.FAULT_REGISTERS}
+        if not w["fi_enable"] & 1:
+            return None
+        sites = {v: k for k, v in SITE_CODES.items()}
+        if w["fi_site"] not in sites or w["fi_layer"] >= len(self.gm.nodes):
+            raise BoardError(f"fault registers name no site of this network (fi_site={w['fi_site']}, "
+                             f"fi_layer={w['fi_layer']})")
+        site, layer = sites[w["fi_site"]], self.gm.nodes[w["fi_layer"]].name
+        info = site_info(self.gm, site, layer)
+        if w["fi_index"] >= max(1, int(np.prod(info.shape))):
+            raise BoardError(f"fi_index {w['fi_index']} is outside {site} of {layer} {tuple(info.shape)}")
+        index = tuple(int(i) for i in np.unravel_index(w["fi_index"], info.shape)) if info.shape else ()
+        masks = (w["fi_and"], w["fi_or"], w["fi_xor"])
+
+        def hook(node, s, arr):
+            if node.name != layer or s != site:
+                return arr
+            out = np.array(arr, dtype=np.int64, copy=True)
+            idx = ((slice(None),) + index) if info.batched else index
+            out[idx] = apply_masks(out[idx], *masks, info.bits, info.signed)
+            return out
+        return hook
+
+    def run(self, x: np.ndarray, regs: np.ndarray) -> tuple[np.ndarray, dict]:
+        hook = self.register_hook(regs)
+        self.calls += 1
+        if self.protected is None:
+            return to_logits(self.gm.run_int(x, hook=hook), len(x), self.num_classes), dict.fromkeys(STATUS_COUNTERS, 0)
+        y, rep = self.protected.run(x, hook)
+        return to_logits(y, len(x), self.num_classes), {k: int(getattr(rep, k)) for k in STATUS_COUNTERS}
+
+
+ENGINES = {"csim": CsimEngine, "golden": GoldenEngine, "callback": CallbackEngine}

@@ -323,6 +323,8 @@ class FakeSanitasTop:
 
     # ---- state
     def reset(self) -> None:
+        if hasattr(self.engine, "reset"):          # configuring the PL restores on-chip memories too
+            self.engine.reset()
         for r in REGISTERS:
             self.window.set_u32(r.offset, 0)
         self._ctrl = AP_IDLE      # authoritative CTRL (bits the host cannot write)

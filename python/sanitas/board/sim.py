@@ -24,7 +24,7 @@ import numpy as np
 from ..paths import REPO_ROOT
 from .driver import (STATUS_COUNTERS, VLNV, BoardError, BoardUnavailable, check_input, split_result,
                      to_logits)
-from .engine import ENGINES, CallbackEngine, CsimEngine
+from .engine import ENGINES, CallbackEngine, CsimEngine, GoldenEngine
 from .overlay import load_board
 
 BACKENDS = ("pynq", "fake", "sim")
@@ -82,7 +82,8 @@ class FakeBoard:
     (default ``build/board/<board>``). ``latency_s``/``stall``: IP timing (see ``fake.FakeSanitasTop``).
     ``ddr_size``/``ddr_base``: the fake DDR pool. ``ip``: what computes behind the registers, ``"csim"`` (the
     default for a golden model: ``sanitas_top`` compiled for protection ``spec`` with the fault port, or
-    ``library``, an already built ``libsanitas_top.so``) or ``"callback"`` (the default for a plain callable).
+    ``library``, an already built ``libsanitas_top.so``), ``"golden"`` (the golden model protected by ``spec``
+    behind the registers, fault port included) or ``"callback"`` (the default for a plain callable).
     After ``open()``: ``.device``, ``.overlay``, ``.accel``, ``.ip`` (the IP model), ``.ip_kind``.
     """
 
@@ -135,6 +136,10 @@ class FakeBoard:
         """The IP's computation (engine.py); ``csim`` builds the library on first use (cached by content)."""
         if self.ip_kind == "callback":
             return CallbackEngine(self.compute, self.input_shape, self.num_classes)
+        if self.ip_kind == "golden":
+            if self.model is None:
+                raise BoardError("ip 'golden' runs the golden model behind the registers: pass one")
+            return GoldenEngine(self.model, self.spec)
         if self.library is None:
             try:
                 from ..hls.top import build_top_library
@@ -151,8 +156,8 @@ class FakeBoard:
         engine = self._engine()
         layers = tuple(n.name for n in self.model.nodes) if self.model is not None else ()
         self.bitfile = write_overlay(self.board, self.out_dir, self.name, self.input_shape, self.num_classes,
-                                     fault_port=self.ip_kind == "csim", layers=layers,
-                                     spec=self.spec if self.ip_kind == "csim" else None)
+                                     fault_port=self.ip_kind != "callback", layers=layers,
+                                     spec=self.spec if self.ip_kind != "callback" else None)
         self.device = FakeDevice(self.board, ddr_size=self.ddr_size, ddr_base=self.ddr_base)
         self.device.register_model(VLNV, lambda dev, desc: FakeSanitasTop(dev, desc, engine, self.latency_s,
                                                                           self.stall))

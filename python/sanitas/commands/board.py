@@ -1,9 +1,11 @@
 """``sanitas board``: run the test split through the PYNQ driver — on a real board (``pynq``), on the fake
 pynq Device (``fake``: its IP is the csim of ``sanitas_top``, the accelerator's own C++ behind the register map,
-or the golden model with ``--ip callback``), or on the golden-backed simulator (``sim``) — and compare with golden.
+the protected golden model behind the registers with ``--ip golden``, or a plain callback), or on the golden-backed
+simulator (``sim``) — and compare with golden.
 
-The ``--json`` summary says which IP computed (``"ip"``: ``hw`` on a board, ``csim``, ``callback``, ``golden``),
-how many images were bit-exact, the accuracy, and the protection counters of the run.
+The ``--json`` summary says which IP computed (``"ip"``: ``hw`` on a board; ``csim``, ``golden`` or ``callback``
+on the fake board; ``golden`` for ``sim``), how many images were bit-exact, the accuracy, and the protection
+counters of the run.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import numpy as np
 from ._common import choice, existing_dir, existing_file, load_model_data_golden, positive_int, scheme
 from ._config import configure
 
-IPS = ("csim", "callback")
+IPS = ("csim", "golden", "callback")
 
 
 def add_parser(sub):
@@ -22,7 +24,8 @@ def add_parser(sub):
     p.add_argument("--board", default=None, help="board folder name under boards/")
     p.add_argument("--bitfile", type=existing_file, default=None, help="overlay .bit (backend pynq)")
     p.add_argument("--ip", type=choice(IPS, "fake IP"), default=None,
-                   help="backend fake: csim (sanitas_top's C++, the default) or callback (the golden model)")
+                   help="backend fake: csim (sanitas_top's C++), golden (the protected golden model behind the "
+                        "registers) or callback (golden run_int, no fault port)")
     p.add_argument("--scheme", type=scheme, default=None, help="protection of the csim IP (backend fake)")
     p.add_argument("--data-dir", type=existing_dir, default=None)
     p.add_argument("--limit", type=positive_int, default=None, help="number of test images")
