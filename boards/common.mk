@@ -7,13 +7,14 @@
 #            build/board/<board>/ip and the bitstream; sanitas.bit + sanitas.hwh land in build/board/<board>/overlay.
 #            Without the tools it stops with one line (exit 2) after writing the tcl.
 #
-# Variables: PYTHON (default <repo>/.venv/bin/python if present, else python3); HLS_SRC, the folder with the C++ of
-# sanitas_top (default <repo>/build/hls/top, what the HLS flow writes); BUILD (default <repo>/build/board/<board>).
+# Variables: PYTHON (default <repo>/.venv/bin/python if present, else python3); BUILD (default
+# <repo>/build/board/<board>); HLS_SRC, the folder with the network's C++ of sanitas_top (default $(BUILD)/top,
+# where `sanitas board --backend fake --board <board>` has sanitas.hls.top write it).
 BOARD   := $(notdir $(patsubst %/,%,$(CURDIR)))
 ROOT    := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))..)
 PYTHON  ?= $(if $(wildcard $(ROOT)/.venv/bin/python),$(ROOT)/.venv/bin/python,python3)
 BUILD   ?= $(ROOT)/build/board/$(BOARD)
-HLS_SRC ?= $(ROOT)/build/hls/top
+HLS_SRC ?= $(BUILD)/top
 export PYTHONPATH := $(ROOT)/python$(if $(PYTHONPATH),:$(PYTHONPATH),)
 
 .DEFAULT_GOAL := overlay
