@@ -140,3 +140,18 @@ def test_golden_ip_decodes_the_fault_registers_like_the_csim(board, net, tmp_pat
         y2, after = g.infer(x)                                     # fault gone; the patrol scrubber still runs
         np.testing.assert_array_equal(y2, gm.run_int(x))
         assert after == ZERO | {"scrubbed": after["scrubbed"]} and after["scrubbed"] > 0
+
+
+def test_two_networks_in_one_folder_each_run_their_own_library(net, tmp_path):
+    """The library is rebuilt at the same path for another network; the process must not keep the old one."""
+    import torch
+    from sanitas.golden import export_golden
+    from sanitas.models import build
+    gm, xq, _ = net
+    torch.manual_seed(7)
+    other = export_golden(build("lenet5", tuple(gm.input_shape), gm.num_classes))
+    x = xq[:6]
+    assert (other.run_int(x) != gm.run_int(x)).any()
+    for model in (gm, other, gm):
+        with FakeBoard(model, out_dir=tmp_path) as b:
+            np.testing.assert_array_equal(b.infer(x)[0], model.run_int(x))

@@ -21,7 +21,8 @@ _EXPORTS = {
 }
 __all__ = ["BACKENDS", "VLNV", "BoardError", "BoardInputError", "BoardTimeout", "BoardUnavailable", "CsimEngine",
            "FakeBoard", "FakeDevice", "GoldenEngine", "REGISTERS", "SanitasIP", "SanitasOverlay", "SimAccelerator",
-           "load_board", "make_hwh", "open_board", "render_block_design", "write_design", "write_overlay"]   # = the keys of _EXPORTS (tests/board/test_exports.py checks)
+           "load_board", "make_hwh", "open_board", "render_block_design", "write_design", "write_overlay"]
+# __all__ = the keys of _EXPORTS (tests/board/test_exports.py checks)
 
 
 def __getattr__(name):

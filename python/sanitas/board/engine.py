@@ -23,6 +23,8 @@ to an engine's ``run(x, regs) -> (int32 logits (N, classes), {counter: int})``:
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +60,16 @@ class CsimEngine:
         if not self.path.is_file():
             raise BoardUnavailable(f"no csim library at {self.path} (sanitas.hls.top.build_top_library builds it)")
         self.input_shape, self.num_classes = tuple(input_shape), int(num_classes)
+        # dlopen keeps one library per path for the process: a rebuilt library at the same path (another
+        # network, same folder) would silently be the old one, so load a copy named by its content
+        data = self.path.read_bytes()
+        self.loaded = self.path.with_name(f".{self.path.stem}-{hashlib.sha256(data).hexdigest()[:16]}.so")
+        if not self.loaded.is_file():
+            tmp = self.loaded.with_name(f"{self.loaded.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(self.loaded)
         try:
-            lib = ctypes.CDLL(str(self.path))
+            lib = ctypes.CDLL(str(self.loaded))
             fn = getattr(lib, self.SYMBOL)
         except (OSError, AttributeError) as e:
             raise BoardUnavailable(f"{self.path} does not load as the csim of sanitas_top: {e}") from None
