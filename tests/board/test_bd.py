@@ -165,6 +165,10 @@ def test_block_design_address_map_matches_board_and_fake_hwh(board, tmp_path):
     ip = parser.ip_dict["sanitas_top_0"]
     assert (ip["phys_addr"], ip["addr_range"], ip["type"]) == (b["accel"]["base"], ADDR_RANGE, VLNV)
     assert ADDR_RANGE == 64 << 10
+    import xml.etree.ElementTree as ET
+    ranges = [(m.get("BASEVALUE"), m.get("ADDRESSBLOCK")) for m in ET.parse(hwh).iter("MEMRANGE")
+              if m.get("MASTERBUSINTERFACE") == "m_axi_gmem"]
+    assert ranges == [(off, seg.rsplit("/", 1)[1]) for off, _, _, seg in addrs[1:]]   # the tcl's DDR segments
     assert parser.clock_dict[0]["enable"] == 1
 
 

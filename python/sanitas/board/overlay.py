@@ -225,7 +225,8 @@ def make_hwh(board: dict, design: str = "sanitas") -> str:
     mm = _sub(m, "MEMORYMAP")
     hp = axi["memory"]["port"].replace("S_AXI_", "").replace("_FPD", "")
     for d in board["ddr"]:
-        _sub(mm, "MEMRANGE", ADDRESSBLOCK=f"{hp}_{d['name']}", BASENAME="C_BASEADDR", BASEVALUE=f"0x{d['base']:08X}",
+        seg = d.get("segment", f"{hp}_{d['name']}")      # the PS's address segment, as Vivado names it
+        _sub(mm, "MEMRANGE", ADDRESSBLOCK=seg, BASENAME="C_BASEADDR", BASEVALUE=f"0x{d['base']:08X}",
              HIGHNAME="C_HIGHADDR", HIGHVALUE=f"0x{d['base'] + d['size'] - 1:08X}", INSTANCE=psi, IS_DATA="TRUE",
              IS_INSTRUCTION="TRUE", MASTERBUSINTERFACE=MEMORY_INTERFACE, MEMTYPE="MEMORY",
              SLAVEBUSINTERFACE=axi["memory"]["port"])
