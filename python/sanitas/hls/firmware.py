@@ -91,7 +91,11 @@ def render_net(gm, array: ArrayConfig) -> str:
     w(f"#define SANITAS_IN_SIZE {n_in}\n#define SANITAS_OUT_SIZE {n_out}\n#define SANITAS_N_NODES {len(gm.nodes)}\n\n")
     for n in gm.nodes:
         w(f"static word_t t{idx[n.name]}[{size[n.name]}];   // {n.name}: {n.op} {shapes[n.name]}\n")
-    w(f"static word_t scratch[{scratch}];   // an input read with a fault applied (fault port only)\n\n")
+    w(f"static word_t scratch[{scratch}];   // an input read with a fault applied (fault port only)\n")
+    w("#ifdef SANITAS_TOP_AXI\n// Every node's buffer (last image of the last run), for the layer-by-layer trace.\n"
+      f"static word_t *const node_buf[{len(gm.nodes)}] = {{{', '.join(f't{i}' for i in range(len(gm.nodes)))}}};\n"
+      f"static const int node_size[{len(gm.nodes)}] = {{{', '.join(str(size[n.name]) for n in gm.nodes)}}};\n"
+      "#endif\n\n")
     w("// One image: int8 input (C, H, W) -> int32 logits.\n"
       "static void sanitas_net(const int8_t img[SANITAS_IN_SIZE], int32_t logits[SANITAS_OUT_SIZE], "
       "const net_fault &f, net_stats &st) {\n")
@@ -256,9 +260,12 @@ image:
 }
 
 #ifdef SANITAS_TOP_AXI
+// Built with -fvisibility=hidden: only these C entry points leave the library, so several nets' libraries load
+// side by side in one process without interposing each other's (same-named) kernels.
+#define SANITAS_EXPORT extern "C" __attribute__((visibility("default")))
 // The shared library's entry point (board helper's fake device): regs is the s_axilite register file as uint32
 // words indexed by byte offset / 4 (sanitas_regmap.h); reads n (and fi_*), writes the counters and their ap_vld.
-extern "C" int sanitas_top_axi(const int8_t *in, int32_t *out, uint32_t *regs) {
+SANITAS_EXPORT int sanitas_top_axi(const int8_t *in, int32_t *out, uint32_t *regs) {
     int cnt[SANITAS_N_COUNTERS];
     const int n = (int)regs[SANITAS_REG_N_W];
     if (n < 0) return 1;
@@ -274,8 +281,15 @@ extern "C" int sanitas_top_axi(const int8_t *in, int32_t *out, uint32_t *regs) {
     return 0;
 }
 
+// Copies node i's output of the last image into dst (if not null); returns its size, -1 for a bad index.
+SANITAS_EXPORT int sanitas_node_output(int i, int32_t *dst) {
+    if (i < 0 || i >= SANITAS_N_NODES) return -1;
+    if (dst) memcpy(dst, node_buf[i], sizeof(word_t) * node_size[i]);
+    return node_size[i];
+}
+
 // Engine statistics of the last sanitas_top_axi call: cycles (estimate), data MACs, flagged GEMM rows.
-extern "C" void sanitas_top_stats(long long *out3) {
+SANITAS_EXPORT void sanitas_top_stats(long long *out3) {
     out3[0] = last_stats.cycles;
     out3[1] = last_stats.macs;
     out3[2] = last_stats.flagged;

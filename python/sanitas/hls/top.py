@@ -90,7 +90,8 @@ def build_top(gm, spec="none", out_dir=None, *, array=None, fault_port=False) ->
     check_spec(gm, spec)
     out = Path(out_dir) if out_dir is not None else CACHE / "src" / gm.spec.get("name", "net")
     write_firmware(gm, out, array)
-    extra = ("-shared", "-fPIC", "-DSANITAS_TOP_AXI") + (("-DSANITAS_FAULT_PORT",) if fault_port else ())
+    extra = ("-shared", "-fPIC", "-fvisibility=hidden", "-fvisibility-inlines-hidden", "-DSANITAS_TOP_AXI")
+    extra += ("-DSANITAS_FAULT_PORT",) if fault_port else ()
     art, secs = _compile(out, CXXFLAGS, LIB, extra)
     dst = out / LIB
     tmp = out / f".{LIB}.tmp"
@@ -120,6 +121,8 @@ class TopLibrary:
         self.lib.sanitas_top_axi.restype = ctypes.c_int
         self.lib.sanitas_top_axi.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
         self.lib.sanitas_top_stats.argtypes = [ctypes.c_void_p]
+        self.lib.sanitas_node_output.restype = ctypes.c_int
+        self.lib.sanitas_node_output.argtypes = [ctypes.c_int, ctypes.c_void_p]
 
     def run(self, xq, fault=None, registers: dict | None = None) -> tuple[np.ndarray, dict]:
         from .faultport import fault_registers
@@ -139,6 +142,14 @@ class TopLibrary:
         if rc != 0:
             raise SanitasError(f"sanitas_top_axi returned {rc}")
         return y, {k: int(regs[regmap.word(k)]) for k in regmap.STATUS_COUNTERS}
+
+    def node_output(self, name: str) -> np.ndarray:
+        """Output of node ``name`` for the last image of the last run, in its (C, H, W) / (F,) shape."""
+        i = [n.name for n in self.gm.nodes].index(name)
+        size = self.lib.sanitas_node_output(i, None)
+        out = np.zeros(size, dtype=np.int32)
+        self.lib.sanitas_node_output(i, out.ctypes.data)
+        return out.reshape(self.gm.shapes()[name][1:])
 
     def stats(self) -> dict:
         """Engine statistics of the last run: cycles (estimate), data MACs, flagged GEMM rows (all images)."""
