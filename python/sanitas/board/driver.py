@@ -4,7 +4,7 @@ The IP (produced by HLS; docs/architecture.md) is an AXI4-Lite-controlled block 
 ``ap_ctrl_hs`` protocol: the host writes the DDR addresses of an int8 input tensor (N, C, H, W) and of an
 int32 logits buffer (N, classes), the batch size ``n``, then sets ``ap_start`` and polls ``ap_done``.
 ``REGISTERS`` (``sanitas.hls.regmap``, re-exported here) is the register map, written once: this driver,
-the fake device (fake.py) and the generated ``.hwh`` (fake.py) all read it. The HLS top must export the same map, i.e.::
+the fake device (fake.py) and the generated ``.hwh`` (overlay.py) all read it. The HLS top exports that map::
 
     void sanitas_top(const int8_t *in, int32_t *out, int n,
                      int *detected, ..., int *scrubbed, [fi_* inputs])   // s_axilite bundle=control
@@ -15,6 +15,11 @@ the fake device (fake.py) and the generated ``.hwh`` (fake.py) all read it. The 
 
 ``pynq`` is optional: without it this module still gives the register table, input checks and error types
 (used by sim.py); ``SanitasIP`` / ``SanitasOverlay`` then raise a one-line error when instantiated.
+
+The driver's calls: ``infer(images) -> (logits, counters)`` (buffers from ``pynq.allocate``, flushed before
+ap_start and invalidated after ap_done), ``inject(fault)`` (the fi_* registers: a ``Fault`` encoded by
+``sanitas.hls.faultport`` for the network's golden model, a dict of words, or None to clear), ``status()``,
+and on the overlay ``reload(layer)`` (an escalation: the PL configured again from the bitstream).
 """
 from __future__ import annotations
 
