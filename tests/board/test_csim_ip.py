@@ -104,13 +104,26 @@ def test_fault_port_errors(net, tmp_path):
         CsimEngine(tmp_path / "sanitas.json", (1, 8, 8), 10)
 
 
-def test_cli_board_fake_says_csim(lenet5_ckpt):
+def test_cli_board_fake_says_csim(lenet5_ckpt, net, board):
+    """``sanitas board --backend fake``: the csim IP, bit-exact on the digits test split; ``--faults`` goes through
+    the fault-injection registers and sums what the csim library gives for the same records."""
     r = subprocess.run([sys.executable, "-m", "sanitas.cli", "board", "--checkpoint", str(lenet5_ckpt),
-                        "--backend", "fake", "--limit", "270", "--json"], capture_output=True, text=True, timeout=600)
+                        "--backend", "fake", "--limit", "270", "--faults", "3", "--fault-seed", "2", "--json"],
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.loads(r.stdout.strip().splitlines()[-1])
     assert (s["ok"], s["backend"], s["ip"], s["bit_exact"], s["total"]) == (True, "fake", "csim", 270, 270)
     assert s["status"] == ZERO
+    gm, xq, _ = net
+    lib, clean = top.TopLibrary(board.library, gm), gm.run_int(xq)
+    want = {"injected": 3, "changed_images": 0, "wrong_predictions": 0} | ZERO
+    for f in sample_faults(gm, 3, sites=("weight", "acc", "output"), kinds=("bitflip",), seed=2):
+        y, counters = lib.run(xq, fault=f)
+        want["changed_images"] += int((y != clean).any(axis=1).sum())
+        want["wrong_predictions"] += int((y.argmax(1) != clean.argmax(1)).sum())
+        for k, v in counters.items():
+            want[k] += v
+    assert s["faults"] == want and want["changed_images"] > 0
 
 
 def test_golden_ip_decodes_the_fault_registers_like_the_csim(board, net, tmp_path):
