@@ -17,6 +17,8 @@ NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
 
 def test_package_links_every_notebook():
     pkg = ROOT / "python" / "sanitas" / "notebooks"
+    missing = sorted(set(NOTEBOOKS) - {p.name for p in pkg.glob("*.ipynb")})
+    assert missing == [], f"link each new notebook into the package: ln -s ../../../notebooks/NAME {pkg}/NAME"
     assert sorted(p.name for p in pkg.glob("*.ipynb")) == NOTEBOOKS and "02_board.ipynb" in NOTEBOOKS
     assert not (pkg / "__init__.py").exists()       # a namespace folder: pynq copies it whole
     for name in NOTEBOOKS:
