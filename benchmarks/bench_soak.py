@@ -6,9 +6,8 @@ upsets per inference (weights, biases, the protection's own memory, checkpoints;
 ``--transients`` transient datapath faults per inference (the same seeded pool for every scheme), each
 inference's logits compared with the fault-free golden model (``sanitas.protect.soak``). The table gives per
 scheme: inferences, memory upsets, transients, silent (wrong, no alarm), wrong_flagged (wrong, alarm), top1_wrong
-(the predicted class changed),
-detected, corrected, escalations, repaired words, and the measured inferences per second (so a full run can be
-sized). Results go to ``--out``/soak.json.
+(the predicted class changed), detected, corrected, escalations, repaired words, and the measured inferences per
+second (so a full run can be sized). Results go to ``--out``/soak.json.
 
 A full table is hours of CPU, so the run persists as it goes: every (network, scheme) soak has its own folder
 ``--out``/<net>/<scheme>/ with ``state.npz`` (``Soak.save``, every ``--save-every`` inferences) and, once done,
