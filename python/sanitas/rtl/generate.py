@@ -12,7 +12,8 @@ only in a re-run pass, eager = every pass; the hardware form is documented in th
 ``sanity_array.v`` top (array + sanity unit); their golden model is `sanitas.rtl.sanity`. `generate_dmr_unit`
 renders ``dmr_unit.v`` (stream checksums, two-lane output stage; golden `sanitas.rtl.dmr`) and
 `generate_rollback_ctrl` ``rollback_ctrl.v`` (re-read / re-execute with bounded retries; golden
-`sanitas.rtl.rollback`).
+`sanitas.rtl.rollback`); `generate_engine` the ``engine.v`` top (AXI4-Lite control, AXI4-Stream data, one layer
+per command; register map `sanitas.rtl.engine_regs`, host side `sanitas.rtl.engine`).
 
 The one parameter set is `sanitas.config.ArrayConfig`: it renders the Verilog parameters (`verilog_parameters`)
 and travels to the cocotb bench as JSON in the environment variable `BENCH_ENV`. `run_cocotb_smoke` builds and
@@ -36,6 +37,7 @@ from sanitas.paths import REPO_ROOT
 from ..config import ArrayConfig, clog2
 from ..errors import SanitasError
 from ..protect.code import n_partials as sanity_partials
+from .engine_regs import ENGINE_ADDR_W, ENGINE_REG_TABLE, ENGINE_REGS
 
 #: Environment variable carrying the JSON bench configuration into the cocotb simulation.
 BENCH_ENV = "SANITAS_SYSTOLIC_BENCH"
@@ -53,6 +55,8 @@ ROLLBACK_TEMPLATES = ("rollback_ctrl.v.j2",)
 TILE_TEMPLATES = ("sanity_tile.v.j2",)
 #: The TMR baseline of the area comparison: three unprotected arrays + voters (after _TEMPLATES).
 TMR_TEMPLATES = ("tmr_array.v.j2",)
+#: The engine top (AXI4-Lite + AXI4-Stream; after the tile's and the DMR unit's templates).
+ENGINE_TEMPLATES = ("engine.v.j2",)
 #: cocotb tests of the bench run by `run_cocotb_smoke` (the replay test runs only from `run_cocotb_replay`).
 SMOKE_TESTS = ("test_gemm_random", "test_fault_injection")
 
@@ -99,7 +103,8 @@ def render_systolic_array(array: ArrayConfig, templates: tuple[str, ...] = _TEMP
                k_width=array.k_width, max_k=array.max_k, chk_width=array.chk_width, fi_row_w=fi_row_width(array),
                fi_col_w=fi_col_width(array), fi_part_w=fi_part_width(array), n_part=n_partials(array),
                fi_en=int(array.fault_injection), eager=verilog_parameters(array)["EAGER"],
-               checksums=array.checksums.value, version=sanitas.__version__)
+               checksums=array.checksums.value, version=sanitas.__version__,
+               regs=ENGINE_REG_TABLE, regs_by=ENGINE_REGS, addr_w=ENGINE_ADDR_W)
     return {name[: -len(".j2")]: env.get_template(name).render(**ctx) for name in templates}
 
 
@@ -131,6 +136,13 @@ def generate_rollback_ctrl(array: ArrayConfig, out_dir) -> list[Path]:
 def generate_sanity_tile(array: ArrayConfig, out_dir) -> list[Path]:
     """Render the protected datapath and the sanity_tile.v top (last) into ``out_dir``; return the .v paths."""
     return _write(array, out_dir, _TEMPLATES + SANITY_TEMPLATES + TILE_TEMPLATES, "generate_sanity_tile")
+
+
+def generate_engine(array: ArrayConfig, out_dir) -> list[Path]:
+    """Render the engine top and everything under it (the tile's datapath, dmr_unit) into ``out_dir``; the .v
+    paths, engine.v last."""
+    return _write(array, out_dir, _TEMPLATES + SANITY_TEMPLATES + TILE_TEMPLATES + DMR_TEMPLATES + ENGINE_TEMPLATES,
+                  "generate_engine")
 
 
 def generate_tmr_array(array: ArrayConfig, out_dir) -> list[Path]:

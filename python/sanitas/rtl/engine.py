@@ -1,0 +1,232 @@
+"""Host side of the RTL ``engine`` (templates/engine.v.j2): a network as engine commands, their streams, and a
+byte-level model of what the engine returns.
+
+The engine runs one GEMM layer per command (tiles of ROWS x COLS outputs, K in chunks of KMAX, bias, output
+stage). What it does not do is done here, in numpy, as a DMA engine and a host driver would:
+
+* `layer_commands`: a `sanitas.golden.GoldenModel` (conv/linear, each followed by an ``act`` and optionally a
+  ``maxpool``; ``flatten``) -> one `EngineCmd` per conv/linear: B = the weights as (K, N), the bias (int32, with the
+  uint8 zero-point fold 128 * sum_k B[k, j] when the layer's input is unsigned), the requantisation shift, the
+  saturation bounds, the pool window and the raw (logits) mode;
+* `im2col`: the conv input as A (M, K) -- rows in pooling-window order (each 2x2 window's four output positions
+  are consecutive rows, so the engine pools over consecutive tile rows), K = (C, kh, kw) in the weights' order;
+* `pack_stream` / `unpack_output`: the tile order (M tiles outer, N tiles inner), the zero padding of M, N and K,
+  the s_axis byte stream and the m_axis bytes back to the layer's output tensor;
+* `engine_model`: the engine's arithmetic on the same stream (int32 wrap, requantise, pool), so the stream format
+  is checked without a simulator (tests/rtl/test_rtl_engine.py) and the RTL bench compares bytes with it;
+* `run_network`: a whole network through a ``run_layer(cmd, a) -> y`` function (the RTL bench, or the model).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import ArrayConfig
+from ..errors import SanitasError
+from ..golden.model import wrap32
+from ..golden.rounding import int_range, shift_round_half_even
+
+#: K per chunk of the engine (its KMAX parameter default): the stream is KMAX bytes wide.
+KMAX = 16
+
+
+@dataclass(frozen=True)
+class EngineCmd:
+    """One engine command: a conv/linear layer with its output stage."""
+    name: str            # the conv/linear node
+    b: np.ndarray        # (K, N) int8 weights
+    bias: np.ndarray     # (N,) int32 bias as the engine adds it (zero-point fold included)
+    shift: int           # requantisation shift e_out - e_in
+    lo: int              # saturation bounds
+    hi: int
+    in_unsigned: bool    # A words are uint8
+    pool: int            # pooling window side (1: none; 2: 2x2 stride 2)
+    raw: bool            # no output stage: int32 outputs
+    conv: dict | None    # conv attrs (k, stride, padding) or None for linear
+    out_channels: int
+
+    @property
+    def pool_log2(self) -> int:
+        return 2 * (self.pool - 1).bit_length() if self.pool > 1 else 0
+
+    def mode(self) -> int:
+        """The MODE register (sanitas.rtl.engine_regs)."""
+        return int(self.in_unsigned) | (int(self.raw) << 1) | (self.pool_log2 << 2)
+
+
+def layer_commands(gm) -> list[EngineCmd]:
+    """The engine commands of golden model ``gm``, in order (SanitasError for ops the engine cannot run)."""
+    nodes, cmds = gm.nodes, []
+    consumers = {n.name: [m for m in nodes if n.name in m.inputs] for n in nodes}
+    for n in nodes:
+        if n.op in ("input", "act", "maxpool", "flatten"):
+            continue
+        if n.op not in ("conv", "linear"):
+            raise SanitasError(f"engine: op {n.op!r} of node {n.name!r} is not an engine layer")
+        if n.op == "conv" and (n.attrs["groups"] != 1 or n.attrs["dilation"] != 1):
+            raise SanitasError(f"engine: conv {n.name!r} needs groups = dilation = 1")
+        src = gm.by_name[n.inputs[0]]
+        w = np.asarray(n.weight, np.int64).reshape(n.weight.shape[0], -1)     # (N, K)
+        bias = np.asarray(n.bias, np.int64)
+        unsigned = not src.signed
+        if unsigned:
+            bias = bias + 128 * w.sum(axis=1)
+        nxt = consumers[n.name]
+        act = nxt[0] if len(nxt) == 1 and nxt[0].op == "act" else None
+        pool, raw, shift, lo, hi = 1, act is None, 0, 0, 0
+        if act is not None:
+            shift = act.e_out - n.e_out
+            lo, hi = int_range(act.bits, act.signed, act.narrow)
+            after = consumers[act.name]
+            if len(after) == 1 and after[0].op == "maxpool":
+                a = after[0].attrs
+                if a["k"] != 2 or a["stride"] != 2 or a["padding"] != 0:
+                    raise SanitasError(f"engine: maxpool {after[0].name!r} must be 2x2 stride 2")
+                pool = 2
+        conv = dict(k=n.attrs["k"], stride=n.attrs["stride"], padding=n.attrs["padding"]) if n.op == "conv" else None
+        cmds.append(EngineCmd(n.name, w.T.copy(), wrap32(bias), shift, lo, hi, unsigned, pool, raw, conv,
+                              w.shape[0]))
+    return cmds
+
+
+def im2col(x: np.ndarray, k: int, stride: int, padding: int, pool: int) -> tuple[np.ndarray, tuple]:
+    """x (N, C, H, W) -> (A (M, C*k*k), (N, Ho, Wo)); rows ordered (n, oh // pool, ow // pool, oh % pool, ow % pool)."""
+    n, c, h, w = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    ho, wo = (h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1
+    if ho % pool or wo % pool:
+        raise SanitasError(f"engine: conv output {ho}x{wo} does not split into {pool}x{pool} pooling windows")
+    win = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
+    a = win.transpose(0, 2, 3, 1, 4, 5).reshape(n, ho // pool, pool, wo // pool, pool, c * k * k)
+    return a.transpose(0, 1, 3, 2, 4, 5).reshape(-1, c * k * k), (n, ho, wo)
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def tiles(cmd: EngineCmd, m: int, array: ArrayConfig, kmax: int = KMAX) -> tuple[int, int, int]:
+    """(M tiles, N tiles, K chunks) of ``cmd`` on an M-row input."""
+    return _ceil(m, array.rows), _ceil(cmd.b.shape[1], array.cols), max(1, _ceil(cmd.b.shape[0], kmax))
+
+
+def pack_stream(cmd: EngineCmd, a: np.ndarray, array: ArrayConfig, kmax: int = KMAX) -> bytes:
+    """The s_axis bytes of ``cmd`` on A (M, K): per tile (M tiles outer) bias beats, then per K chunk ROWS A rows
+    and COLS B columns of KMAX bytes."""
+    rows, cols = array.rows, array.cols
+    mt, nt, kc = tiles(cmd, a.shape[0], array, kmax)
+    k, n = cmd.b.shape
+    ap = np.zeros((mt * rows, kc * kmax), np.int64)
+    ap[: a.shape[0], :k] = a
+    bp = np.zeros((kc * kmax, nt * cols), np.int64)
+    bp[:k, :n] = cmd.b
+    biasp = np.zeros(nt * cols, np.int64)
+    biasp[:n] = cmd.bias
+    bpb = kmax // 4
+    nbb = _ceil(cols, bpb)
+    a8 = (ap & 0xFF).astype(np.uint8).reshape(mt, rows, kc, kmax).transpose(0, 2, 1, 3)   # (mt, kc, rows, kmax)
+    b8 = (bp & 0xFF).astype(np.uint8).reshape(kc, kmax, nt, cols).transpose(2, 0, 3, 1)   # (nt, kc, cols, kmax)
+    bias_b = np.zeros((nt, nbb * bpb), np.int64)
+    bias_b[:, :cols] = biasp.reshape(nt, cols)
+    bias_b = (bias_b & 0xFFFFFFFF).astype("<u4").view(np.uint8).reshape(nt, -1)
+    parts = []
+    for i in range(mt):
+        for j in range(nt):
+            parts.append(bias_b[j].tobytes())
+            chunks = np.concatenate([a8[i].reshape(kc, -1), b8[j].reshape(kc, -1)], axis=1)
+            parts.append(chunks.tobytes())
+    return b"".join(parts)
+
+
+def tile_out_bytes(cmd: EngineCmd, array: ArrayConfig, kmax: int = KMAX) -> tuple[int, int]:
+    """(meaningful bytes, stream bytes) of one output tile."""
+    ne = array.rows * array.cols
+    nb = ne * 4 if cmd.raw else ne >> cmd.pool_log2
+    return nb, _ceil(nb, kmax) * kmax
+
+
+def unpack_output(data: bytes, cmd: EngineCmd, m: int, array: ArrayConfig, kmax: int = KMAX) -> np.ndarray:
+    """m_axis bytes -> the layer's output matrix: (M / pool**2, N) int8/uint8 values or (M, N) int32 (raw)."""
+    rows, cols = array.rows, array.cols
+    mt, nt, _ = tiles(cmd, m, array, kmax)
+    nb, sb = tile_out_bytes(cmd, array, kmax)
+    if len(data) != mt * nt * sb:
+        raise SanitasError(f"engine: {len(data)} output bytes, expected {mt * nt * sb}")
+    t = np.frombuffer(data, np.uint8).reshape(mt, nt, sb)[:, :, :nb]
+    if cmd.raw:
+        v = t.copy().view("<i4").astype(np.int64).reshape(mt, nt, rows, cols)
+    else:
+        v = t.reshape(mt, nt, rows >> cmd.pool_log2, cols).astype(np.int64)
+        if cmd.lo < 0:
+            v = np.where(v > 127, v - 256, v)
+    r = v.shape[2]
+    out = v.transpose(0, 2, 1, 3).reshape(mt * r, nt * cols)
+    return out[: m >> cmd.pool_log2, : cmd.b.shape[1]]
+
+
+def engine_model(stream: bytes, cmd: EngineCmd, m: int, array: ArrayConfig, kmax: int = KMAX) -> bytes:
+    """What the engine sends back for ``stream`` (its arithmetic, fault-free): parse the tiles, GEMM with int32
+    wrap, bias, output stage (requantise, saturate, pool over consecutive rows) or raw words."""
+    rows, cols = array.rows, array.cols
+    mt, nt, kc = tiles(cmd, m, array, kmax)
+    nbb = _ceil(cols, kmax // 4)
+    buf = np.frombuffer(stream, np.uint8)
+    per_tile = nbb * kmax + kc * (rows + cols) * kmax
+    if len(buf) != mt * nt * per_tile:
+        raise SanitasError(f"engine: stream of {len(buf)} bytes, expected {mt * nt * per_tile}")
+    nb, sb = tile_out_bytes(cmd, array, kmax)
+    out = []
+    for t in buf.reshape(mt * nt, per_tile):
+        bias = t[: nbb * kmax].copy().view("<i4")[:cols].astype(np.int64)
+        ch = t[nbb * kmax:].reshape(kc, rows + cols, kmax).astype(np.int64)
+        a = ch[:, :rows, :] ^ (0x80 if cmd.in_unsigned else 0)
+        a = np.where(a > 127, a - 256, a)
+        b = np.where(ch[:, rows:, :] > 127, ch[:, rows:, :] - 256, ch[:, rows:, :])
+        acc = wrap32(np.einsum("crk,cjk->rj", a, b) + bias)
+        if cmd.raw:
+            words = (acc & 0xFFFFFFFF).astype("<u4").view(np.uint8).ravel()
+        else:
+            y = np.clip(shift_round_half_even(acc, cmd.shift), cmd.lo, cmd.hi)
+            p = 1 << cmd.pool_log2
+            y = y.reshape(rows // p, p, cols).max(axis=1)
+            words = (y & 0xFF).astype(np.uint8).ravel()
+        tile_b = np.zeros(sb, np.uint8)
+        tile_b[:nb] = words
+        out.append(tile_b.tobytes())
+    return b"".join(out)
+
+
+def layer_input(cmd: EngineCmd, x: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """The A matrix of ``cmd`` for its input tensor ``x`` and the output geometry."""
+    if cmd.conv is None:
+        return x.reshape(x.shape[0], -1), (x.shape[0],)
+    c = cmd.conv
+    return im2col(x, c["k"], c["stride"], c["padding"], cmd.pool)
+
+
+def layer_output(cmd: EngineCmd, y: np.ndarray, geom: tuple) -> np.ndarray:
+    """The engine's output matrix -> the tensor the next layer reads (N, O, Hp, Wp) or (N, O)."""
+    if cmd.conv is None:
+        return y
+    n, ho, wo = geom
+    p = cmd.pool
+    return y.reshape(n, ho // p, wo // p, cmd.out_channels).transpose(0, 3, 1, 2)
+
+
+def run_network(gm, xq: np.ndarray, run_layer) -> np.ndarray:
+    """Run ``gm`` on int8 images ``xq`` (N, C, H, W) command by command: ``run_layer(cmd, a) -> y`` (the output
+    matrix of `unpack_output`); returns the last layer's output (int32 logits (N, classes))."""
+    x = np.asarray(xq, np.int64)
+    for cmd in layer_commands(gm):
+        a, geom = layer_input(cmd, x)
+        x = layer_output(cmd, run_layer(cmd, a), geom)
+    return x
+
+
+def model_layer(array: ArrayConfig, kmax: int = KMAX):
+    """A ``run_layer`` for `run_network` that packs the stream and runs `engine_model` (no simulator)."""
+    def run(cmd: EngineCmd, a: np.ndarray) -> np.ndarray:
+        return unpack_output(engine_model(pack_stream(cmd, a, array, kmax), cmd, a.shape[0], array, kmax), cmd,
+                             a.shape[0], array, kmax)
+    return run

@@ -1,0 +1,52 @@
+"""Register map of the RTL ``engine`` top's AXI4-Lite control port: one Python table, rendered into the Verilog
+(`templates/engine.v.j2` decodes writes and muxes reads from it) and read by the cocotb driver and the docs.
+
+Every register is 32 bits at a word-aligned byte offset. ``access`` is ``rw`` (a control word the host writes
+before a command; reads return it), ``w1`` (write-1 pulse: the bit acts for one edge, reads return 0) or ``ro``
+(status / counters driven by the engine). ``signal`` names the Verilog expression a read returns (for ``ro``) or
+the register the write lands in (for ``rw``); ``bits`` is its width. The HLS top has its own map
+(`sanitas.hls.regmap`); this one describes only the RTL engine.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class EngineReg(NamedTuple):
+    """One AXI4-Lite register of the engine."""
+    name: str     # upper-case register name (ENGINE_REGS key)
+    offset: int   # byte offset
+    access: str   # rw | w1 | ro
+    bits: int     # width of the value (low bits of the 32-bit word)
+    signal: str   # Verilog register / expression behind it
+    doc: str      # one line
+
+
+#: The engine's registers, by offset.
+ENGINE_REG_TABLE: tuple[EngineReg, ...] = (
+    EngineReg("CTRL", 0x00, "w1", 1, "cmd_start", "bit 0: start the command (one layer) written below"),
+    EngineReg("STATUS", 0x04, "ro", 3, "{alarm, done_q, busy}",
+              "bit 0 busy, bit 1 done (sticky until the next start), bit 2 alarm in the last command "
+              "(uncorrectable sanity check or output-lane mismatch)"),
+    EngineReg("TILES", 0x08, "rw", 24, "r_tiles", "output tiles (ROWS x COLS each) of the command"),
+    EngineReg("KCHUNKS", 0x0C, "rw", 16, "r_kchunks", "K chunks (KMAX each, zero padded) per output tile"),
+    EngineReg("SHIFT", 0x10, "rw", 7, "r_shift", "requantisation shift e_out - e_in (signed)"),
+    EngineReg("LO", 0x14, "rw", 10, "r_lo", "saturation low bound (signed; ReLU: 0)"),
+    EngineReg("HI", 0x18, "rw", 10, "r_hi", "saturation high bound (signed; uint8: 255)"),
+    EngineReg("MODE", 0x1C, "rw", 6, "r_mode",
+              "bit 0: A words are uint8 (the engine feeds a - 128; the host folds 128 * sum_k B into the bias), "
+              "bit 1: raw output (int32 accumulator + bias, no output stage), bits 5:2: log2 of the pool "
+              "window size (rows of a tile max-pooled together)"),
+    EngineReg("CNT_DETECTED", 0x20, "ro", 32, "cnt_detected", "sanity checks that alarmed (since reset)"),
+    EngineReg("CNT_CORRECTED", 0x24, "ro", 32, "cnt_corrected", "alarms located and corrected"),
+    EngineReg("CNT_UNCORR", 0x28, "ro", 32, "cnt_uncorrectable", "alarms not correctable"),
+    EngineReg("CNT_LANE_BAD", 0x2C, "ro", 32, "cnt_lane_bad", "output tiles whose two lanes disagreed"),
+    EngineReg("CYCLES", 0x30, "ro", 32, "cyc_q", "edges the last command was busy"),
+    EngineReg("GEMMS", 0x34, "ro", 32, "gemm_q", "tile GEMMs (K chunks) the last command ran"),
+    EngineReg("GEOMETRY", 0x38, "ro", 32, "GEOM", "ROWS | COLS << 8 | KMAX << 16"),
+)
+
+#: Registers by name.
+ENGINE_REGS: dict[str, EngineReg] = {r.name: r for r in ENGINE_REG_TABLE}
+#: AXI4-Lite address width of the engine (bytes).
+ENGINE_ADDR_W = 8
