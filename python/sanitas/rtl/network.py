@@ -1,0 +1,53 @@
+"""A whole network through the RTL ``engine``: `run_engine_network` builds the engine of an ArrayConfig with
+Icarus and runs the cocotb bench rtl_tests/engine (cocotbext-axi drives its AXI4-Lite and AXI4-Stream ports) on
+the first ``images`` digits test images of a trained checkpoint, layer by layer; the bench compares every layer's
+output bytes with `sanitas.rtl.engine.engine_model` and the logits with `GoldenModel.run_int`.
+
+Files under ``out_dir``: rtl/ (Verilog), sim/ (Icarus build), golden.npz (the golden model the bench loads),
+images.npy / reference.npy (int8 images and golden logits), summary.json (written by the bench), sim.log.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..config import ArrayConfig
+from ..errors import SanitasError
+from .generate import generate_engine, run_bench
+
+
+def run_engine_network(out_dir, array: ArrayConfig, checkpoint, images: int, gm=None) -> dict:
+    """Run ``images`` test images of ``checkpoint`` (a digits model) through the engine; returns {"images",
+    "bit_exact", "total", "layers" (per layer M, K, N, cycles, GEMMs, stream beats), "cycles", "wall_s",
+    "passed", "log"}. ``gm``: the golden model, when the caller has it (else exported from the checkpoint)."""
+    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
+        raise SanitasError(f"the engine network run needs images >= 1, got {images!r}")
+    from ..data import load_dataset
+    from ..golden import export_golden
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if gm is None:
+        from ..train import load_checkpoint
+        model, _ = load_checkpoint(checkpoint)
+        gm = export_golden(model)
+    test = load_dataset("digits").test.tensors[0].numpy()
+    if images > len(test):
+        raise SanitasError(f"the digits test split has {len(test)} images, asked for {images}")
+    xq = gm.quantize_input(test[:images])
+    paths = {k: out / f for k, f in (("golden", "golden.npz"), ("images", "images.npy"),
+                                     ("reference", "reference.npy"), ("summary", "summary.json"))}
+    gm.save(paths["golden"])
+    np.save(paths["images"], xq)
+    np.save(paths["reference"], gm.run_int(xq))
+    paths["summary"].unlink(missing_ok=True)
+    sim_exit, n_tests, n_failed, _, log = run_bench(
+        out, array, {k: str(v) for k, v in paths.items()}, 0, ("test_registers", "test_network"),
+        toplevel="engine", bench="engine", sources=generate_engine(array, out / "rtl"))
+    s = json.loads(paths["summary"].read_text()) if paths["summary"].is_file() else {}
+    s.setdefault("bit_exact", 0)
+    s["total"] = images
+    s["passed"] = (sim_exit, n_tests, n_failed) == (0, 2, 0) and s["bit_exact"] == images
+    s["log"] = str(log)
+    return s
