@@ -26,9 +26,10 @@ from ..config import ArrayConfig
 from ..errors import SanitasError
 from ..golden.model import wrap32
 from ..golden.rounding import int_range, shift_round_half_even
+from .engine_regs import ENGINE_KMAX
 
 #: K per chunk of the engine (its KMAX parameter default): the stream is KMAX bytes wide.
-KMAX = 16
+KMAX = ENGINE_KMAX
 
 
 @dataclass(frozen=True)

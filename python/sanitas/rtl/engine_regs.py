@@ -48,5 +48,7 @@ ENGINE_REG_TABLE: tuple[EngineReg, ...] = (
 
 #: Registers by name.
 ENGINE_REGS: dict[str, EngineReg] = {r.name: r for r in ENGINE_REG_TABLE}
+#: K per chunk of the engine (its KMAX parameter default): the streams are KMAX bytes wide.
+ENGINE_KMAX = 32
 #: AXI4-Lite address width of the engine (bytes).
 ENGINE_ADDR_W = 8

@@ -1,0 +1,106 @@
+"""The RTL engine: its register map, the host side (`sanitas.rtl.engine`: commands, im2col, streams, the byte-level
+model) against the golden LeNet-5 without a simulator, and the whole network through the Icarus engine with
+cocotbext-axi (rtl_tests/engine) bit-exact on 50 digits test images.
+"""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from sanitas.config import ArrayConfig
+from sanitas.errors import SanitasError
+from sanitas.golden.model import conv2d_int
+from sanitas.rtl.engine import KMAX, engine_model, im2col, layer_commands, model_layer, pack_stream, run_network, \
+    tile_out_bytes, tiles, unpack_output
+from sanitas.rtl.engine_regs import ENGINE_REG_TABLE, ENGINE_REGS
+from sanitas.rtl.generate import render_systolic_array
+
+ARRAY = ArrayConfig(rows=8, cols=8, max_k=16, fault_injection=False)
+N_IMAGES = 50
+needs_iverilog = pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog (Icarus Verilog) not on PATH")
+
+
+@pytest.fixture(scope="module")
+def lenet(lenet5_ckpt, digits):
+    from sanitas.golden import export_golden
+    from sanitas.train import load_checkpoint
+    gm = export_golden(load_checkpoint(lenet5_ckpt)[0])
+    xq = gm.quantize_input(digits.test.tensors[0].numpy()[:N_IMAGES])
+    return gm, xq
+
+
+def test_register_table_renders_into_the_engine():
+    offsets = [r.offset for r in ENGINE_REG_TABLE]
+    assert len(set(offsets)) == len(offsets) and all(o % 4 == 0 for o in offsets)
+    assert all(r.access in ("rw", "w1", "ro") and 1 <= r.bits <= 32 for r in ENGINE_REG_TABLE)
+    text = render_systolic_array(ARRAY, ("engine.v.j2",))["engine.v"]
+    for r in ENGINE_REG_TABLE:
+        if r.access == "rw":
+            assert f"{r.offset}: {r.signal} <= s_axil_wdata[{r.bits - 1}:0];" in text, r.name
+        if r.access != "w1":
+            assert f"{r.offset}: s_axil_rdata[{r.bits - 1}:0] <= {r.signal};" in text, r.name
+    assert f"parameter integer KMAX   = {KMAX}," in text
+    assert ENGINE_REGS["CTRL"].offset == 0 and "localparam integer ROWS = 8;" in text
+
+
+def test_im2col_rows_in_pooling_window_order():
+    rng = np.random.default_rng(0)
+    x = rng.integers(-128, 128, (2, 3, 6, 6))
+    w = rng.integers(-128, 128, (4, 3, 3, 3))
+    a, (n, ho, wo) = im2col(x, 3, 1, 1, 2)
+    assert a.shape == (2 * 36, 27) and (n, ho, wo) == (2, 6, 6)
+    y = conv2d_int(x, w, np.zeros(4, np.int64), 1, 1)       # (2, 4, 6, 6)
+    got = (a @ w.reshape(4, -1).T).reshape(2, 3, 3, 2, 2, 4)   # (n, ph, pw, dy, dx, o)
+    assert np.array_equal(got.transpose(0, 5, 1, 3, 2, 4).reshape(2, 4, 6, 6), y)
+    with pytest.raises(SanitasError, match=r"^engine: conv output 5x5 does not split into 2x2 pooling windows$"):
+        im2col(x[:, :, :5, :5], 3, 1, 1, 2)
+
+
+def test_stream_sizes_and_model_on_one_layer(lenet):
+    gm, xq = lenet
+    cmd = layer_commands(gm)[0]
+    a, _ = im2col(xq[:3], 5, 1, 2, 2)
+    mt, nt, kc = tiles(cmd, a.shape[0], ARRAY)
+    assert (mt, nt, kc) == (24, 1, 1)
+    stream = pack_stream(cmd, a, ARRAY)
+    assert len(stream) == mt * nt * (KMAX + kc * (ARRAY.rows + ARRAY.cols) * KMAX)
+    out = engine_model(stream, cmd, a.shape[0], ARRAY)
+    assert len(out) == mt * nt * tile_out_bytes(cmd, ARRAY)[1] and tile_out_bytes(cmd, ARRAY) == (16, 32)
+    y = unpack_output(out, cmd, a.shape[0], ARRAY)
+    assert y.shape == (48, 6) and y.min() >= 0 and y.max() <= 255
+    with pytest.raises(SanitasError, match=r"^engine: stream of 10 bytes, expected 13056$"):
+        engine_model(stream[:10], cmd, a.shape[0], ARRAY)
+
+
+def test_host_model_network_matches_golden(lenet):
+    """The stream format and the engine's arithmetic (engine_model) reproduce the golden logits exactly."""
+    gm, xq = lenet
+    cmds = layer_commands(gm)
+    assert [(c.name, c.in_unsigned, c.pool, c.raw) for c in cmds] == [
+        ("conv1", False, 2, False), ("conv2", True, 2, False), ("fc1", True, 1, False), ("fc2", True, 1, False),
+        ("fc3", True, 1, True)]
+    assert np.array_equal(run_network(gm, xq, model_layer(ARRAY)), gm.run_int(xq))
+
+
+def test_layer_commands_reject_other_ops(lenet):
+    gm, _ = lenet
+    import dataclasses
+    bad = dataclasses.replace(gm.nodes[1], op="add")
+    gm2 = type(gm)([gm.nodes[0], bad, *gm.nodes[2:]], gm.input_shape, gm.num_classes, gm.spec)
+    with pytest.raises(SanitasError, match=r"^engine: op 'add' of node 'conv1' is not an engine layer$"):
+        layer_commands(gm2)
+
+
+@needs_iverilog
+def test_lenet5_through_the_rtl_engine(tmp_path, lenet, lenet5_ckpt):
+    """Icarus + cocotbext-axi: 50 images layer by layer through the engine, every logit bit-exact."""
+    from sanitas.rtl.network import run_engine_network
+    gm, _ = lenet
+    s = run_engine_network(tmp_path, ARRAY, lenet5_ckpt, N_IMAGES, gm=gm)
+    assert s["passed"], s["log"]
+    assert (s["bit_exact"], s["total"], s["images"]) == (N_IMAGES, N_IMAGES, N_IMAGES)
+    assert [lay["name"] for lay in s["layers"]] == ["conv1", "conv2", "fc1", "fc2", "fc3"]
+    assert [lay["gemms"] for lay in s["layers"]] == [400, 100 * 2 * 5, 7 * 15 * 2, 7 * 11 * 4, 7 * 2 * 3]
+    assert s["cycles"] == sum(lay["cycles"] for lay in s["layers"]) > 0
