@@ -85,3 +85,25 @@ def test_hls_csynth_part_and_clock_come_from_the_array(tmp_path):
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
         assert f"'set_part {part}'" in r.stdout and f"'create_clock -period {period}'" in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--images", "2"), "sanitas: error: rtl: --checkpoint and --images go together"),
+    (("--images", "0", "--checkpoint", "pyproject.toml"), "sanitas: error: rtl: argument --images: must be >= 1, got 0"),
+])
+def test_rtl_engine_options_are_checked(tmp_path, args, message):
+    r = sanitas("rtl", *args, "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and r.stderr.strip() == message, r.stderr
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog (Icarus Verilog) not on PATH")
+def test_rtl_checkpoint_images_json(tmp_path, lenet5_ckpt):
+    """--checkpoint P --images K: K digits images through the RTL engine, bit_exact / total in the JSON."""
+    r = sanitas("rtl", "--rows", "8", "--cols", "8", "--checkpoint", str(lenet5_ckpt), "--images", "3",
+                "--out", str(tmp_path / "e"), "--json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (s["bit_exact"], s["total"], s["ok"]) == (3, 3, True)
+    assert [lay["name"] for lay in s["engine"]["layers"]] == ["conv1", "conv2", "fc1", "fc2", "fc3"]
+    assert (tmp_path / "e" / "engine" / "rtl" / "engine.v").is_file()

@@ -3,6 +3,11 @@ it with the cocotb bench (Icarus, ``--sim``), run the N-fault regression of the 
 `sanitas.rtl.regress`; JSON keys faults, total, silent, detected (alarmed), corrected, rolled_back (handed to the
 rollback: uncorrectable in the tile), masked, bit_exact (RTL == golden for every record), faults_per_s) and estimate
 its area (yosys, ``--area``: the array alone, and the engine variants of `sanitas.rtl.area.variant_area`).
+``--checkpoint P --images K`` runs the first K digits test images of checkpoint P layer by layer through the RTL
+``engine`` (AXI4-Lite + AXI4-Stream, cocotbext-axi; `sanitas.rtl.network.run_engine_network`) and compares the
+logits with the golden model: JSON ``bit_exact`` (images whose logits all match) and ``total`` (images), ``engine``
+(per-layer cycles and GEMMs); with ``--regress`` too, the regression's own pair becomes ``regress_bit_exact`` /
+``regress_total``.
 
 The array is `sanitas.config.ArrayConfig`, the [array] section: ``--config FILE`` loads a sanitas Config, and
 ``--rows`` / ``--cols`` / ``--data-width`` / ``--acc-width`` / ``--max-k`` override single fields; their defaults
@@ -16,7 +21,7 @@ import dataclasses
 from pathlib import Path
 
 from ..config import ArrayConfig
-from ._common import output_dir, positive_int
+from ._common import existing_file, output_dir, positive_int
 from ._config import configure
 
 #: CLI option -> ArrayConfig field, for the fields a command line may override.
@@ -50,6 +55,10 @@ def add_parser(sub):
     p.add_argument("--regress", type=positive_int, default=None, metavar="N",
                    help="also run the N-fault RTL regression of the protected datapath (sanity_tile, Icarus)")
     p.add_argument("--seed", type=int, default=0, help="seed of the regression's faults and GEMMs")
+    p.add_argument("--checkpoint", type=existing_file, default=None,
+                   help="a digits checkpoint to run layer by layer through the RTL engine (with --images)")
+    p.add_argument("--images", type=positive_int, default=None, metavar="K",
+                   help="test images of --checkpoint through the engine (batched along the GEMM M dimension)")
     p.set_defaults(func=run)
     return configure(p, "rtl", "array")
 
@@ -58,6 +67,8 @@ def run(args) -> dict:
     from ..errors import SanitasError
     from ..rtl.generate import generate_systolic_array, run_cocotb_smoke
     array = array_from_args(args)
+    if (args.checkpoint is None) != (args.images is None):
+        raise SanitasError("rtl: --checkpoint and --images go together")
     files = generate_systolic_array(array, args.out)
     out = {"files": [str(f) for f in files], "rows": array.rows, "cols": array.cols, "array": array.to_dict()}
     if args.area:
@@ -85,6 +96,18 @@ def run(args) -> dict:
         out.update(faults=s["faults"], total=s["faults"], silent=o["silent"], detected=s["alarmed"],
                    corrected=o["corrected"], rolled_back=o["uncorrectable"], masked=o["masked"],
                    bit_exact=s["mismatches"] == 0, faults_per_s=round(s["faults_per_s"], 1))
+        out["ok"] = bool(s["passed"]) and out.get("ok", True)
+    if args.checkpoint is not None:
+        from ..rtl.network import run_engine_network
+        if "bit_exact" in out:
+            out["regress_bit_exact"], out["regress_total"] = out.pop("bit_exact"), out.pop("total")
+        try:
+            s = run_engine_network(Path(args.out) / "engine", dataclasses.replace(array, fault_injection=False),
+                                   args.checkpoint, args.images)
+        except RuntimeError as e:
+            raise SanitasError(str(e)) from None
+        out.update(bit_exact=s["bit_exact"], total=s["total"],
+                   engine={k: s[k] for k in ("layers", "cycles", "wall_s") if k in s})
         out["ok"] = bool(s["passed"]) and out.get("ok", True)
     if args.sim:
         try:

@@ -112,9 +112,18 @@ def tiles(cmd: EngineCmd, m: int, array: ArrayConfig, kmax: int = KMAX) -> tuple
     return _ceil(m, array.rows), _ceil(cmd.b.shape[1], array.cols), max(1, _ceil(cmd.b.shape[0], kmax))
 
 
+def check_array(cmd: EngineCmd, array: ArrayConfig, kmax: int = KMAX) -> None:
+    """SanitasError unless the engine of ``array`` can run ``cmd`` (pool windows within a tile, whole out beats)."""
+    rows, cols = array.rows, array.cols
+    if rows % (1 << cmd.pool_log2) or (rows * cols * 4) % kmax:
+        raise SanitasError(f"engine: a {rows}x{cols} array cannot run {cmd.name} (rows a multiple of the pool "
+                           f"window {1 << cmd.pool_log2}, rows*cols*4 a multiple of {kmax})")
+
+
 def pack_stream(cmd: EngineCmd, a: np.ndarray, array: ArrayConfig, kmax: int = KMAX) -> bytes:
     """The s_axis bytes of ``cmd`` on A (M, K): per tile (M tiles outer) bias beats, then per K chunk ROWS A rows
     and COLS B columns of KMAX bytes."""
+    check_array(cmd, array, kmax)
     rows, cols = array.rows, array.cols
     mt, nt, kc = tiles(cmd, a.shape[0], array, kmax)
     k, n = cmd.b.shape

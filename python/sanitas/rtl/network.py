@@ -15,6 +15,7 @@ import numpy as np
 
 from ..config import ArrayConfig
 from ..errors import SanitasError
+from .engine import check_array, layer_commands
 from .generate import generate_engine, run_bench
 
 
@@ -32,6 +33,8 @@ def run_engine_network(out_dir, array: ArrayConfig, checkpoint, images: int, gm=
         from ..train import load_checkpoint
         model, _ = load_checkpoint(checkpoint)
         gm = export_golden(model)
+    for cmd in layer_commands(gm):
+        check_array(cmd, array)
     test = load_dataset("digits").test.tensors[0].numpy()
     if images > len(test):
         raise SanitasError(f"the digits test split has {len(test)} images, asked for {images}")
