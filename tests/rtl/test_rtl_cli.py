@@ -89,7 +89,8 @@ def test_hls_csynth_part_and_clock_come_from_the_array(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (("--images", "2"), "sanitas: error: rtl: --checkpoint and --images go together"),
-    (("--images", "0", "--checkpoint", "pyproject.toml"), "sanitas: error: rtl: argument --images: must be >= 1, got 0"),
+    (("--images", "0", "--checkpoint", "pyproject.toml"),
+     "sanitas: error: rtl: argument --images: must be >= 1, got 0"),
 ])
 def test_rtl_engine_options_are_checked(tmp_path, args, message):
     r = sanitas("rtl", *args, "--out", str(tmp_path / "x"))

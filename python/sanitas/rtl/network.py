@@ -23,7 +23,8 @@ def run_engine_network(out_dir, array: ArrayConfig, checkpoint, images: int, gm=
     """Run ``images`` test images of ``checkpoint`` (a digits model) through the engine; returns {"images",
     "bit_exact", "total", "layers" (per layer M, K, N, cycles, GEMMs, stream beats), "cycles", "wall_s",
     "passed", "log", "faults" (with ``array.fault_injection``: the counter deltas of the bench's single faults in
-    conv1, each output still exact)}. ``gm``: the golden model, when the caller has it (else exported from the checkpoint)."""
+    conv1, each output still exact)}. ``gm``: the golden model, when the caller has it (else exported from the
+    checkpoint)."""
     if isinstance(images, bool) or not isinstance(images, int) or images < 1:
         raise SanitasError(f"the engine network run needs images >= 1, got {images!r}")
     from ..data import load_dataset
