@@ -147,8 +147,28 @@ async def test_faults(dut):
         assert data == engine_model(stream, cmd, a.shape[0], array, KMAX), f"{name}: wrong output under the fault"
         assert got == want, f"{name}: counter deltas {got}, want {want}"
         assert figs["status"] == 2, f"{name}: STATUS {figs['status']:#x}"
-        results[name] = got
+        results[name] = list(got)
     await eng.write("FI_CTRL", 0)
+    # output-stage faults (dmr_unit registers) in output tile 6 at step 8 (the first beat of its third pooling
+    # window): (name, register, bit, every try, allowed (rolled back, escalated)). A lane sum fault always makes
+    # the lanes disagree: one re-execution (or, on every try, RETRIES and an escalation with STATUS alarm); a window
+    # max fault (bit 7: +-128) is masked when a later beat of the window is still the max, else rolled back --
+    # the words sent unflagged are always the fault-free ones.
+    for name, sel, bit, every, allowed in (("lane_a_s0", 2, 40, 0, {(1, 0)}), ("lane_b_f", 5, 2, 0, {(1, 0)}),
+                                           ("lane_a_max", 0, 7, 0, {(0, 0), (1, 0)}),
+                                           ("lane_b_max", 1, 7, 0, {(0, 0), (1, 0)}),
+                                           ("lane_a_s0_every_try", 2, 40, 1, {(2, 1)})):
+        await eng.write("FI_GEMM", 6)
+        await eng.write("FI_EDGE", 8)
+        await eng.write("FI_DMR", 1 | sel << 1 | bit << 4 | every << 12)
+        before = [await eng.read(r) for r in ("CNT_ROLLBACK", "CNT_ESCALATED")]
+        data, stream, figs = await eng.layer(cmd, a, array)
+        got = tuple(x - y for x, y in zip([await eng.read(r) for r in ("CNT_ROLLBACK", "CNT_ESCALATED")], before))
+        assert got in allowed, f"{name}: (rolled back, escalated) {got}, allowed {allowed}"
+        assert figs["status"] == (6 if got[1] else 2), f"{name}: STATUS {figs['status']:#x}"
+        assert data == engine_model(stream, cmd, a.shape[0], array, KMAX), f"{name}: wrong output"
+        results[name] = list(got)
+    await eng.write("FI_DMR", 0)
     with open(cfg["summary"] + ".faults.json", "w") as f:
         json.dump(results, f)
 

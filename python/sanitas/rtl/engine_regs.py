@@ -51,6 +51,14 @@ ENGINE_REG_TABLE: tuple[EngineReg, ...] = (
     EngineReg("FI_EDGE", 0x48, "rw", 16, "r_fi_edge", "edge of the GEMM's first pass (start edge 0)"),
     EngineReg("FI_PE", 0x4C, "rw", 24, "r_fi_pe",
               "bits 7:0 PE row, 15:8 PE column (COLS: total checksum), 23:16 partial (0: the PE; m + 1: partial m)"),
+    EngineReg("FI_DMR", 0x50, "rw", 13, "r_fi_dmr",
+              "output-stage fault: bit 0 arm, bits 3:1 dmr_unit register (sanitas.rtl.dmr.DMR_REGS), bits 9:4 bit, "
+              "bits 11:10 kind, bit 12 every try (else the first only); acts in output tile FI_GEMM (tile order) "
+              "at output-stage step FI_EDGE"),
+    EngineReg("CNT_ROLLBACK", 0x54, "ro", 32, "cnt_rollback",
+              "output stages re-executed after a lane mismatch (bounded: RETRIES a tile)"),
+    EngineReg("CNT_ESCALATED", 0x58, "ro", 32, "cnt_escalated",
+              "tiles whose lanes still disagreed after RETRIES re-executions (STATUS alarm raised)"),
 )
 
 #: Registers by name.
