@@ -107,7 +107,7 @@ def test_lenet5_through_the_rtl_engine(tmp_path, lenet, lenet5_ckpt):
     assert s["cycles"] == sum(lay["cycles"] for lay in s["layers"]) > 0
     # single faults through the FI_* registers in conv1: outputs exact, (detected, corrected, uncorrectable)
     assert s["faults"] == {"data_pe_bitflip": [1, 1, 0], "data_pe_stuck1": [1, 1, 0], "data_pe_last_row_col": [1, 1, 0],
-                 "total_checksum_pe": [1, 0, 0], "partial_checksum": [0, 0, 0],
-                 # output stage: (rolled back, escalated); the window-max faults could be masked on other data
-                 "lane_a_s0": [1, 0], "lane_b_f": [1, 0], "lane_a_max": [1, 0], "lane_b_max": [1, 0],
-                 "lane_a_s0_every_try": [2, 1]}
+                           "total_checksum_pe": [1, 0, 0], "partial_checksum": [0, 0, 0],
+                           # output stage: (rolled back, escalated); the window-max faults could be masked on other data
+                           "lane_a_s0": [1, 0], "lane_b_f": [1, 0], "lane_a_max": [1, 0], "lane_b_max": [1, 0],
+                           "lane_a_s0_every_try": [2, 1]}
