@@ -25,12 +25,12 @@ from .top import TopLibrary, build_top
 
 
 def check_top(gm, xq, spec="none", out_dir=None, *, faults: int = 0, seed: int = 0, fault_images: int = 4,
-              array: ArrayConfig | None = None) -> dict:
+              array: ArrayConfig | None = None, fresh: bool = False) -> dict:
     """The record of one accelerator check (module doc); every count is an int, every time in seconds."""
     from ..protect.model import ProtectedModel
     from ..protect.overhead import overhead
     array = array or ArrayConfig()
-    path, compile_s = build_top(gm, spec, out_dir, array=array, fault_port=faults > 0)
+    path, compile_s = build_top(gm, spec, out_dir, array=array, fault_port=faults > 0, fresh=fresh)
     lib = TopLibrary(path, gm)
     x = np.asarray(xq, dtype=np.int64)
     t0 = time.perf_counter()
