@@ -42,9 +42,10 @@ CACHE = REPO_ROOT / "build" / "hls" / "top"
 def check_spec(gm, spec) -> None:
     """Refuse a protection spec that asks for a scheme this top does not generate yet (one line)."""
     from ..protect.model import resolve_map
-    used = sorted({repr(s) for ss in resolve_map(gm, spec or "none").values() for s in ss})
+    from .firmware import BUILT_SCHEMES
+    used = sorted({repr(s) for ss in resolve_map(gm, spec or "none").values() for s in ss} - set(BUILT_SCHEMES))
     if used:
-        raise SanitasError(f"sanitas_top generates the unprotected accelerator (--scheme none) only so far; "
+        raise SanitasError(f"sanitas_top generates the schemes none and {', '.join(BUILT_SCHEMES)} only so far; "
                            f"asked for {', '.join(used)}")
 
 
@@ -90,7 +91,7 @@ def build_top(gm, spec="none", out_dir=None, *, array=None, fault_port=False, fr
     """``build_top_library`` that also returns the g++ seconds (0.0 on a cache hit; ``fresh``: always compile)."""
     check_spec(gm, spec)
     out = Path(out_dir) if out_dir is not None else CACHE / "src" / gm.spec.get("name", "net")
-    write_firmware(gm, out, array)
+    write_firmware(gm, out, array, spec)
     extra = ("-shared", "-fPIC", "-fvisibility=hidden", "-fvisibility-inlines-hidden", "-DSANITAS_TOP_AXI")
     extra += ("-DSANITAS_FAULT_PORT",) if fault_port else ()
     art, secs = _compile(out, CXXFLAGS, LIB, extra, fresh)
