@@ -133,11 +133,16 @@ add_out:
     for (int i = 0; i < CONFIG_T::n; ++i) from_word(y[i], r[i]);
 }
 
-// global sum over H, W of a channels-last (H, W, C) map -> (C,), exact. CONFIG_T: C, HW.
+// global sum over H, W -> (C,), exact. CONFIG_T: C, HW, chw (1: the input is (C, H, W), 0: channels-last).
 template <class data_T, class res_T, class CONFIG_T>
 void global_sum(const data_T *x, res_T *y) {
     static word_t xin[CONFIG_T::C * CONFIG_T::HW], r[CONFIG_T::C];
-    hwc_to_chw(x, xin, CONFIG_T::C, CONFIG_T::HW, 1);
+    if (CONFIG_T::chw) {
+    gsum_in:
+        for (int i = 0; i < CONFIG_T::C * CONFIG_T::HW; ++i) xin[i] = to_word(x[i]);
+    } else {
+        hwc_to_chw(x, xin, CONFIG_T::C, CONFIG_T::HW, 1);
+    }
     gsum(xin, CONFIG_T::C, CONFIG_T::HW, r, glue_stats());
 gsum_out:
     for (int c = 0; c < CONFIG_T::C; ++c) from_word(y[c], r[c]);

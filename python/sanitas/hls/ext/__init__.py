@@ -3,6 +3,8 @@ firmware calls the sanitas kernels (``hls/include/sanitas/layers.h`` through ``h
 
 `register()` (idempotent) plugs into hls4ml 1.3's extension API, on the Vitis backend:
 
+* ``register_onnx_layer_handler`` + ``register_layer``: ONNX ops hls4ml has no handler for (`frontend`:
+  ReduceSum, the QNet's global sum);
 * ``register_layer``: the sanitas layer classes (`layers`: SanitasGemm, SanitasRequant, SanitasMaxPool,
   SanitasAdd, SanitasGlobalSum), each carrying one typed `SanitasRecord`;
 * ``register_pass`` + ``register_flow``: the lowering passes (`passes`) in the flow ``vitis:sanitas_lower``, and
@@ -41,9 +43,21 @@ def register() -> str:
     from .passes import pass_classes
     from .templates import template_classes
 
+    from hls4ml.converters.onnx_to_hls import get_supported_onnx_layers, register_onnx_layer_handler
+
+    from hls4ml.model.flow import update_flow
+    from hls4ml.model.optimizer import register_pass
+
+    from .frontend import GENERIC_PASSES, HANDLERS, frontend_classes
+
     classes = layer_classes()
-    for name, cls in classes.items():
+    for name, cls in {**classes, **frontend_classes()}.items():
         hls4ml.model.layers.register_layer(name, cls)
+    for op, handler in HANDLERS.items():
+        if op not in get_supported_onnx_layers():
+            register_onnx_layer_handler(op, handler)
+    for name, (flow_name, make) in GENERIC_PASSES.items():
+        update_flow(flow_name, add_optimizers=[register_pass(name, make())])
     backend = hls4ml.backends.get_backend(BACKEND)
     names = []
     for name, cls in pass_classes().items():

@@ -185,12 +185,23 @@ def _build_add(model, node):
     return "SanitasAdd", rec, prec
 
 
+def _build_gsum(model, node):
+    """SanitasReduceSum (front-end layer of ONNX ReduceSum over H, W of NCHW) -> SanitasGlobalSum (exact)."""
+    x = node.get_input_variable()
+    _, e, _, _, _ = _fix(x.type.precision, f"{node.name} input")
+    c, h, w = (int(node.get_attr(k)) for k in ("n_chan", "in_height", "in_width"))
+    rec = SanitasRecord(name=node.name, op="gsum", inputs=tuple(node.inputs), in_shapes=((c, h, w),),
+                        out_shape=(c,), e_out=e, bits=32, signed=False, attrs={"chw": 1})
+    return "SanitasGlobalSum", rec, acc_precision(e)
+
+
 #: pass name -> (hls4ml classes it lowers, record builder)
 LOWERING = {
     "sanitas_lower_gemm": (("Conv2D", "PointwiseConv2D", "DepthwiseConv2D", "Dense"), _build_gemm),
     "sanitas_lower_requant": (("Activation",), _build_requant),
     "sanitas_lower_maxpool": (("Pooling2D",), _build_maxpool),
     "sanitas_lower_add": (("Merge",), _build_add),
+    "sanitas_lower_gsum": (("SanitasReduceSum",), _build_gsum),
 }
 
 

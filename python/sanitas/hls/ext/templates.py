@@ -77,7 +77,7 @@ def _config(node) -> str:
         fields["n"] = rec.attrs["n"]
     elif rec.op == "gsum":
         c, h, w = rec.in_shapes[0]
-        fields.update(C=c, HW=h * w)
+        fields.update(C=c, HW=h * w, chw=rec.attrs.get("chw", 0))
     body = "".join(f"    static const int {k} = {v};\n" for k, v in fields.items())
     head = f"// {rec.name}: sanitas {rec.op} {rec.in_shapes} -> {rec.out_shape}\n"
     return f"{head}struct config{i} {{\n{body}{extra}}};\n"
