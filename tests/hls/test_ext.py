@@ -1,12 +1,14 @@
 """The hls4ml extension front end (sanitas.hls.ext): Brevitas LeNet-5 -> QONNX -> hls4ml flow ``vitis:sanitas``
 -> a compiled hls4ml project whose firmware calls the sanitas kernels, bit-exact with the golden model.
 
-One module fixture converts the session's cached LeNet-5 checkpoint once, on a non-default 3 x 5 array (so the
+A module fixture converts the session's cached LeNet-5 checkpoint once, on a non-default 3 x 5 array (so the
 GEMM tiling of the ArrayConfig is exercised: partial row and column tiles), and compiles it with hls4ml's g++
 build (~60 s on 2 cores). The tests assert exact integer equality with ``GoldenModel.run_int`` on all 270 digits
 test images and on inputs with rounding ties and saturating values, that the written firmware calls only sanitas
 kernels (no hls4ml conv / dense / relu / pooling kernel left), that the records equal the golden nodes, that the
-GEMM struct is the ArrayConfig's, and the exact errors of the passes for what they cannot lower exactly.
+GEMM struct is the ArrayConfig's, and the exact errors of the passes for what they cannot lower exactly. A second
+fixture does the same for ResNet-20 (residual adds, projection convs, the global sum through the extension's
+ReduceSum handler) on the default array.
 """
 from __future__ import annotations
 
@@ -110,7 +112,10 @@ def test_flow_registered_once():
     assert reqs[reqs.index("optimize") + 1] == LOWER_FLOW
     assert reqs.index(LOWER_FLOW) < reqs.index("vivado:init_layers") < reqs.index("vitis:apply_templates")
     assert get_flow(LOWER_FLOW).optimizers == ["vitis:sanitas_lower_gemm", "vitis:sanitas_lower_requant",
-                                               "vitis:sanitas_lower_maxpool", "vitis:sanitas_lower_add"]
+                                               "vitis:sanitas_lower_maxpool", "vitis:sanitas_lower_add",
+                                               "vitis:sanitas_lower_gsum"]
+    from hls4ml.model.flow import get_flow as flow_of
+    assert "sanitas_reduce_sum_axes" in flow_of("parse_qonnx").optimizers
 
 
 class _Node(SimpleNamespace):
@@ -166,3 +171,46 @@ def test_requant_record_from_types():
                 y=_var(FixedPrecisionType(8, 1, True, "RND_CONV", "SAT_SYM"), [10]))
     _, rec, _ = passes._build_requant(None, lin)
     assert rec.attrs == {"relu": False, "shift": 7, "lo": -127, "hi": 127, "n": 10} and rec.narrow
+
+
+@pytest.fixture(scope="module")
+def resnet(digits):
+    from sanitas.hls.ext.convert import to_sanitas_hls4ml
+    model, _ = load_checkpoint(trained_checkpoint("resnet20"))
+    gm = export_golden(model)
+    out = OUT.parent / "resnet20"
+    if out.exists():
+        shutil.rmtree(out)
+    return SimpleNamespace(gm=gm, hm=to_sanitas_hls4ml(model, out, golden=gm), out=out,
+                           x=digits.test.tensors[0].numpy())
+
+
+def test_resnet20_bitexact_residual_adds_and_global_sum(resnet):
+    """Residual adds, linear requantisations of both branches, projection convs and the global sum (ReduceSum,
+    parsed by the extension's ONNX handler) all run as sanitas kernels, bit-exact on the 270 test images."""
+    from sanitas.hls.ext.convert import predict
+    got = predict(resnet.hm, resnet.x)
+    assert int((got == resnet.gm.run_int(resnet.gm.quantize_input(resnet.x))).all(axis=1).sum()) == 270
+    src = (resnet.out / "firmware" / "myproject.cpp").read_text()
+    calls = re.findall(r"sanitas::glue::(\w+)<", src)
+    ops = [n.op for n in resnet.gm.nodes]
+    assert {c: calls.count(c) for c in set(calls)} == {
+        "conv": ops.count("conv") + ops.count("linear"), "requantize": ops.count("act"), "add2": ops.count("add"),
+        "global_sum": ops.count("gsum")} == {"conv": 22, "requantize": 38, "add2": 9, "global_sum": 1}
+    # the one hls4ml kernel left is the NHWC -> NCHW transpose Brevitas exports in front of the ReduceSum
+    assert re.findall(r"nnet::(\w+)<", src.split("// hls-fpga-machine-learning insert layers")[-1]) == ["transpose"]
+
+
+def test_reduce_sum_handler_refuses_other_axes():
+    from onnx import TensorProto, helper
+
+    from sanitas.hls.ext.frontend import parse_reduce_sum
+    graph = helper.make_graph([], "g", [], [], initializer=[helper.make_tensor("ax", TensorProto.INT64, [1], [1])])
+    node = helper.make_node("ReduceSum", ["x", "ax"], ["y"], name="ReduceSum_7", keepdims=0)
+    with pytest.raises(SanitasError, match=r"^ReduceSum_7: ReduceSum over axes \[1\] of a 4-d tensor \(keepdims 0\): "
+                                           r"only the global sum over H, W \(NCHW, keepdims 0\)$"):
+        parse_reduce_sum(node, ["x", "ax"], [[1, 8, 4, 4]], graph)
+    ok = helper.make_graph([], "g", [], [], initializer=[helper.make_tensor("ax", TensorProto.INT64, [2], [2, 3])])
+    layer = parse_reduce_sum(node, ["x", "ax"], [[1, 8, 4, 4]], ok)
+    assert (layer["class_name"], layer["n_chan"], layer["in_height"], layer["in_width"]) == \
+           ("SanitasReduceSum", 8, 4, 4)
