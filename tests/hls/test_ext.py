@@ -7,7 +7,7 @@ build (~60 s on 2 cores). The tests assert exact integer equality with ``GoldenM
 test images and on inputs with rounding ties and saturating values, that the written firmware calls only sanitas
 kernels (no hls4ml conv / dense / relu / pooling kernel left), that the records equal the golden nodes, that the
 GEMM struct is the ArrayConfig's, and the exact errors of the passes for what they cannot lower exactly. A second
-fixture does the same for ResNet-20 (residual adds, projection convs, the global sum through the extension's
+fixture does the same for MobileNet-V2 (depthwise convs, residual adds, the global sum through the extension's
 ReduceSum handler) on the default array.
 """
 from __future__ import annotations
@@ -174,29 +174,34 @@ def test_requant_record_from_types():
 
 
 @pytest.fixture(scope="module")
-def resnet(digits):
+def mobilenet(digits):
     from sanitas.hls.ext.convert import to_sanitas_hls4ml
-    model, _ = load_checkpoint(trained_checkpoint("resnet20"))
+    model, _ = load_checkpoint(trained_checkpoint("mobilenetv2"))
     gm = export_golden(model)
-    out = OUT.parent / "resnet20"
+    out = OUT.parent / "mobilenetv2"
     if out.exists():
         shutil.rmtree(out)
     return SimpleNamespace(gm=gm, hm=to_sanitas_hls4ml(model, out, golden=gm), out=out,
                            x=digits.test.tensors[0].numpy())
 
 
-def test_resnet20_bitexact_residual_adds_and_global_sum(resnet):
-    """Residual adds, linear requantisations of both branches, projection convs and the global sum (ReduceSum,
-    parsed by the extension's ONNX handler) all run as sanitas kernels, bit-exact on the 270 test images."""
-    from sanitas.hls.ext.convert import predict
-    got = predict(resnet.hm, resnet.x)
-    assert int((got == resnet.gm.run_int(resnet.gm.quantize_input(resnet.x))).all(axis=1).sum()) == 270
-    src = (resnet.out / "firmware" / "myproject.cpp").read_text()
+def test_mobilenetv2_bitexact_depthwise_adds_global_sum(mobilenet):
+    """Depthwise convs (groups = C), linear requantisations, residual adds and the global sum (ReduceSum, parsed by
+    the extension's ONNX handler) all run as sanitas kernels, bit-exact on the 270 test images; the golden's
+    identity requantisations (a shortcut quantiser onto its input's own grid) are the acts hls4ml removed."""
+    from sanitas.hls.ext.convert import _identity, predict
+    gm = mobilenet.gm
+    got = predict(mobilenet.hm, mobilenet.x)
+    assert int((got == gm.run_int(gm.quantize_input(mobilenet.x))).all(axis=1).sum()) == 270
+    src = (mobilenet.out / "firmware" / "myproject.cpp").read_text()
     calls = re.findall(r"sanitas::glue::(\w+)<", src)
-    ops = [n.op for n in resnet.gm.nodes]
+    ops = [n.op for n in gm.nodes]
+    identities = sum(_identity(gm, n) for n in gm.nodes)
+    assert identities == 2
     assert {c: calls.count(c) for c in set(calls)} == {
-        "conv": ops.count("conv") + ops.count("linear"), "requantize": ops.count("act"), "add2": ops.count("add"),
-        "global_sum": ops.count("gsum")} == {"conv": 22, "requantize": 38, "add2": 9, "global_sum": 1}
+        "conv": ops.count("conv") + ops.count("linear"), "requantize": ops.count("act") - identities,
+        "add2": ops.count("add"), "global_sum": ops.count("gsum")}
+    assert sum(n.op == "conv" and n.attrs["groups"] > 1 for n in gm.nodes) == 6      # depthwise layers
     # the one hls4ml kernel left is the NHWC -> NCHW transpose Brevitas exports in front of the ReduceSum
     assert re.findall(r"nnet::(\w+)<", src.split("// hls-fpga-machine-learning insert layers")[-1]) == ["transpose"]
 
