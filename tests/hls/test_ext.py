@@ -219,3 +219,13 @@ def test_reduce_sum_handler_refuses_other_axes():
     layer = parse_reduce_sum(node, ["x", "ax"], [[1, 8, 4, 4]], ok)
     assert (layer["class_name"], layer["n_chan"], layer["in_height"], layer["in_width"]) == \
            ("SanitasReduceSum", 8, 4, 4)
+
+
+def test_cli_bad_input_one_line(tmp_path, capsys):
+    from sanitas.hls.ext.__main__ import main
+    with pytest.raises(SystemExit) as e:
+        main(["--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "o")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"sanitas: error: hls.ext: argument --checkpoint: file not found: {tmp_path / 'none.pt'}\n"
+    assert not (tmp_path / "o").exists()
