@@ -206,9 +206,16 @@ class BoardConfig:
     board: str = "pynq-z2"         # board folder name under boards/
     bitfile: str | None = None     # overlay .bit (backend pynq; None: the board folder's)
     limit: int = 64                # test images run through the board
+    ip: str = "csim"               # backend fake: csim (sanitas_top's C++) | golden (ProtectedModel) | callback
+    scheme: str = "none"           # protection spec of the csim IP (backend fake)
+    faults: int = 0                # faults then injected through the fault-injection registers (0: none)
+    fault_seed: int = 0            # seed of those sampled faults
 
     def __post_init__(self):
         _one_of("board", "backend", self.backend, ("pynq", "fake", "sim"))
+        _one_of("board", "ip", self.ip, ("csim", "golden", "callback"))
+        _at_least("board", "faults", self.faults, 0)
+        _at_least("board", "fault_seed", self.fault_seed, 0)
         _at_least("board", "limit", self.limit, 1)
 
 
