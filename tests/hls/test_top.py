@@ -227,3 +227,17 @@ def test_dmr_events_on_lenet(digits, tmp_path):
     y, cnt = lib.run(x, f)
     np.testing.assert_array_equal(y, run_golden(gm, x, [f]))
     assert cnt == zero
+
+
+def test_per_layer_dmr_map(digits, tmp_path):
+    """A per-layer map (DMR on the convs and the fc layers, none elsewhere): verified reads only where the producer
+    keeps a checkpoint; logits, counters and extra MACs equal ProtectedModel's / protect.overhead's."""
+    from sanitas.hls.check import check_top
+    model, _ = load_checkpoint(trained_checkpoint("lenet5"))
+    gm = export_golden(model)
+    spec = {"default": "none", "op:conv": "dmr", "fc*": "dmr"}
+    x = gm.quantize_input(digits.test.tensors[0].numpy())[:20]
+    r = check_top(gm, x, spec, tmp_path, faults=20, fault_images=2)
+    assert (r["bit_exact"], r["total"], r["fault_agreement"], r["faults"]) == (20, 20, 20, 20)
+    assert r["extra_macs"] == r["extra_macs_golden"] == 20 * gm.macs()
+    assert r["counters_zero"] and r["cycles_per_image"] < cycle_model(gm, ArrayConfig(), "dmr")
