@@ -203,7 +203,7 @@ EXPECTED = {
     "hls": {"out": ("hls", "out"), "limit": ("hls", "limit"), "data_dir": ("data", "data_dir"),
             "scheme": ("hls", "scheme"), "faults": ("hls", "faults"), "seed": ("hls", "seed")},
     "csim": {"kernel": ("csim", "kernel"), "build_dir": ("csim", "build_dir")},
-    "rtl": {**{k: ("rtl", k) for k in ("out", "sim", "area")},
+    "rtl": {**{k: ("rtl", k) for k in ("out", "sim", "area", "seed")},
             **{k: ("array", k) for k in ("rows", "cols", "data_width", "acc_width")}},
     "board": {**{k: ("board", k) for k in ("backend", "board", "bitfile", "limit")}, "data_dir": ("data", "data_dir")},
     "inject": {**{k: ("campaign", k) for k in ("fault", "sites", "layers", "faults", "exhaustive", "rates", "inputs",

@@ -202,6 +202,7 @@ class RtlConfig:
     out: str = "build/rtl"         # Verilog output folder of ``sanitas rtl`` (the flow uses <flow.out>/rtl)
     sim: bool = False              # also run the cocotb fault-injection regression once (Icarus; the flow always does)
     area: bool = False             # also estimate LUT/FF/DSP with yosys synth_xilinx
+    seed: int = 0                  # seed of the RTL regression's faults and GEMMs (``--regress``)
 
 
 @dataclass

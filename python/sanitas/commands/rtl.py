@@ -49,7 +49,7 @@ def add_parser(sub):
                         "variants unprotected / sanity lazy / eager / sanity+dmr / tmr")
     p.add_argument("--regress", type=positive_int, default=None, metavar="N",
                    help="also run the N-fault RTL regression of the protected datapath (sanity_tile, Icarus)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the regression's faults and GEMMs")
+    p.add_argument("--seed", type=int, default=None, help="seed of the regression's faults and GEMMs")
     p.set_defaults(func=run)
     return configure(p, "rtl", "array")
 
