@@ -120,7 +120,7 @@ def _changed(sec):
                "compare": ["tmr"], "max_macs": 1234, "reductions": (0, 2), "part": "xczu7ev-ffvc1156-2-e",
                "scheme": "tmr", "protect_scheme": "sanity:eager"}
     if type(sec).__name__ == "BoardConfig":
-        special["backend"] = "fake"
+        special |= {"backend": "fake", "ip": "callback"}
     if type(sec).__name__ == "CampaignConfig":
         special["backend"] = "golden"
     kw = {}
@@ -200,9 +200,10 @@ EXPECTED = {
     "train": {**{k: ("train", k) for k in ("model", "epochs", "batch_size", "lr", "weight_decay", "seed", "device")},
               "dataset": ("data", "dataset"), "data_dir": ("data", "data_dir")},
     "golden": {"backend": ("golden", "backend"), "data_dir": ("data", "data_dir")},
-    "hls": {"out": ("hls", "out"), "limit": ("hls", "limit"), "data_dir": ("data", "data_dir")},
+    "hls": {"out": ("hls", "out"), "limit": ("hls", "limit"), "data_dir": ("data", "data_dir"),
+            "scheme": ("hls", "scheme"), "faults": ("hls", "faults"), "seed": ("hls", "seed")},
     "csim": {"kernel": ("csim", "kernel"), "build_dir": ("csim", "build_dir")},
-    "rtl": {**{k: ("rtl", k) for k in ("out", "sim", "area")},
+    "rtl": {**{k: ("rtl", k) for k in ("out", "sim", "area", "seed")},
             **{k: ("array", k) for k in ("rows", "cols", "data_width", "acc_width")}},
     "board": {**{k: ("board", k) for k in ("backend", "board", "bitfile", "limit")}, "data_dir": ("data", "data_dir")},
     "inject": {**{k: ("campaign", k) for k in ("fault", "sites", "layers", "faults", "exhaustive", "rates", "inputs",

@@ -27,8 +27,8 @@ def test_hls_json_fields(lenet5_ckpt, tmp_path, capsys):
 def test_hls_refuses_unbuilt_scheme_and_bad_map(lenet5_ckpt, tmp_path, capsys):
     rc = main(["hls", "--checkpoint", str(lenet5_ckpt), "--out", str(tmp_path / "a"), "--scheme", "sanity+dmr"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and err == [("sanitas: error: sanitas_top generates the unprotected accelerator (--scheme none) "
-                               "only so far; asked for dmr, sanity")]
+    assert rc == 2 and err == [("sanitas: error: sanitas_top generates the schemes none and dmr only so far; asked for "
+                               "sanity")]
     assert not (tmp_path / "a").exists()
     m = tmp_path / "map.json"
     m.write_text(json.dumps({"default": "none", "fc9": "tmr"}))

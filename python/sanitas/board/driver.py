@@ -4,7 +4,7 @@ The IP (produced by HLS; docs/architecture.md) is an AXI4-Lite-controlled block 
 ``ap_ctrl_hs`` protocol: the host writes the DDR addresses of an int8 input tensor (N, C, H, W) and of an
 int32 logits buffer (N, classes), the batch size ``n``, then sets ``ap_start`` and polls ``ap_done``.
 ``REGISTERS`` (``sanitas.hls.regmap``, re-exported here) is the register map, written once: this driver,
-the fake device (fake.py) and the generated ``.hwh`` (fake.py) all read it. The HLS top must export the same map, i.e.::
+the fake device (fake.py) and the generated ``.hwh`` (overlay.py) all read it. The HLS top exports that map::
 
     void sanitas_top(const int8_t *in, int32_t *out, int n,
                      int *detected, ..., int *scrubbed, [fi_* inputs])   // s_axilite bundle=control
@@ -15,6 +15,11 @@ the fake device (fake.py) and the generated ``.hwh`` (fake.py) all read it. The 
 
 ``pynq`` is optional: without it this module still gives the register table, input checks and error types
 (used by sim.py); ``SanitasIP`` / ``SanitasOverlay`` then raise a one-line error when instantiated.
+
+The driver's calls: ``infer(images) -> (logits, counters)`` (buffers from ``pynq.allocate``, flushed before
+ap_start and invalidated after ap_done), ``inject(fault)`` (the fi_* registers: a ``Fault`` encoded by
+``sanitas.hls.faultport`` for the network's golden model, a dict of words, or None to clear), ``status()``,
+and on the overlay ``reload(layer)`` (an escalation: the PL configured again from the bitstream).
 """
 from __future__ import annotations
 
@@ -107,20 +112,46 @@ def split_result(result) -> tuple[np.ndarray, dict]:
 
 
 def load_overlay_config(bitfile) -> dict:
-    """Accelerator configuration stored beside a bitstream: ``<name>.json`` with input_shape, num_classes."""
+    """Accelerator configuration stored beside a bitstream: ``<name>.json`` (``overlay.write_overlay``).
+
+    ``input_shape``, ``num_classes``; optional ``fault_port`` (the IP has the fi_* registers), ``layers`` (the
+    network's node names, in the order the IP numbers them) and ``spec`` (its protection plan).
+    """
     path = Path(bitfile).with_suffix(".json")
     if not path.is_file():
         return {}
     cfg = json.loads(path.read_text())
-    return {"input_shape": tuple(cfg["input_shape"]), "num_classes": int(cfg["num_classes"])}
+    return {"input_shape": tuple(cfg["input_shape"]), "num_classes": int(cfg["num_classes"]),
+            "fault_port": bool(cfg.get("fault_port", False)), "layers": tuple(cfg.get("layers", ())),
+            "spec": cfg.get("spec")}
+
+
+def fault_words(fault, model) -> dict:
+    """The fi_* register words of one fault: a ``sanitas.faults.Fault`` (encoded for ``model``, the network's
+    golden model, by ``sanitas.hls.faultport``), a {fi_* register: word} dict, or None (fi_enable = 0)."""
+    names = [k for k, _ in FAULT_REGISTERS]
+    if fault is None:
+        return dict.fromkeys(names, 0)
+    if isinstance(fault, dict):
+        unknown = sorted(set(fault) - set(names))
+        if unknown:
+            raise BoardInputError(f"unknown fault-injection registers {unknown}; known: {', '.join(names)}")
+        return {k: int(fault.get(k, 0)) & 0xFFFFFFFF for k in names}
+    if model is None:
+        raise BoardUnavailable("injecting a Fault record needs the network's golden model "
+                               "(SanitasOverlay(..., model=gm) or inject(fault, model=gm))")
+    from ..hls.faultport import fault_registers
+    return {k: int(v) & 0xFFFFFFFF for k, v in fault_registers(fault, model).items()}
 
 
 # ------------------------------------------------------------------------------------------ driver
 class SanitasIP(_DefaultIP):
     """PYNQ driver of ``sanitas_top``: bound by VLNV, so ``overlay.sanitas_top_0`` is one of these.
 
-    ``configure(input_shape, num_classes)`` (done by ``SanitasOverlay`` from ``<bitfile>.json``), then
-    ``infer(x)`` with int8 ``x`` of shape ``input_shape`` or ``(N,) + input_shape``.
+    ``configure(input_shape, num_classes, fault_port)`` (done by ``SanitasOverlay`` from ``<bitfile>.json``),
+    then ``infer(x) -> (logits, counters)`` with int8 ``x`` of shape ``input_shape`` or ``(N,) + input_shape``;
+    ``inject(fault)`` programs the fault-injection registers (they hold until the next ``inject`` or a
+    download), ``status()`` reads the counters of the last run.
     """
 
     bindto = [VLNV]
@@ -129,13 +160,16 @@ class SanitasIP(_DefaultIP):
         super().__init__(description)
         self.input_shape: tuple[int, ...] | None = None
         self.num_classes: int | None = None
+        self.fault_port = False
+        self.fault = None         # what the fi_* registers hold now (None: fi_enable = 0)
         self.timeout_s = 10.0     # default ap_done timeout of infer()
         self._buffers = None      # (n, in buffer, out buffer), reused while the batch size is unchanged
 
-    def configure(self, input_shape, num_classes: int) -> "SanitasIP":
-        """Set the compile-time shapes of the IP (they are not readable from its registers)."""
+    def configure(self, input_shape, num_classes: int, fault_port: bool = False) -> "SanitasIP":
+        """Set the compile-time facts of the IP (they are not readable from its registers)."""
         self.input_shape = tuple(int(s) for s in input_shape)
         self.num_classes = int(num_classes)
+        self.fault_port = bool(fault_port)
         self._buffers = None
         return self
 
@@ -148,8 +182,9 @@ class SanitasIP(_DefaultIP):
             self._buffers = (n, inb, outb)
         return self._buffers[1], self._buffers[2]
 
-    def infer(self, x_int8: np.ndarray, timeout_s: float | None = None) -> np.ndarray:
-        """Run the accelerator: int8 (N, C, H, W) or (C, H, W) -> int32 logits (N, classes) or (classes,)."""
+    def infer(self, x_int8: np.ndarray, timeout_s: float | None = None) -> tuple[np.ndarray, dict]:
+        """Run the accelerator: int8 (N, C, H, W) or (C, H, W) -> (int32 logits (N, classes) or (classes,),
+        {counter: int} of this run)."""
         x, single = check_input(x_int8, self.input_shape)
         if self.num_classes is None:
             raise BoardUnavailable("accelerator num_classes unknown: call configure(input_shape, num_classes)")
@@ -161,7 +196,20 @@ class SanitasIP(_DefaultIP):
         self.wait(self.timeout_s if timeout_s is None else timeout_s)
         outb.sync_from_device()                   # invalidate: the IP wrote DDR behind the cache
         y = np.array(outb, dtype=np.int32)        # copy out of the reusable buffer
-        return y[0] if single else y
+        return (y[0] if single else y), self.status()
+
+    def inject(self, fault, model=None) -> dict:
+        """Program the fault-injection registers with ``fault`` (see ``fault_words``; None clears it) for every
+        following run; returns the words written. Needs an IP built with the debug port."""
+        if not self.fault_port:
+            raise BoardUnavailable("this sanitas_top has no fault-injection port (built without fault_port)")
+        words = fault_words(fault, model)
+        for k, v in words.items():            # fi_enable last: the other words are in place when it rises
+            if k != "fi_enable":
+                self.write(OFFSET[k], v)
+        self.write(OFFSET["fi_enable"], words["fi_enable"])
+        self.fault = fault if words["fi_enable"] & 1 else None
+        return words
 
     # ------------------------------------------------------------------ register protocol
     def start(self, in_addr: int, out_addr: int, n: int) -> None:
@@ -186,22 +234,29 @@ class SanitasIP(_DefaultIP):
                 raise BoardTimeout(f"sanitas_top did not assert ap_done within {timeout_s:g} s (CTRL=0x{ctrl:02x})")
 
     def status(self) -> dict:
-        """ABFT/DMR counters of the last run: {name: int} over STATUS_COUNTERS."""
+        """Protection counters of the last run: {name: int} over STATUS_COUNTERS."""
         return {k: int(self.read(OFFSET[k])) for k in STATUS_COUNTERS}
 
 
 class SanitasOverlay(_Overlay):
     """A PYNQ overlay holding one ``sanitas_top``; ``.accel`` is its configured ``SanitasIP``.
 
-    Shapes come from the arguments or from ``<bitfile>.json`` (``{"input_shape": [...], "num_classes": k}``).
+    Shapes come from the arguments or from ``<bitfile>.json`` (``load_overlay_config``). ``model``: the
+    network's golden model, needed to encode ``Fault`` records for ``inject``. ``infer``, ``inject``,
+    ``status`` go to the IP; ``reload(layer)`` answers an escalation by configuring the PL again.
     """
 
-    def __init__(self, bitfile_name, input_shape=None, num_classes=None, **kwargs):
+    def __init__(self, bitfile_name, input_shape=None, num_classes=None, model=None, **kwargs):
         super().__init__(bitfile_name, **kwargs)
         cfg = load_overlay_config(self.bitfile_name)
+        self.model = model
+        self.reloads = 0
+        layers = cfg.get("layers") or tuple(n.name for n in getattr(model, "nodes", ()))
         self.sanitas_config = {"input_shape": tuple(input_shape) if input_shape is not None
                                else cfg.get("input_shape"),
-                               "num_classes": num_classes if num_classes is not None else cfg.get("num_classes")}
+                               "num_classes": num_classes if num_classes is not None else cfg.get("num_classes"),
+                               "fault_port": cfg.get("fault_port", False), "layers": tuple(layers),
+                               "spec": cfg.get("spec")}
 
     def download(self, dtbo=None):
         """pynq's download, after filling Zynq-7000 PL clock frequencies that pynq 4.0 leaves at None.
@@ -241,7 +296,7 @@ class SanitasOverlay(_Overlay):
             raise BoardUnavailable(f"{names[0]} is bound to {type(ip).__name__}, not SanitasIP (driver not imported?)")
         cfg = self.sanitas_config
         if ip.input_shape is None and cfg["input_shape"] is not None and cfg["num_classes"] is not None:
-            ip.configure(cfg["input_shape"], cfg["num_classes"])
+            ip.configure(cfg["input_shape"], cfg["num_classes"], cfg["fault_port"])
         return ip
 
     def _hier_ip(self, path: str):
@@ -251,8 +306,25 @@ class SanitasOverlay(_Overlay):
             obj = getattr(obj, part)
         return obj
 
-    def infer(self, x_int8: np.ndarray, timeout_s: float | None = None) -> np.ndarray:
+    def infer(self, x_int8: np.ndarray, timeout_s: float | None = None) -> tuple[np.ndarray, dict]:
         return self.accel.infer(x_int8, timeout_s)
+
+    def inject(self, fault, model=None) -> dict:
+        return self.accel.inject(fault, model if model is not None else self.model)
 
     def status(self) -> dict:
         return self.accel.status()
+
+    def reload(self, layer: str) -> None:
+        """Escalation: restore ``layer``'s parameters from the trusted image, the bitstream.
+
+        sanitas_top keeps every layer's weights in on-chip memory that the bitstream initialises, so the
+        trusted image of a layer is restored by configuring the PL again (which also clears the fault-injection
+        registers: an injected memory fault is gone with it). The driver's DDR buffers stay valid.
+        """
+        layers = self.sanitas_config["layers"]
+        if layers and layer not in layers:
+            raise BoardInputError(f"unknown layer {layer!r}; the network's layers: {', '.join(layers)}")
+        self.download()
+        self.accel.fault = None
+        self.reloads += 1

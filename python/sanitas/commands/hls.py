@@ -19,12 +19,12 @@ def add_parser(sub):
     p.add_argument("--out", type=output_dir, default=None, help="folder of the generated C++ (or hls4ml project)")
     p.add_argument("--data-dir", type=existing_dir, default=None)
     p.add_argument("--limit", type=positive_int, default=None, help="check only the first N test images")
-    p.add_argument("--scheme", type=scheme, default="none", help="protection scheme (sanitas.protect specs)")
+    p.add_argument("--scheme", type=scheme, default=None, help="protection scheme (sanitas.protect specs)")
     p.add_argument("--per-layer", type=existing_file, default=None,
                    help="JSON/YAML per-layer scheme map (default entry: --scheme)")
-    p.add_argument("--faults", type=non_negative_int, default=0,
+    p.add_argument("--faults", type=non_negative_int, default=None,
                    help="fault records compared with ProtectedModel (fault port compiled in)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the fault sample")
+    p.add_argument("--seed", type=non_negative_int, default=None, help="seed of the fault sample")
     p.add_argument("--hls4ml", action="store_true", help="lower through QONNX to a plain hls4ml project instead")
     p.set_defaults(func=run)
     return configure(p, "hls", "data")

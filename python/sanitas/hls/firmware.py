@@ -222,7 +222,7 @@ def render_net(gm, array: ArrayConfig, spec="none") -> str:
             w(f"static word_t d{i}[{size[n.name]}];   // {n.name}: the duplicate lane (DMR)\n")
         if plans[i].ckpt:
             w(f"static uint64_t c{i}[2];   // {n.name}: checksum of its checkpoint (DMR)\n")
-    w("static const int8_t *cur_img;   // the image being computed (the input node re-reads it on rollback)\n")
+    w(f"static int8_t cur_img[{n_in}];   // the image being computed (the input node re-reads it on rollback)\n")
     w("enum { C_DET = 0, C_RB = 4, C_UNC = 5 };   // counter indices (regmap.STATUS_COUNTERS)\n\n")
     for n in gm.nodes:
         w(f"static void exec_{idx[n.name]}(const net_fault &f, net_stats &st, int *cnt);\n")
@@ -231,7 +231,8 @@ def render_net(gm, array: ArrayConfig, spec="none") -> str:
     last = idx[gm.output_node.name]
     w("// One image: int8 input (C, H, W) -> int32 logits; cnt accumulates the counters.\n"
       "static void sanitas_net(const int8_t img[SANITAS_IN_SIZE], int32_t logits[SANITAS_OUT_SIZE], "
-      "const net_fault &f, net_stats &st, int *cnt) {\n    cur_img = img;\n")
+      "const net_fault &f, net_stats &st, int *cnt) {\n"
+      "load_image:\n    for (int i = 0; i < SANITAS_IN_SIZE; ++i) cur_img[i] = img[i];\n")
     for n in gm.nodes:
         w(f"    exec_{idx[n.name]}(f, st, cnt);\n")
     w(f"output_copy:\n    for (int j = 0; j < SANITAS_OUT_SIZE; ++j) logits[j] = t{last}[j];\n}}\n\n")
