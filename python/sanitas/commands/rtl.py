@@ -54,7 +54,7 @@ def add_parser(sub):
                         "variants unprotected / sanity lazy / eager / sanity+dmr / tmr")
     p.add_argument("--regress", type=positive_int, default=None, metavar="N",
                    help="also run the N-fault RTL regression of the protected datapath (sanity_tile, Icarus)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the regression's faults and GEMMs")
+    p.add_argument("--seed", type=int, default=None, help="seed of the regression's faults and GEMMs")
     p.add_argument("--checkpoint", type=existing_file, default=None,
                    help="a digits checkpoint to run layer by layer through the RTL engine (with --images)")
     p.add_argument("--images", type=positive_int, default=None, metavar="K",
