@@ -111,3 +111,24 @@ def test_lenet5_through_the_rtl_engine(tmp_path, lenet, lenet5_ckpt):
                            # output stage: (rolled back, escalated); the window-max faults could be masked on other data
                            "lane_a_s0": [1, 0], "lane_b_f": [1, 0], "lane_a_max": [1, 0], "lane_b_max": [1, 0],
                            "lane_a_s0_every_try": [2, 1]}
+
+
+@needs_iverilog
+@pytest.mark.parametrize("array, params, errors", [
+    (ArrayConfig(rows=8, cols=8, checksums="eager"), {}, ()),
+    (ArrayConfig(rows=4, cols=4), {"FI_EN": 0, "RETRIES": 0}, ()),
+    (ArrayConfig(rows=8, cols=8), {"KMAX": 6}, ("engine: KMAX*DATA_W must be a multiple of 32 and KMAX <= 2**K_W - 1",
+                                                "engine: ROWS*COLS*32 must be a multiple of KMAX*DATA_W")),
+    (ArrayConfig(rows=1, cols=2), {}, ("engine: ROWS*COLS*32 must be a multiple of KMAX*DATA_W",)),
+])
+def test_engine_compiles_cleanly_and_guards_fire(tmp_path, array, params, errors):
+    import subprocess
+    from sanitas.rtl.generate import generate_engine
+    paths = generate_engine(array, tmp_path / "rtl")
+    extra = [f"-Pengine.{k}={v}" for k, v in params.items()]
+    proc = subprocess.run(["iverilog", "-g2012", "-s", "engine", *extra, "-o", str(tmp_path / "a.vvp"),
+                           *map(str, paths)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "warning" not in (proc.stdout + proc.stderr).lower(), proc.stdout + proc.stderr
+    run = subprocess.run(["vvp", "-n", str(tmp_path / "a.vvp")], capture_output=True, text=True, timeout=60)
+    found = [line.split(": ", 2)[-1] for line in (run.stdout + run.stderr).splitlines() if line.startswith("ERROR")]
+    assert found == list(errors)
