@@ -19,7 +19,12 @@ the check edge), so fault-free lazy sanity adds no beat; the unprotected array's
 checksums run beside the stream (no cycles). Targets: sanity+dmr <= +10 % LUT+FF and at most one extra DSP column
 (``cols``-wide array: rows extra DSPs) over unprotected; TMR >= +200 % LUT+FF; lazy fault-free cycles <= +10 %.
 
-Run: ``.venv/bin/python benchmarks/bench_rtl.py [--rows 16 --cols 16] [--json out.json]``.
+Measured (``--checkpoint P [--images K]``): the RTL ``engine`` (Icarus, cocotbext-axi; `sanitas.rtl.network`) runs K
+digits test images of a LeNet-5 checkpoint layer by layer (batched along M) at ``--engine-rows`` x
+``--engine-cols``; printed: the engine's busy cycles per layer (CYCLES register: stream in, sanity passes, output
+stage, stream out) and per image, bit-exact images, simulated cycles/s.
+
+Run: ``.venv/bin/python benchmarks/bench_rtl.py [--rows 16 --cols 16] [--checkpoint P --images 10] [--json out.json]``.
 """
 from __future__ import annotations
 
@@ -73,6 +78,10 @@ def main(argv=None) -> int:
     ap.add_argument("--cols", type=int, default=16)
     ap.add_argument("--no-area", action="store_true", help="cycles only (no yosys)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
+    ap.add_argument("--checkpoint", type=Path, default=None, help="a digits LeNet-5 checkpoint: run the RTL engine")
+    ap.add_argument("--images", type=int, default=10, help="images through the RTL engine (with --checkpoint)")
+    ap.add_argument("--engine-rows", type=int, default=8)
+    ap.add_argument("--engine-cols", type=int, default=8)
     args = ap.parse_args(argv)
     array = ArrayConfig(rows=args.rows, cols=args.cols, fault_injection=False)
     result: dict = {"rows": array.rows, "cols": array.cols}
@@ -101,6 +110,21 @@ def main(argv=None) -> int:
             print(f"  {r['layer']:10s} M {r['M']:4d} N {r['N']:4d} K {r['K']:4d} tiles {r['tiles']:3d}  "
                   f"{r['unprotected']:6d} / {r['lazy']:6d} / {r['eager']:6d}")
         result["cycles"][model] = {"layers": rows, "total": tot}
+    if args.checkpoint is not None:
+        from sanitas.rtl.network import run_engine_network
+        eng = ArrayConfig(rows=args.engine_rows, cols=args.engine_cols, fault_injection=False)
+        with tempfile.TemporaryDirectory() as tmp:
+            s = run_engine_network(Path(tmp), eng, args.checkpoint, args.images)
+        if not s["passed"]:
+            print(f"engine run failed: {s['bit_exact']}/{s['total']} bit-exact")
+            return 1
+        print(f"RTL engine {eng.rows}x{eng.cols}, {args.images} images: {s['bit_exact']}/{s['total']} bit-exact, "
+              f"{s['cycles']} cycles ({s['cycles'] / args.images:.0f} per image), "
+              f"{s['cycles'] / s['wall_s']:.0f} simulated cycles/s")
+        for lay in s["layers"]:
+            print(f"  {lay['name']:6s} M {lay['m']:5d} K {lay['k']:4d} N {lay['n']:4d}  GEMMs {lay['gemms']:5d}  "
+                  f"cycles {lay['cycles']:7d}")
+        result["engine"] = {k: s[k] for k in ("layers", "cycles", "bit_exact", "total", "wall_s")}
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     return 0
