@@ -396,7 +396,8 @@ class PlanConfig:
     op_weight: float = 0.25        # cost of one extra elementwise op (duplicate, compare, vote), in MACs
     rounds: int = 3                # greedy + reverse-delete rounds before the search gives up
     probe: int = 16                # failing experiments replayed to score one greedy move (uniform sample)
-    min_support: int = 4           # distinct campaign faults a node needs before its protection may be dropped
+    min_support: int = 8           # distinct campaign faults a node needs before its protection may be dropped
+    refine: int = 2                # re-plans with the faults the verification found unhandled (0: plan once)
     seed: int = 0                  # experiment sampling seed (verification uses seed + 1)
     verify_critical: int = 300     # held-out critical experiments of the verification hunt
     verify_faults: int = 300       # primary faults of the verification coverage campaign
@@ -405,7 +406,8 @@ class PlanConfig:
     soak_transients: float = 1.0   # transient datapath faults per inference in the soak
 
     def __post_init__(self):
-        for k in ("critical", "sdc", "rounds", "probe", "min_support", "verify_critical", "verify_faults", "soak"):
+        for k in ("critical", "sdc", "rounds", "probe", "min_support", "refine", "verify_critical", "verify_faults",
+                  "soak"):
             if getattr(self, k) < (1 if k in ("rounds", "probe") else 0):
                 raise SanitasError(f"plan: {k} must be >= {1 if k in ('rounds', 'probe') else 0}, "
                                    f"got {getattr(self, k)}")

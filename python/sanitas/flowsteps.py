@@ -101,14 +101,13 @@ def step_campaign(ctx: FlowContext, cfg: Config) -> dict:
 def step_plan(ctx: FlowContext, cfg: Config) -> dict:
     """The cheapest per-layer protection map from the campaign and the overhead model, verified on fresh faults
     and a soak (``protect.planner``); writes ``plan/scheme_map.json`` (a ``--per-layer`` file) and ``plan.json``."""
-    from .protect.planner import campaign_support, experiments_from_campaign, plan_protection, verify_plan
+    from .protect.planner import campaign_support, experiments_from_campaign, plan_and_verify
     camp = ctx.need_ok("campaign")
     gm = ctx.need_golden()
     xq, _ = ctx.test_images()
     p = cfg.plan
     exps = experiments_from_campaign(camp, p.critical, p.sdc, p.seed)
-    res = plan_protection(gm, xq, exps, p, campaign_support(camp))
-    ver = verify_plan(gm, xq, res.scheme_map, p, progress=ctx.progress)
+    res, ver = plan_and_verify(gm, xq, exps, p, campaign_support(camp), refine=p.refine, progress=ctx.progress)
     d = ctx.step_dir("plan")
     _save(d / "scheme_map.json", {"default": "none", **res.scheme_map})
     out = {**res.to_dict(), "macs": int(gm.macs()), "cost_frac": res.cost / gm.macs(), "verify": ver}

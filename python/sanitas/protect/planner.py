@@ -32,6 +32,8 @@ Search method (feasible start, greedy repair, reverse delete; every decision mea
 a fresh seed, with Wilson bounds), a coverage campaign including the protection's own state and false alarms
 (``campaign.run_campaign``), and a short soak with accumulating memory upsets and transients (``soak.Soak``):
 the plan meets the target when critical corrected >= 99.9 %, and silent = 0 in both the campaign and the soak.
+``plan_and_verify`` feeds the faults the verification found unhandled back as experiments and searches again
+(counterexample-guided refinement, ``refine`` rounds), so one verification is never the last word on a plan.
 """
 from __future__ import annotations
 
@@ -348,9 +350,30 @@ def verify_plan(gm, xq, scheme_map: dict, cfg: PlanConfig | None = None, compare
     p = cov["plan"]
     met = bool((hunt["critical_corrected"] or 0) >= TARGET_CRITICAL and p["silent"] == 0
                and p["state_silent"] == 0 and p["false_alarms"] == 0 and counts["silent"] == 0)
+    bad = [Experiment(Fault.from_json(f["fault"]), int(f["image"]), "critical") for f in hunt["failures"]]
+    bad += [Experiment(Fault.from_json(r.fault), int(r.image), r.effect) for r in camp["rows"]
+            if r.scheme == "plan" and r.kind == "primary" and r.effect != "masked"
+            and not (r.bit_exact or (r.alarm and r.top1_ok))]
     return {"met": met, "hunt": {k: v for k, v in hunt.items() if k != "failures"},
             "hunt_failures": hunt["failures"][:5], "coverage": cov, "primary": camp["primary"], "soak": counts,
-            "overhead": over}
+            "overhead": over, "counterexamples": bad}
+
+
+def plan_and_verify(gm, xq, experiments, cfg: PlanConfig | None = None, support: dict | None = None,
+                    refine: int = 2, progress: bool = False) -> tuple[PlanResult, dict]:
+    """``plan_protection`` then ``verify_plan``; while the target is not met and the verification found faults the
+    plan does not handle (held-out critical faults not restored, campaign faults silent), those are added to the
+    experiments and the plan is searched again (at most ``refine`` times: counterexample-guided refinement)."""
+    exps = list(experiments)
+    for k in range(refine + 1):
+        res = plan_protection(gm, xq, exps, cfg, support)
+        ver = verify_plan(gm, xq, res.scheme_map, cfg, progress=progress)
+        bad = ver.pop("counterexamples")
+        ver["refinements"] = k
+        if ver["met"] or not bad or k == refine:
+            return res, ver
+        seen = set(exps)
+        exps += [e for e in bad if e not in seen]
 
 
 def _over(o: dict) -> dict:
@@ -360,5 +383,5 @@ def _over(o: dict) -> dict:
 
 __all__ = ["ELEMENTWISE_CANDIDATES", "Experiment", "PlanConfig", "PlanResult", "Planner", "TARGET_CRITICAL",
            "WEIGHTED_CANDIDATES", "candidates", "cost_table", "campaign_support", "experiments_from_campaign",
-           "plan_protection",
+           "plan_and_verify", "plan_protection",
            "screen_experiments", "verify_plan"]
