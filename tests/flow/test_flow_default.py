@@ -55,7 +55,8 @@ def test_plan_record(flow):
     assert list(p["scheme_map"]) == nodes
     assert p["reached"] and p["experiments"]["failing"] == 0
     assert p["experiments"]["critical"] == 30 and p["experiments"]["sdc"] == 10
-    assert p["cost"] <= min(c for sch, c in p["uniform"].items() if sch != "none")
+    start = [st for st in p["steps"] if st["phase"] == "start"]
+    assert start and p["cost"] <= start[0]["cost"] == p["uniform"][start[0]["move"]["*"]]   # only ever cheaper
     on_disk = json.loads((d / "out" / "plan" / "scheme_map.json").read_text())
     assert on_disk == {"default": "none", **p["scheme_map"]}
     v = p["verify"]

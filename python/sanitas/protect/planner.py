@@ -23,8 +23,9 @@ Search method (feasible start, greedy repair, reverse delete; every decision mea
    experiments whose fault lies in the move's neighbourhood (the moved nodes, their producers and consumers: no
    other protection can see that fault); the best move is applied and its whole neighbourhood replayed, repeat;
 3. **reverse delete**: nodes in order of falling cost try each cheaper candidate; a downgrade is kept when every
-   experiment of its neighbourhood stays ok. Only nodes the campaign injected at least ``min_support`` distinct
-   faults into are tried: where it saw (almost) nothing, no failure is no evidence, and the protection stays;
+   experiment of its neighbourhood stays ok; passes repeat until one changes nothing (a locally minimal map).
+   Only nodes the campaign injected at least ``min_support`` distinct faults into are tried: where it saw
+   (almost) nothing, no failure is no evidence, and the protection stays;
 4. a full replay of all experiments; failures (a move that helped one fault but broke another) send the search
    back to 2 (at most ``rounds`` times).
 
@@ -273,19 +274,24 @@ class Planner:
                           "failing": len(ok) - sum(ok), "cost": self.cost(m)})
 
     def _reverse_delete(self, m: dict, ok: list[bool], rnd: int, steps: list) -> None:
-        for n in sorted(m, key=lambda n: -self.costs[(n, m[n])]):
-            if self.support.get(n, 0) < self.cfg.min_support:
-                continue                                     # too few faults seen there to drop its protection
-            for s in sorted(self.cands[n], key=lambda s: self.costs[(n, s)]):
-                if self.costs[(n, s)] >= self.costs[(n, m[n])]:
-                    break
-                new = {**m, n: s}
-                hood = self._hood([n])
-                if all(self.rep.ok(new, [self.exps[k] for k in hood], stop_at_failure=True)):
-                    steps.append({"round": rnd, "phase": "reverse-delete", "move": {n: s}, "from": m[n],
-                                  "cost": self.cost(new)})
-                    m[n] = s
-                    break
+        """Passes until none changes anything (a downgrade can make an earlier-tried one possible)."""
+        changed = True
+        while changed:
+            changed = False
+            for n in sorted(m, key=lambda n: -self.costs[(n, m[n])]):
+                if self.support.get(n, 0) < self.cfg.min_support:
+                    continue                                 # too few faults seen there to drop its protection
+                for s in sorted(self.cands[n], key=lambda s: self.costs[(n, s)]):
+                    if self.costs[(n, s)] >= self.costs[(n, m[n])]:
+                        break
+                    new = {**m, n: s}
+                    hood = self._hood([n])
+                    if all(self.rep.ok(new, [self.exps[k] for k in hood], stop_at_failure=True)):
+                        steps.append({"round": rnd, "phase": "reverse-delete", "move": {n: s}, "from": m[n],
+                                      "cost": self.cost(new)})
+                        m[n] = s
+                        changed = True
+                        break
 
     def _uniform(self, scheme: str) -> dict:
         """The uniform map of ``scheme`` (on nodes without a guard for it: its DMR part, else none)."""

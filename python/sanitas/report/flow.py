@@ -69,8 +69,7 @@ def _plot_heatmaps(vul: dict, path: Path) -> bool:
     fig, axs = plt.subplots(1, len(sites), figsize=(3.3 * len(sites), 1.2 + 0.16 * h), squeeze=False)
     for ax, s in zip(axs[0], sites):
         v = vul[s]
-        cmap = plt.get_cmap("magma_r").copy()
-        cmap.set_bad("#f4f4f4")                       # no fault drawn there
+        cmap = plt.get_cmap("magma_r").with_extremes(bad="#f4f4f4")    # grey: no fault drawn there
         im = ax.imshow(v["critical"], aspect="auto", cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(f"{s}: critical rate", fontsize=9)
         ax.set_xlabel("bit", fontsize=8)
