@@ -430,7 +430,7 @@ class FlowConfig:
     search_cells: int = 2          # cells of the searched network
     search_nodes: int = 2          # intermediate nodes per cell
     final_epochs: int = 6          # FTT epochs of the best derived net
-    baselines: list[str] = field(default_factory=lambda: ["lenet5"])   # zoo baselines trained with the same FTT
+    baselines: tuple[str, ...] = ("lenet5",)  # zoo baselines trained with the same FTT
     baseline_epochs: int = 6       # FTT epochs of each baseline
     test_fault_samples: int = 4    # fault draws of the final faulty test accuracy
     campaign_faults: int = 600     # single-bit flips of the campaign, uniform over weight/bias/input/acc/output bits
@@ -445,6 +445,9 @@ class FlowConfig:
                   "test_fault_samples", "campaign_faults"):
             if getattr(self, k) < 0:
                 raise SanitasError(f"flow: {k} must be >= 0, got {getattr(self, k)}")
+        from .models.zoo import ZOO
+        for b in self.baselines:
+            _one_of("flow", "baseline", b, sorted(ZOO))
         for k in ("search_cells", "search_nodes", "campaign_inputs"):
             if getattr(self, k) < 1:
                 raise SanitasError(f"flow: {k} must be >= 1, got {getattr(self, k)}")
