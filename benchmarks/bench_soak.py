@@ -9,6 +9,12 @@ scheme: inferences, memory upsets, transients, silent (wrong, no alarm), wrong_f
 detected, corrected, escalations, repaired words, and the measured inferences per second (so a full run can be
 sized). Results go to ``--out``/soak.json.
 
+A full table is hours of CPU, so the run persists as it goes: every (network, scheme) soak has its own folder
+``--out``/<net>/<scheme>/ with ``state.npz`` (``Soak.save``, every ``--save-every`` inferences) and, once done,
+``result.json``. Run the same command again after a crash or a kill and it resumes each unfinished soak from its
+last state (same counts as an uninterrupted run: every inference's randomness is seeded by its index) and skips
+the finished ones; ``--order schemes`` runs one scheme over all networks before the next scheme.
+
 Run: ``.venv/bin/python benchmarks/bench_soak.py [--inferences 20000] [--seu 0.01] [--transients 1]
 [--models lenet5,resnet20] [--schemes sanity+dmr,none,dmr,tmr,sanity-check]``.
 """
@@ -49,6 +55,9 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "build" / "protect" / "soak"))
+    ap.add_argument("--save-every", type=int, default=500, help="inferences between state saves")
+    ap.add_argument("--order", choices=("networks", "schemes"), default="networks",
+                    help="loop networks outside (default) or schemes outside")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -58,18 +67,40 @@ def main(argv=None) -> int:
     print(f"digits soak: {a.inferences} inferences, {a.seu} memory upsets + {a.transients} transients per inference "
           f"(expected), patrol {a.patrol} codewords/inference, seed {a.seed}")
     print(f"{'net':12s} {'scheme':14s} " + " ".join(f"{c[:13]:>13s}" for c in COLS) + f" {'inf/s':>7s}")
-    for name in [m.strip() for m in a.models.split(",") if m.strip()]:
-        gm = export_golden(load_checkpoint(checkpoint(name, splits, cache))[0])
-        xq = gm.quantize_input(splits.test.tensors[0].numpy()[:a.images])
-        res["networks"][name] = {}
-        for spec in [s.strip() for s in a.schemes.split(",") if s.strip()]:
+    models = [m.strip() for m in a.models.split(",") if m.strip()]
+    schemes = [x.strip() for x in a.schemes.split(",") if x.strip()]
+    pairs = [(n, x) for n in models for x in schemes] if a.order == "networks" else \
+        [(n, x) for x in schemes for n in models]
+    nets = {}
+    for name, spec in pairs:
+        if name not in nets:
+            gm = export_golden(load_checkpoint(checkpoint(name, splits, cache))[0])
+            nets[name] = (gm, gm.quantize_input(splits.test.tensors[0].numpy()[:a.images]))
+        gm, xq = nets[name]
+        folder = Path(a.out) / name / spec
+        folder.mkdir(parents=True, exist_ok=True)
+        done = folder / "result.json"
+        key = {k: getattr(a, k) for k in ("inferences", "seu", "transients", "patrol", "images", "seed")}
+        r = json.loads(done.read_text()) if done.exists() else None
+        if r is None or r.get("key") != key:
             soak = Soak(gm, xq, spec, a.seu, a.transients, a.seed, a.patrol)
-            t = time.perf_counter()
-            c = soak.run(a.inferences, progress=not a.quiet)
-            rate = c["inferences"] / (time.perf_counter() - t)
-            res["networks"][name][spec] = {**c, "inferences_per_s": rate, "memory_bits": soak.memory_bits(),
-                                           "events": soak.events}
-            print(f"{name:12s} {spec:14s} " + " ".join(f"{c[k]:13d}" for k in COLS) + f" {rate:7.1f}", flush=True)
+            state = folder / "state.npz"
+            keyf = folder / "key.json"
+            if state.exists() and keyf.exists() and json.loads(keyf.read_text()) == key:
+                soak.load(state)
+            keyf.write_text(json.dumps(key))
+            start, t = soak.counts["inferences"], time.perf_counter()
+            c = soak.run(a.inferences, progress=not a.quiet, every=a.save_every, on_save=lambda s, p=state: s.save(p))
+            dt = time.perf_counter() - t
+            rate = (c["inferences"] - start) / dt if dt > 0 and c["inferences"] > start else None
+            r = {"key": key, **c, "inferences_per_s": rate, "memory_bits": soak.memory_bits(), "events": soak.events}
+            tmp = folder / "result.json.tmp"
+            tmp.write_text(json.dumps(r))
+            tmp.replace(done)
+        res["networks"].setdefault(name, {})[spec] = {k: v for k, v in r.items() if k != "key"}
+        rate = r["inferences_per_s"]
+        print(f"{name:12s} {spec:14s} " + " ".join(f"{r[k]:13d}" for k in COLS)
+              + (f" {rate:7.1f}" if rate else f" {'-':>7s}"), flush=True)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "soak.json").write_text(json.dumps(res, indent=1))

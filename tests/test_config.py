@@ -120,7 +120,7 @@ def _changed(sec):
                "compare": ["tmr"], "max_macs": 1234, "reductions": (0, 2), "part": "xczu7ev-ffvc1156-2-e",
                "scheme": "tmr", "protect_scheme": "sanity:eager"}
     if type(sec).__name__ == "BoardConfig":
-        special["backend"] = "fake"
+        special |= {"backend": "fake", "ip": "callback"}
     if type(sec).__name__ == "CampaignConfig":
         special["backend"] = "golden"
     kw = {}

@@ -206,9 +206,16 @@ class BoardConfig:
     board: str = "pynq-z2"         # board folder name under boards/
     bitfile: str | None = None     # overlay .bit (backend pynq; None: the board folder's)
     limit: int = 64                # test images run through the board
+    ip: str = "csim"               # backend fake: csim (sanitas_top's C++) | golden (ProtectedModel) | callback
+    scheme: str = "none"           # protection spec of the csim IP (backend fake)
+    faults: int = 0                # faults then injected through the fault-injection registers (0: none)
+    fault_seed: int = 0            # seed of those sampled faults
 
     def __post_init__(self):
         _one_of("board", "backend", self.backend, ("pynq", "fake", "sim"))
+        _one_of("board", "ip", self.ip, ("csim", "golden", "callback"))
+        _at_least("board", "faults", self.faults, 0)
+        _at_least("board", "fault_seed", self.fault_seed, 0)
         _at_least("board", "limit", self.limit, 1)
 
 
@@ -436,13 +443,14 @@ class FlowConfig:
     campaign_faults: int = 600     # single-bit flips of the campaign, uniform over weight/bias/input/acc/output bits
     campaign_inputs: int = 32      # test images per fault (the first K; the planner and board use the same)
     rtl_area: bool = True          # yosys area of the protected array against TMR (skipped without yosys)
+    board_faults: int = 20         # faults through the fake board's fault-injection registers, compared with golden
 
     def __post_init__(self):
         from .flow import STEPS
         for s in self.steps:
             _one_of("flow", "step", s, list(STEPS))
         for k in ("search_budget", "search_float_epochs", "search_epochs", "final_epochs", "baseline_epochs",
-                  "test_fault_samples", "campaign_faults"):
+                  "test_fault_samples", "campaign_faults", "board_faults"):
             if getattr(self, k) < 0:
                 raise SanitasError(f"flow: {k} must be >= 0, got {getattr(self, k)}")
         from .models.zoo import ZOO

@@ -175,7 +175,8 @@ def _table() -> dict[str, Step]:
         Step(s.step_protect, ("checkpoint",), ("data", "protect"), net),
         Step(s.step_csim, (), ("csim", "array")),
         Step(s.step_rtl, (), ("rtl", "array", "flow.rtl_area")),
-        Step(s.step_board, ("checkpoint",), ("data", "board", "flow.campaign_inputs"), net),
+        Step(s.step_board, ("checkpoint",), ("data", "board", "array", "flow.campaign_inputs", "flow.board_faults"),
+             (*net, "plan")),
         Step(s.step_report, (), (), (), cache=False),
     )}
 

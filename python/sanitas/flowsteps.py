@@ -166,20 +166,52 @@ def step_rtl(ctx: FlowContext, cfg: Config) -> dict:
     return rec if s.get("passed") else {"status": "failed", **rec}
 
 
-def step_board(ctx: FlowContext, cfg: Config) -> dict:
-    """The network through the PYNQ driver on the fake device (``board.open_board("fake")``: the real pynq stack,
-    emulated registers and DDR), compared bit-exactly with golden on the campaign's test images."""
+def _open_csim_board(ctx: FlowContext, cfg: Config, gm):
+    """The fake board whose IP is the csim of ``sanitas_top`` (the network's C++ behind the register map), built
+    for the plan's per-layer map when the top generates it, else unprotected (and the record says why)."""
     from .board import open_board
+    from .errors import SanitasError
+    plan = ctx.step_dir("plan") / "scheme_map.json"
+    spec = json.loads(plan.read_text()) if plan.is_file() else "none"
+    kw = {"compute": gm, "board": cfg.board.board, "out_dir": ctx.step_dir("board") / "overlay", "ip": "csim"}
+    try:
+        return open_board("fake", spec=spec, **kw), spec != "none", None
+    except SanitasError as e:
+        if spec == "none":
+            raise
+        return open_board("fake", spec="none", **kw), False, str(e)
+
+
+def step_board(ctx: FlowContext, cfg: Config) -> dict:
+    """The network through the PYNQ driver on the fake device whose IP is the csim of ``sanitas_top`` (the real
+    pynq stack, emulated registers and DDR, the accelerator's C++): bit-exact with golden on the campaign's test
+    images, then [flow] board_faults faults through the fault-injection registers, each compared with the same
+    fault on golden (images changed and predictions wrong: fault agreement)."""
+    from .board.demo import fault_sweep
+    from .faults.executors import golden_hook
+    from .faults.fault import sample_faults
     gm = ctx.need_golden()
     xq, y = ctx.test_images()
-    with open_board("fake", compute=gm, board=cfg.board.board, out_dir=ctx.step_dir("board") / "overlay") as b:
-        logits = np.asarray(b.infer(xq.astype(np.int8))).astype(np.int64)
-        status = b.status()
+    b, protected, why = _open_csim_board(ctx, cfg, gm)
+    with b:
+        logits, status = b.infer(xq.astype(np.int8))
+        faults = sample_faults(gm, cfg.flow.board_faults, sites=("weight", "acc", "output"), kinds=("bitflip",),
+                               seed=cfg.board.fault_seed)
+        rows = fault_sweep({"csim": b}, gm, xq.astype(np.int8), faults)
+    logits = np.asarray(logits).astype(np.int64)
     ref = gm.run_int(xq)
     same = int((logits == ref).all(axis=1).sum())
-    rec = {"backend": "fake", "board": cfg.board.board, "bit_exact": same, "total": int(len(xq)),
-           "accuracy": float((logits.argmax(1) == y).mean()), "board_status": status}
-    return rec if same == len(xq) else {"status": "failed", **rec}
+    agree = 0
+    for f, r in zip(faults, rows):
+        g = gm.run_int(xq, hook=golden_hook(gm, [f]))
+        agree += (int((g != ref).any(axis=1).sum()), int((g.argmax(1) != ref.argmax(1)).sum())) == (
+            r["changed_images"], r["wrong_predictions"])
+    rec = {"backend": "fake", "ip": "csim", "board": cfg.board.board, "protected": protected, "bit_exact": same,
+           "total": int(len(xq)), "accuracy": float((logits.argmax(1) == y).mean()), "board_status": status,
+           "faults": len(faults), "fault_agreement": agree}
+    if why:
+        rec["unprotected_because"] = why
+    return rec if (same == len(xq) and agree == len(faults)) else {"status": "failed", **rec}
 
 
 def step_report(ctx: FlowContext, cfg: Config) -> dict:

@@ -8,7 +8,7 @@ import sanitas.board as board
 
 def test_package_all_is_the_export_table_and_every_name_resolves():
     assert sorted(board.__all__) == sorted(board._EXPORTS)
-    assert len(board.__all__) == len(set(board.__all__)) == 16
+    assert len(board.__all__) == len(set(board.__all__)) == 20
     for name, module in board._EXPORTS.items():
         if module != "driver":
             pytest.importorskip("pynq", reason="pynq not installed")

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from sanitas.board.driver import BoardError, BoardInputError, BoardUnavailable
+from sanitas.board.driver import STATUS_COUNTERS, BoardError, BoardInputError, BoardUnavailable
 from sanitas.board.sim import SimAccelerator, open_board
 from sanitas.errors import SanitasError
 
@@ -19,11 +19,11 @@ def _one_line(exc_info):
 def test_sim_matches_direct_and_accepts_golden_like_models(net, images):
     sim = SimAccelerator(net)                                  # shapes taken from the model (run_int + attrs)
     assert sim.input_shape == net.input_shape and sim.num_classes == net.num_classes
-    y = sim.infer(images)
+    y, _ = sim.infer(images)
     assert y.dtype == np.int32 and y.shape == (5, 10)
     np.testing.assert_array_equal(y, net(images))
-    np.testing.assert_array_equal(sim.infer(images[0]), net(images[:1])[0])
-    assert sim.status() == {"detected": 0, "corrected": 0, "rollbacks": 0}
+    np.testing.assert_array_equal(sim.infer(images[0])[0], net(images[:1])[0])
+    assert sim.status() == dict.fromkeys(STATUS_COUNTERS, 0)
 
 
 @pytest.mark.parametrize("x,match", [
@@ -59,11 +59,11 @@ def test_bad_compute_results_are_errors(images):
 
 def test_open_board_backends(net, images, tmp_path):
     with open_board("sim", net) as b:
-        np.testing.assert_array_equal(b.infer(images), net(images))
+        np.testing.assert_array_equal(b.infer(images)[0], net(images))
     pytest.importorskip("pynq", reason="pynq not installed")
     from pynq.ps import ON_TARGET
     with open_board("fake", net, board="zcu104", out_dir=tmp_path) as b:
-        np.testing.assert_array_equal(b.infer(images), net(images))
+        np.testing.assert_array_equal(b.infer(images)[0], net(images))
     if not ON_TARGET:
         with pytest.raises(RuntimeError, match="backend 'pynq' needs a PYNQ board") as e:
             open_board("pynq", net)
@@ -82,7 +82,7 @@ def test_sim_backend_imports_without_pynq(tmp_path):
         "import sanitas.board.sim as s, sanitas.board.driver as d\n"
         "assert d.pynq is None\n"
         "acc = s.SimAccelerator(lambda x: x.reshape(len(x), -1).astype(np.int64) * 3, (4,), 4)\n"
-        "print(acc.infer(np.arange(8, dtype=np.int8).reshape(2, 4)).tolist())\n"
+        "print(acc.infer(np.arange(8, dtype=np.int8).reshape(2, 4))[0].tolist())\n"
         "try:\n    d.SanitasIP({})\nexcept RuntimeError as e:\n    print(e)\n"
         "try:\n    s.open_board('pynq')\nexcept RuntimeError as e:\n    print(e)\n"
     )
@@ -106,7 +106,7 @@ def test_real_board():
         pytest.skip("set SANITAS_BITFILE to a sanitas overlay .bit (with its .hwh and .json)")
     with open_board("pynq", bitfile=bit) as ol:
         x = np.random.default_rng(0).integers(-128, 128, (4, *ol.accel.input_shape), dtype=np.int8)
-        y = ol.infer(x)
+        y, _ = ol.infer(x)
     assert y.shape == (4, ol.accel.num_classes) and y.dtype == np.int32
 
 
@@ -123,9 +123,9 @@ def test_golden_model_on_fake_board(tmp_path):
     torch.manual_seed(0)
     gm = export_golden(lenet5((1, 8, 8), 10))
     x = gm.quantize_input(np.random.default_rng(0).uniform(0, 1, (6, 1, 8, 8))).astype(np.int8)
-    with FakeBoard(gm, out_dir=tmp_path) as b:
-        y = b.infer(x)
+    with FakeBoard(gm, out_dir=tmp_path, ip="callback") as b:
+        y, _ = b.infer(x)
     ref = gm.run_int(x)
     assert y.dtype == np.int32
     np.testing.assert_array_equal(y, ref)
-    np.testing.assert_array_equal(SimAccelerator(gm).infer(x), ref)
+    np.testing.assert_array_equal(SimAccelerator(gm).infer(x)[0], ref)

@@ -411,6 +411,10 @@ CASES = [
       "unknown site 'pe_acc' (choose from weight, bias, acc, output, input)"),
     C("golden-backend", "golden --checkpoint {ok} --backend f32", "argument --backend: unknown backend 'f32'"),
     C("board-backend", "board --checkpoint {ok} --backend zynq", "argument --backend: unknown backend 'zynq'"),
+    C("board-ip", "board --checkpoint {ok} --backend fake --ip gold", "argument --ip: unknown fake IP 'gold'"),
+    C("board-scheme", "board --checkpoint {ok} --backend fake --scheme sanity+bogus", "argument --scheme:"),
+    C("board-faults-sim", "board --checkpoint {ok} --backend sim --faults 3",
+      "--faults needs the IP's fault-injection registers: backend sim has none"),
     C("flow-steps", "flow --out {out} --steps train,bogus", "unknown flow step(s): bogus"),
     # --- devices
     C("train-device-tpu", f"{TRAIN} --device tpu", "argument --device: unknown device 'tpu'"),
@@ -637,7 +641,7 @@ def _fill(s: str, fx: dict, out: Path) -> str:
 
 
 def test_case_count():
-    assert len(CASES) == len({c.id for c in CASES}) == 223
+    assert len(CASES) == len({c.id for c in CASES}) == 226
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

@@ -25,7 +25,7 @@ TINY = {
                "eval_fault_samples": 1, "max_macs": None},
     "flow": {"search_budget": 2, "search_float_epochs": 1, "search_epochs": 1, "final_epochs": 1,
              "baseline_epochs": 1, "test_fault_samples": 1, "campaign_faults": 150, "campaign_inputs": 16,
-             "baselines": []},
+             "baselines": [], "board_faults": 5},
     "plan": {"critical": 30, "sdc": 10, "verify_critical": 30, "verify_faults": 60, "soak": 40},
 }
 
@@ -44,7 +44,9 @@ def test_steps_ok_and_levels_bit_exact(flow):
     assert rec["search"]["evaluated"] == 2 and rec["search"]["best"]["golden"]["bitexact"]
     assert rec["golden"]["bit_exact"] == rec["golden"]["total"] == 270
     assert rec["campaign"]["faults"] == 150 and rec["campaign"]["experiments"] == 150 * 16
-    assert (rec["board"]["bit_exact"], rec["board"]["total"]) == (16, 16)
+    b = rec["board"]
+    assert (b["bit_exact"], b["total"], b["ip"]) == (16, 16, "csim")       # sanitas_top's C++ behind the registers
+    assert b["fault_agreement"] == b["faults"] == 5
     assert all(r["seconds"] >= 0 for r in rec.values()) and s["cached"] == []
 
 
@@ -75,10 +77,11 @@ def test_resume_reuses_unchanged_steps(flow):
     assert s["cached"] == ok
     again = json.loads((d / "out" / "flow.json").read_text())["steps"]
     assert again["golden"]["bit_exact"] == rec["golden"]["bit_exact"] and again["report"].get("cached") is None
-    # a plan setting changes: plan runs again; search, golden, campaign and board are reused
+    # a plan setting changes: plan runs again, and board, which builds the csim for the plan; search, golden and
+    # campaign are reused
     cfg2 = Config.from_dict({**TINY, "plan": {**TINY["plan"], "soak": 20}})
     s = run_flow(cfg2, d / "out", d / "report", STEPS, progress=False)
-    assert s["cached"] == ["search", "golden", "campaign", "board"]
+    assert s["cached"] == ["search", "golden", "campaign"]
     assert json.loads((d / "out" / "flow.json").read_text())["steps"]["plan"]["verify"]["soak"]["inferences"] == 20
 
 
@@ -92,7 +95,7 @@ def test_report_files(flow):
     for text in ("Architecture search", "Vulnerability", "Protection plan", "Across levels", "Timings"):
         assert text in html and text in md
     assert "| Brevitas vs golden | test images (logits) | 270/270 |" in md
-    assert "| board (fake, pynq-z2) | test images (logits) | 16/16 |" in md
+    assert "test images (logits) | 16/16 | 5/5 faults agree with golden |" in md
 
 
 @pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium (make test installs it when run as root)")

@@ -110,7 +110,9 @@ int systolic_gemm(unsigned m, unsigned k, unsigned n,
     // Row check sum of cols + 1 terms, each |.| <= 2^(w-1) even after a fault wraps one: exact, never wraps.
     typedef ap_int<max_int(acc_t::width, sacc_t::width) + clog2(CONFIG_T::cols + 1) + 1> check_t;
 
-    static_assert(a_t::width == CONFIG_T::data_w && w_t::width == CONFIG_T::data_w, "operands are DATA_W bits");
+    // Weights are DATA_W bits; activations DATA_W bits, or DATA_W + 1 where they are unsigned (uint8 after ReLU).
+    static_assert(w_t::width == CONFIG_T::data_w && (a_t::width == CONFIG_T::data_w ||
+                  a_t::width == CONFIG_T::data_w + 1), "operands are DATA_W bits (activations: DATA_W + 1)");
     static_assert(acc_t::width >= 2 * CONFIG_T::data_w + clog2(CONFIG_T::max_k),
                   "acc_t too narrow for max_k DATA_W x DATA_W products");
     static_assert(csum_t::width >= CONFIG_T::data_w + clog2(CONFIG_T::cols) + 1,

@@ -1,13 +1,13 @@
-"""PYNQ driver of the sanitas accelerator IP ``sanitas_top`` and its register map (the one table of it).
+"""PYNQ driver of the sanitas accelerator IP ``sanitas_top`` (its register map: ``sanitas.hls.regmap``).
 
 The IP (produced by HLS; docs/architecture.md) is an AXI4-Lite-controlled block with the standard Vitis HLS
 ``ap_ctrl_hs`` protocol: the host writes the DDR addresses of an int8 input tensor (N, C, H, W) and of an
 int32 logits buffer (N, classes), the batch size ``n``, then sets ``ap_start`` and polls ``ap_done``.
-``REGISTERS`` below is the register map, written once: this driver, the fake device (fake.py) and the
-generated ``.hwh`` (fake.py) all read it. The HLS top must export the same map, i.e.::
+``REGISTERS`` (``sanitas.hls.regmap``, re-exported here) is the register map, written once: this driver,
+the fake device (fake.py) and the generated ``.hwh`` (overlay.py) all read it. The HLS top exports that map::
 
     void sanitas_top(const int8_t *in, int32_t *out, int n,
-                     int *detected, int *corrected, int *rollbacks)   // s_axilite bundle=control
+                     int *detected, ..., int *scrubbed, [fi_* inputs])   // s_axilite bundle=control
     config_export -vendor sanitas.org -library hls -ipname sanitas_top -version 1.0
 
 (Vitis renames ``in``/``out`` to ``in_r``/``out_r``, reserved words in VHDL, and splits a 64-bit pointer into
@@ -15,17 +15,24 @@ generated ``.hwh`` (fake.py) all read it. The HLS top must export the same map, 
 
 ``pynq`` is optional: without it this module still gives the register table, input checks and error types
 (used by sim.py); ``SanitasIP`` / ``SanitasOverlay`` then raise a one-line error when instantiated.
+
+The driver's calls: ``infer(images) -> (logits, counters)`` (buffers from ``pynq.allocate``, flushed before
+ap_start and invalidated after ap_done), ``inject(fault)`` (the fi_* registers: a ``Fault`` encoded by
+``sanitas.hls.faultport`` for the network's golden model, a dict of words, or None to clear), ``status()``,
+and on the overlay ``reload(layer)`` (an escalation: the PL configured again from the bitstream).
 """
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import SanitasError
+from ..hls.regmap import (ADDR_RANGE, ADDR_WIDTH, AP_DONE, AP_IDLE, AP_READY, AP_START, AUTO_RESTART,  # noqa: F401 (re-exported)
+                          CONTROL_INTERFACE, DATA_WIDTH, IP_NAME, MEMORY_INTERFACE, OFFSET, REG, REGISTERS,
+                          FAULT_REGISTERS, STATUS_COUNTERS, VLNV, Field, Reg, registers_dict)
 
 try:  # optional: the real-board and fake-board backends need it, the sim backend does not
     import pynq
@@ -56,126 +63,6 @@ class BoardTimeout(BoardError, TimeoutError):
 
 class BoardUnavailable(BoardError, RuntimeError):
     """The requested backend cannot run here (no board, no pynq, IP busy or not configured)."""
-
-
-# -------------------------------------------------------------------------------------- register map
-VLNV = "sanitas.org:hls:sanitas_top:1.0"
-IP_NAME = "sanitas_top"          # module type; the block-design instance is ``sanitas_top_0``
-CONTROL_INTERFACE = "s_axi_control"
-MEMORY_INTERFACE = "m_axi_gmem"
-ADDR_RANGE = 0x10000             # bytes of PL address space Vivado assigns to s_axi_control (64 KiB)
-DATA_WIDTH = 32                  # AXI4-Lite data width of s_axi_control (bits)
-
-
-@dataclass(frozen=True)
-class Field:
-    """One bit field of a register: bits [offset, offset + width)."""
-    name: str
-    offset: int          # LSB position
-    width: int           # bits
-    access: str          # "read-write" | "read-only" | "write-only"
-    description: str
-
-
-@dataclass(frozen=True)
-class Reg:
-    """One 32-bit register of ``s_axi_control``."""
-    name: str            # name as Vitis HLS writes it into component.xml / the .hwh
-    offset: int          # byte offset from the IP base address
-    access: str          # "read-write" | "read-only" | "write-only"
-    description: str
-    fields: tuple[Field, ...] = field(default_factory=tuple)
-    size: int = 32       # bits
-
-    def fields_or_whole(self) -> tuple[Field, ...]:
-        """The bit fields; a plain data register is one field spanning all 32 bits (as Vitis writes it)."""
-        return self.fields or (Field(self.name, 0, self.size, self.access, f"Bit 31 to 0 {self.description}"),)
-
-
-def _data(name: str, offset: int, access: str, text: str) -> Reg:
-    return Reg(name, offset, access, text)
-
-
-def _vld(name: str, offset: int) -> Reg:
-    return Reg(f"{name}_ctrl", offset, "read-only", f"Control signal of {name}",
-               (Field(f"{name}_ap_vld", 0, 1, "read-only", f"{name} was written by the last run (clear on read)"),
-                Field("RESERVED", 1, 31, "read-only", "Reserved. 0s on read.")))
-
-
-# ap_ctrl_hs control bits (CTRL, offset 0x00)
-AP_START, AP_DONE, AP_IDLE, AP_READY, AUTO_RESTART = 1 << 0, 1 << 1, 1 << 2, 1 << 3, 1 << 7
-
-#: The register map of sanitas_top, s_axi_control (all 32-bit, little endian).
-#:
-#: ======  ===============  ======  =====================================================================
-#: offset  name             access  meaning
-#: ======  ===============  ======  =====================================================================
-#: 0x00    CTRL             rw      bit0 ap_start (W1, self-clearing), bit1 ap_done (COR), bit2 ap_idle,
-#:                                  bit3 ap_ready (COR), bit7 auto_restart (unused by this driver)
-#: 0x04    GIER             rw      bit0 global interrupt enable
-#: 0x08    IP_IER           rw      bit0 ap_done interrupt enable, bit1 ap_ready interrupt enable
-#: 0x0C    IP_ISR           rw      bit0 ap_done, bit1 ap_ready interrupt status (toggle on write 1)
-#: 0x10    in_r_1           w       input tensor address, bits 31..0   (int8 (N, C, H, W), C-order)
-#: 0x14    in_r_2           w       input tensor address, bits 63..32
-#: 0x1C    out_r_1          w       logits address, bits 31..0         (int32 (N, classes), C-order)
-#: 0x20    out_r_2          w       logits address, bits 63..32
-#: 0x28    n                w       batch size N (images per ap_start)
-#: 0x30    detected         r       ABFT checksum mismatches detected during the last run
-#: 0x34    detected_ctrl    r       bit0 detected_ap_vld (COR)
-#: 0x40    corrected        r       errors located and corrected by ABFT during the last run
-#: 0x44    corrected_ctrl   r       bit0 corrected_ap_vld (COR)
-#: 0x50    rollbacks        r       DMR checkpoint rollbacks (re-executions) during the last run
-#: 0x54    rollbacks_ctrl   r       bit0 rollbacks_ap_vld (COR)
-#: ======  ===============  ======  =====================================================================
-REGISTERS: tuple[Reg, ...] = (
-    Reg("CTRL", 0x00, "read-write", "Control signals", (
-        Field("AP_START", 0, 1, "read-write", "Control signal Register for 'ap_start'."),
-        Field("AP_DONE", 1, 1, "read-only", "Control signal Register for 'ap_done'."),
-        Field("AP_IDLE", 2, 1, "read-only", "Control signal Register for 'ap_idle'."),
-        Field("AP_READY", 3, 1, "read-only", "Control signal Register for 'ap_ready'."),
-        Field("RESERVED_1", 4, 3, "read-only", "Reserved. 0s on read."),
-        Field("AUTO_RESTART", 7, 1, "read-write", "Control signal Register for 'auto_restart'."),
-        Field("RESERVED_2", 8, 24, "read-only", "Reserved. 0s on read."))),
-    Reg("GIER", 0x04, "read-write", "Global Interrupt Enable Register", (
-        Field("Enable", 0, 1, "read-write", "Master enable for the device interrupt output"),
-        Field("RESERVED", 1, 31, "read-only", "Reserved. 0s on read."))),
-    Reg("IP_IER", 0x08, "read-write", "IP Interrupt Enable Register", (
-        Field("CHAN0_INT_EN", 0, 1, "read-write", "Enable Channel 0 (ap_done) Interrupt."),
-        Field("CHAN1_INT_EN", 1, 1, "read-write", "Enable Channel 1 (ap_ready) Interrupt."),
-        Field("RESERVED", 2, 30, "read-only", "Reserved. 0s on read."))),
-    Reg("IP_ISR", 0x0C, "read-write", "IP Interrupt Status Register", (
-        Field("CHAN0_INT_ST", 0, 1, "read-write", "Channel 0 (ap_done) Interrupt Status (toggle on write 1)."),
-        Field("CHAN1_INT_ST", 1, 1, "read-write", "Channel 1 (ap_ready) Interrupt Status (toggle on write 1)."),
-        Field("RESERVED", 2, 30, "read-only", "Reserved. 0s on read."))),
-    _data("in_r_1", 0x10, "write-only", "Data signal of in_r (input tensor address, low word)"),
-    _data("in_r_2", 0x14, "write-only", "Data signal of in_r (input tensor address, high word)"),
-    _data("out_r_1", 0x1C, "write-only", "Data signal of out_r (logits address, low word)"),
-    _data("out_r_2", 0x20, "write-only", "Data signal of out_r (logits address, high word)"),
-    _data("n", 0x28, "write-only", "Data signal of n (batch size)"),
-    _data("detected", 0x30, "read-only", "Data signal of detected (ABFT mismatches in the last run)"),
-    _vld("detected", 0x34),
-    _data("corrected", 0x40, "read-only", "Data signal of corrected (ABFT corrections in the last run)"),
-    _vld("corrected", 0x44),
-    _data("rollbacks", 0x50, "read-only", "Data signal of rollbacks (DMR rollbacks in the last run)"),
-    _vld("rollbacks", 0x54),
-)
-REG = {r.name: r for r in REGISTERS}
-OFFSET = {r.name: r.offset for r in REGISTERS}
-STATUS_COUNTERS = ("detected", "corrected", "rollbacks")
-#: s_axi_control address width HLS would generate: enough bits for the highest register
-ADDR_WIDTH = max(r.offset for r in REGISTERS).bit_length()
-
-
-def registers_dict() -> dict:
-    """The map in pynq's ``ip_dict[...]["registers"]`` form (what pynq parses out of the .hwh)."""
-    return {
-        r.name: {
-            "address_offset": r.offset, "size": r.size, "access": r.access, "description": r.description,
-            "fields": {f.name: {"bit_offset": f.offset, "bit_width": f.width, "access": f.access,
-                                "description": f.description} for f in r.fields_or_whole()},
-        }
-        for r in REGISTERS
-    }
 
 
 # ------------------------------------------------------------------------------------- input checks
@@ -214,7 +101,7 @@ def to_logits(y, n: int, num_classes: int) -> np.ndarray:
 
 
 def split_result(result) -> tuple[np.ndarray, dict]:
-    """A compute callable returns logits, or (logits, {"detected": int, "corrected": int, "rollbacks": int})."""
+    """A compute callable returns logits, or (logits, {counter: int} over STATUS_COUNTERS)."""
     if isinstance(result, tuple):
         logits, counters = result
         unknown = set(counters) - set(STATUS_COUNTERS)
@@ -225,20 +112,46 @@ def split_result(result) -> tuple[np.ndarray, dict]:
 
 
 def load_overlay_config(bitfile) -> dict:
-    """Accelerator configuration stored beside a bitstream: ``<name>.json`` with input_shape, num_classes."""
+    """Accelerator configuration stored beside a bitstream: ``<name>.json`` (``overlay.write_overlay``).
+
+    ``input_shape``, ``num_classes``; optional ``fault_port`` (the IP has the fi_* registers), ``layers`` (the
+    network's node names, in the order the IP numbers them) and ``spec`` (its protection plan).
+    """
     path = Path(bitfile).with_suffix(".json")
     if not path.is_file():
         return {}
     cfg = json.loads(path.read_text())
-    return {"input_shape": tuple(cfg["input_shape"]), "num_classes": int(cfg["num_classes"])}
+    return {"input_shape": tuple(cfg["input_shape"]), "num_classes": int(cfg["num_classes"]),
+            "fault_port": bool(cfg.get("fault_port", False)), "layers": tuple(cfg.get("layers", ())),
+            "spec": cfg.get("spec")}
+
+
+def fault_words(fault, model) -> dict:
+    """The fi_* register words of one fault: a ``sanitas.faults.Fault`` (encoded for ``model``, the network's
+    golden model, by ``sanitas.hls.faultport``), a {fi_* register: word} dict, or None (fi_enable = 0)."""
+    names = [k for k, _ in FAULT_REGISTERS]
+    if fault is None:
+        return dict.fromkeys(names, 0)
+    if isinstance(fault, dict):
+        unknown = sorted(set(fault) - set(names))
+        if unknown:
+            raise BoardInputError(f"unknown fault-injection registers {unknown}; known: {', '.join(names)}")
+        return {k: int(fault.get(k, 0)) & 0xFFFFFFFF for k in names}
+    if model is None:
+        raise BoardUnavailable("injecting a Fault record needs the network's golden model "
+                               "(SanitasOverlay(..., model=gm) or inject(fault, model=gm))")
+    from ..hls.faultport import fault_registers
+    return {k: int(v) & 0xFFFFFFFF for k, v in fault_registers(fault, model).items()}
 
 
 # ------------------------------------------------------------------------------------------ driver
 class SanitasIP(_DefaultIP):
     """PYNQ driver of ``sanitas_top``: bound by VLNV, so ``overlay.sanitas_top_0`` is one of these.
 
-    ``configure(input_shape, num_classes)`` (done by ``SanitasOverlay`` from ``<bitfile>.json``), then
-    ``infer(x)`` with int8 ``x`` of shape ``input_shape`` or ``(N,) + input_shape``.
+    ``configure(input_shape, num_classes, fault_port)`` (done by ``SanitasOverlay`` from ``<bitfile>.json``),
+    then ``infer(x) -> (logits, counters)`` with int8 ``x`` of shape ``input_shape`` or ``(N,) + input_shape``;
+    ``inject(fault)`` programs the fault-injection registers (they hold until the next ``inject`` or a
+    download), ``status()`` reads the counters of the last run.
     """
 
     bindto = [VLNV]
@@ -247,13 +160,16 @@ class SanitasIP(_DefaultIP):
         super().__init__(description)
         self.input_shape: tuple[int, ...] | None = None
         self.num_classes: int | None = None
+        self.fault_port = False
+        self.fault = None         # what the fi_* registers hold now (None: fi_enable = 0)
         self.timeout_s = 10.0     # default ap_done timeout of infer()
         self._buffers = None      # (n, in buffer, out buffer), reused while the batch size is unchanged
 
-    def configure(self, input_shape, num_classes: int) -> "SanitasIP":
-        """Set the compile-time shapes of the IP (they are not readable from its registers)."""
+    def configure(self, input_shape, num_classes: int, fault_port: bool = False) -> "SanitasIP":
+        """Set the compile-time facts of the IP (they are not readable from its registers)."""
         self.input_shape = tuple(int(s) for s in input_shape)
         self.num_classes = int(num_classes)
+        self.fault_port = bool(fault_port)
         self._buffers = None
         return self
 
@@ -266,8 +182,9 @@ class SanitasIP(_DefaultIP):
             self._buffers = (n, inb, outb)
         return self._buffers[1], self._buffers[2]
 
-    def infer(self, x_int8: np.ndarray, timeout_s: float | None = None) -> np.ndarray:
-        """Run the accelerator: int8 (N, C, H, W) or (C, H, W) -> int32 logits (N, classes) or (classes,)."""
+    def infer(self, x_int8: np.ndarray, timeout_s: float | None = None) -> tuple[np.ndarray, dict]:
+        """Run the accelerator: int8 (N, C, H, W) or (C, H, W) -> (int32 logits (N, classes) or (classes,),
+        {counter: int} of this run)."""
         x, single = check_input(x_int8, self.input_shape)
         if self.num_classes is None:
             raise BoardUnavailable("accelerator num_classes unknown: call configure(input_shape, num_classes)")
@@ -279,7 +196,20 @@ class SanitasIP(_DefaultIP):
         self.wait(self.timeout_s if timeout_s is None else timeout_s)
         outb.sync_from_device()                   # invalidate: the IP wrote DDR behind the cache
         y = np.array(outb, dtype=np.int32)        # copy out of the reusable buffer
-        return y[0] if single else y
+        return (y[0] if single else y), self.status()
+
+    def inject(self, fault, model=None) -> dict:
+        """Program the fault-injection registers with ``fault`` (see ``fault_words``; None clears it) for every
+        following run; returns the words written. Needs an IP built with the debug port."""
+        if not self.fault_port:
+            raise BoardUnavailable("this sanitas_top has no fault-injection port (built without fault_port)")
+        words = fault_words(fault, model)
+        for k, v in words.items():            # fi_enable last: the other words are in place when it rises
+            if k != "fi_enable":
+                self.write(OFFSET[k], v)
+        self.write(OFFSET["fi_enable"], words["fi_enable"])
+        self.fault = fault if words["fi_enable"] & 1 else None
+        return words
 
     # ------------------------------------------------------------------ register protocol
     def start(self, in_addr: int, out_addr: int, n: int) -> None:
@@ -304,22 +234,29 @@ class SanitasIP(_DefaultIP):
                 raise BoardTimeout(f"sanitas_top did not assert ap_done within {timeout_s:g} s (CTRL=0x{ctrl:02x})")
 
     def status(self) -> dict:
-        """ABFT/DMR counters of the last run: {"detected", "corrected", "rollbacks"} (ints)."""
+        """Protection counters of the last run: {name: int} over STATUS_COUNTERS."""
         return {k: int(self.read(OFFSET[k])) for k in STATUS_COUNTERS}
 
 
 class SanitasOverlay(_Overlay):
     """A PYNQ overlay holding one ``sanitas_top``; ``.accel`` is its configured ``SanitasIP``.
 
-    Shapes come from the arguments or from ``<bitfile>.json`` (``{"input_shape": [...], "num_classes": k}``).
+    Shapes come from the arguments or from ``<bitfile>.json`` (``load_overlay_config``). ``model``: the
+    network's golden model, needed to encode ``Fault`` records for ``inject``. ``infer``, ``inject``,
+    ``status`` go to the IP; ``reload(layer)`` answers an escalation by configuring the PL again.
     """
 
-    def __init__(self, bitfile_name, input_shape=None, num_classes=None, **kwargs):
+    def __init__(self, bitfile_name, input_shape=None, num_classes=None, model=None, **kwargs):
         super().__init__(bitfile_name, **kwargs)
         cfg = load_overlay_config(self.bitfile_name)
+        self.model = model
+        self.reloads = 0
+        layers = cfg.get("layers") or tuple(n.name for n in getattr(model, "nodes", ()))
         self.sanitas_config = {"input_shape": tuple(input_shape) if input_shape is not None
                                else cfg.get("input_shape"),
-                               "num_classes": num_classes if num_classes is not None else cfg.get("num_classes")}
+                               "num_classes": num_classes if num_classes is not None else cfg.get("num_classes"),
+                               "fault_port": cfg.get("fault_port", False), "layers": tuple(layers),
+                               "spec": cfg.get("spec")}
 
     def download(self, dtbo=None):
         """pynq's download, after filling Zynq-7000 PL clock frequencies that pynq 4.0 leaves at None.
@@ -359,7 +296,7 @@ class SanitasOverlay(_Overlay):
             raise BoardUnavailable(f"{names[0]} is bound to {type(ip).__name__}, not SanitasIP (driver not imported?)")
         cfg = self.sanitas_config
         if ip.input_shape is None and cfg["input_shape"] is not None and cfg["num_classes"] is not None:
-            ip.configure(cfg["input_shape"], cfg["num_classes"])
+            ip.configure(cfg["input_shape"], cfg["num_classes"], cfg["fault_port"])
         return ip
 
     def _hier_ip(self, path: str):
@@ -369,8 +306,25 @@ class SanitasOverlay(_Overlay):
             obj = getattr(obj, part)
         return obj
 
-    def infer(self, x_int8: np.ndarray, timeout_s: float | None = None) -> np.ndarray:
+    def infer(self, x_int8: np.ndarray, timeout_s: float | None = None) -> tuple[np.ndarray, dict]:
         return self.accel.infer(x_int8, timeout_s)
+
+    def inject(self, fault, model=None) -> dict:
+        return self.accel.inject(fault, model if model is not None else self.model)
 
     def status(self) -> dict:
         return self.accel.status()
+
+    def reload(self, layer: str) -> None:
+        """Escalation: restore ``layer``'s parameters from the trusted image, the bitstream.
+
+        sanitas_top keeps every layer's weights in on-chip memory that the bitstream initialises, so the
+        trusted image of a layer is restored by configuring the PL again (which also clears the fault-injection
+        registers: an injected memory fault is gone with it). The driver's DDR buffers stay valid.
+        """
+        layers = self.sanitas_config["layers"]
+        if layers and layer not in layers:
+            raise BoardInputError(f"unknown layer {layer!r}; the network's layers: {', '.join(layers)}")
+        self.download()
+        self.accel.fault = None
+        self.reloads += 1

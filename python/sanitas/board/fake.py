@@ -14,9 +14,10 @@ It lets the real PYNQ stack (``Overlay`` parsing a ``.hwh`` through pynqmetadata
 * **DDR** -- a bytearray at a physical address inside the board's DDR; ``allocate`` carves page-aligned
   buffers from it. Cacheable buffers (the default) have a separate host copy, so a driver that forgets
   ``sync_to_device``/``sync_from_device`` reads and writes stale data, as on a Zynq.
-* **The IP** -- ``FakeSanitasTop``: on ap_start it reads ``n`` int8 images from DDR at ``in_r``, runs the
-  user ``compute(x_int8) -> logits | (logits, counters)`` callback, writes int32 logits to ``out_r``, sets the
-  status counters and ap_done/ap_idle, optionally after ``latency_s`` or never (``stall``).
+* **The IP** -- ``FakeSanitasTop``: on ap_start it reads ``n`` int8 images from DDR at ``in_r``, runs its
+  engine (engine.py: the compiled csim of ``sanitas_top`` through its C ABI, or a Python callback) on them and
+  the register file (``n``, the fault-injection registers), writes int32 logits to ``out_r``, sets the status
+  counters and ap_done/ap_idle, optionally after ``latency_s`` or never (``stall``).
 
 Board data (part, PS, PLLs, PL clocks, AXI ports and widths, DDR) comes from ``boards/<board>/board.json``
 (``overlay.load_board``).
@@ -29,8 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .driver import (AP_DONE, AP_IDLE, AP_READY, AP_START, AUTO_RESTART, OFFSET, REGISTERS, STATUS_COUNTERS,
-                     BoardError, split_result, to_logits)
+from .driver import AP_DONE, AP_IDLE, AP_READY, AP_START, AUTO_RESTART, OFFSET, REGISTERS, STATUS_COUNTERS, BoardError
 from .overlay import (BOARDS_DIR, SYNC_WORD, bit_part, clock_divisors, is_zynq7, load_board, make_bit, make_hwh,
                       pll_mhz, write_overlay)
 
@@ -264,14 +264,22 @@ class FakeDevice(_DeviceBase):
             raise BoardError("bitstream payload has no sync word")
         if parser is None:
             parser = self.get_bitfile_metadata(bitstream.bitfile_name)
-        # reconfiguring the PL removes every previous IP window
+        # reconfiguring the PL replaces every IP; a register window at the same address and size keeps its
+        # mapping (a driver's MMIO stays valid across a download, as /dev/mem mappings do) but is reset
+        old = {(w.base, w.size): w for w in self.windows if not w.ps}
         self.windows = [w for w in self.windows if w.ps]
         self.ip_models = {}
         for name, desc in parser.ip_dict.items():
             factory = self.models.get(desc.get("type"))
             if factory is not None and "phys_addr" in desc:
                 model = factory(self, desc)
-                model.window = self.add_window(desc["phys_addr"], desc["addr_range"], model)
+                win = old.pop((desc["phys_addr"], desc["addr_range"]), None)
+                if win is None:
+                    win = self.add_window(desc["phys_addr"], desc["addr_range"], model)
+                else:
+                    win.model, win.mem[:] = model, bytes(win.size)
+                    self.windows.append(win)
+                model.window = win
                 model.reset()
                 self.ip_models[name] = model
         self.downloads += 1
@@ -298,15 +306,16 @@ class FakeDevice(_DeviceBase):
 class FakeSanitasTop:
     """Register-level model of ``sanitas_top`` (Vitis HLS ap_ctrl_hs semantics on the REGISTERS map).
 
-    ``compute(x)`` gets int8 (n, *input_shape) read from DDR and returns integer logits (n, num_classes)
-    or (logits, {"detected", "corrected", "rollbacks"}). ``latency_s``: ap_done rises that long after
-    ap_start (seen by polling reads); ``stall``: the run never finishes (a hung IP, for timeout tests).
+    ``engine`` (engine.py) computes a run: ``engine.run(x, regs)`` gets int8 (n, *input_shape) read from DDR and
+    the register file (uint32 words) and returns (int32 logits (n, num_classes), {counter: int} over
+    ``STATUS_COUNTERS``) -- the csim of the HLS top (``CsimEngine``) or a Python callback (``CallbackEngine``).
+    ``latency_s``: ap_done rises that long after ap_start (seen by polling reads); ``stall``: the run never
+    finishes (a hung IP, for timeout tests).
     """
 
-    def __init__(self, device: FakeDevice, description: dict, compute, input_shape, num_classes: int,
-                 latency_s: float = 0.0, stall: bool = False):
-        self.device, self.description = device, description
-        self.compute, self.input_shape, self.num_classes = compute, tuple(input_shape), int(num_classes)
+    def __init__(self, device: FakeDevice, description: dict, engine, latency_s: float = 0.0, stall: bool = False):
+        self.device, self.description, self.engine = device, description, engine
+        self.input_shape, self.num_classes = tuple(engine.input_shape), int(engine.num_classes)
         self.latency_s, self.stall = float(latency_s), bool(stall)
         self.window: _Window | None = None
         self.runs = 0
@@ -314,6 +323,8 @@ class FakeSanitasTop:
 
     # ---- state
     def reset(self) -> None:
+        if hasattr(self.engine, "reset"):          # configuring the PL restores on-chip memories too
+            self.engine.reset()
         for r in REGISTERS:
             self.window.set_u32(r.offset, 0)
         self._ctrl = AP_IDLE      # authoritative CTRL (bits the host cannot write)
@@ -374,8 +385,8 @@ class FakeSanitasTop:
         per_image = prod(self.input_shape)
         x = np.frombuffer(self.device.dma_read(in_addr, n * per_image), dtype=np.int8)
         x = x.reshape((n, *self.input_shape))
-        logits, counters = split_result(self.compute(x))
-        y = to_logits(logits, n, self.num_classes)
+        y, counters = self.engine.run(x, np.frombuffer(self.window.mem, dtype=np.uint32))
+        self.device.dma_read(out_addr, y.nbytes)       # the logits buffer must be DDR too (a DECERR otherwise)
         self._ctrl = (self._ctrl & ~AP_IDLE) | AP_START
         self._pending = (time.monotonic() + self.latency_s, out_addr, y.astype("<i4").tobytes(), counters)
         self.runs += 1

@@ -225,7 +225,8 @@ def make_hwh(board: dict, design: str = "sanitas") -> str:
     mm = _sub(m, "MEMORYMAP")
     hp = axi["memory"]["port"].replace("S_AXI_", "").replace("_FPD", "")
     for d in board["ddr"]:
-        _sub(mm, "MEMRANGE", ADDRESSBLOCK=f"{hp}_{d['name']}", BASENAME="C_BASEADDR", BASEVALUE=f"0x{d['base']:08X}",
+        seg = d.get("segment", f"{hp}_{d['name']}")      # the PS's address segment, as Vivado names it
+        _sub(mm, "MEMRANGE", ADDRESSBLOCK=seg, BASENAME="C_BASEADDR", BASEVALUE=f"0x{d['base']:08X}",
              HIGHNAME="C_HIGHADDR", HIGHVALUE=f"0x{d['base'] + d['size'] - 1:08X}", INSTANCE=psi, IS_DATA="TRUE",
              IS_INSTRUCTION="TRUE", MASTERBUSINTERFACE=MEMORY_INTERFACE, MEMTYPE="MEMORY",
              SLAVEBUSINTERFACE=axi["memory"]["port"])
@@ -233,8 +234,13 @@ def make_hwh(board: dict, design: str = "sanitas") -> str:
     return '<?xml version="1.0" encoding="UTF-8" standalone="no" ?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def write_overlay(board, out_dir, name: str = "sanitas", input_shape=None, num_classes=None) -> Path:
-    """Write ``<name>.bit``, ``<name>.hwh`` and (if shapes are given) ``<name>.json`` into ``out_dir``."""
+def write_overlay(board, out_dir, name: str = "sanitas", input_shape=None, num_classes=None, *,
+                  fault_port: bool = False, layers=(), spec=None) -> Path:
+    """Write ``<name>.bit``, ``<name>.hwh`` and (if shapes are given) ``<name>.json`` into ``out_dir``.
+
+    The .json (``driver.load_overlay_config``) also says whether the IP has the fault-injection port, the
+    network's layer names and its protection spec.
+    """
     board = load_board(board)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -243,6 +249,6 @@ def write_overlay(board, out_dir, name: str = "sanitas", input_shape=None, num_c
     bit.with_suffix(".hwh").write_text(make_hwh(board, name))
     if input_shape is not None and num_classes is not None:
         bit.with_suffix(".json").write_text(json.dumps(
-            {"board": board["name"], "vlnv": VLNV, "input_shape": list(input_shape), "num_classes": int(num_classes)},
-            indent=2) + "\n")
+            {"board": board["name"], "vlnv": VLNV, "input_shape": list(input_shape), "num_classes": int(num_classes),
+             "fault_port": bool(fault_port), "layers": list(layers), "spec": spec}, indent=2) + "\n")
     return bit

@@ -1,12 +1,15 @@
 """Board backends without a board: ``SimAccelerator`` (direct call) and ``FakeBoard`` (full PYNQ stack, fake device).
 
-All backends serve the same two calls, ``infer(x_int8) -> int32 logits`` and ``status() -> counters``:
+All backends serve ``infer(x_int8) -> (int32 logits, counters)`` and ``status() -> counters``; the board ones
+(``fake``, ``pynq``) also ``inject(fault)`` through the fault-injection registers and ``reload(layer)``:
 
 * ``sim``  -- ``SimAccelerator(compute, input_shape, num_classes)``: validates like the driver and calls
   ``compute`` (a golden model's ``run_int``, or any ``compute(x_int8) -> logits | (logits, counters)``).
 * ``fake`` -- ``FakeBoard(compute, ...)``: writes the overlay (.bit/.hwh/.json) under ``build/board/<board>/``,
   installs a ``fake.FakeDevice`` as ``pynq.Device.active_device``, loads ``SanitasOverlay`` through pynq and
-  talks to the emulated IP through registers and DDR (fake.py); restores pynq's state on ``close``.
+  talks to the emulated IP through registers and DDR (fake.py); restores pynq's state on ``close``. For a golden
+  model the IP is the csim of ``sanitas_top`` (``ip="csim"``: the library ``sanitas.hls.top.build_top_library``
+  compiles, with the fault port, called through its C ABI by engine.py); for a plain callable it is the callable.
 * ``pynq`` -- the real board (``open_board("pynq", bitfile=...)``), only on a PYNQ image.
 
 ``compute`` may be a golden model (``sanitas.golden.export_golden(...)``): its ``run_int``, ``input_shape``
@@ -21,6 +24,8 @@ import numpy as np
 from ..paths import REPO_ROOT
 from .driver import (STATUS_COUNTERS, VLNV, BoardError, BoardUnavailable, check_input, split_result,
                      to_logits)
+from .engine import ENGINES, CallbackEngine, CsimEngine, GoldenEngine
+from .overlay import load_board
 
 BACKENDS = ("pynq", "fake", "sim")
 
@@ -47,17 +52,17 @@ class SimAccelerator:
         self._status = {k: 0 for k in STATUS_COUNTERS}
         self.runs = 0
 
-    def infer(self, x_int8: np.ndarray, timeout_s: float | None = None) -> np.ndarray:
-        """int8 (N, *input_shape) or input_shape -> int32 logits (N, classes) or (classes,)."""
+    def infer(self, x_int8: np.ndarray, timeout_s: float | None = None) -> tuple[np.ndarray, dict]:
+        """int8 (N, *input_shape) or input_shape -> (int32 logits (N, classes) or (classes,), counters)."""
         x, single = check_input(x_int8, self.input_shape)
         logits, counters = split_result(self.compute(x))
         y = to_logits(logits, x.shape[0], self.num_classes)
         self._status = counters
         self.runs += 1
-        return y[0] if single else y
+        return (y[0] if single else y), dict(counters)
 
     def status(self) -> dict:
-        """Counters of the last run (what the IP's detected/corrected/rollbacks registers would hold)."""
+        """Counters of the last run (what the IP's STATUS_COUNTERS registers would hold)."""
         return dict(self._status)
 
     def close(self) -> None:
@@ -75,13 +80,25 @@ class FakeBoard:
 
     ``board``: a name in ``boards/`` (pynq-z2, zcu104, kv260). ``out_dir``: where the overlay files go
     (default ``build/board/<board>``). ``latency_s``/``stall``: IP timing (see ``fake.FakeSanitasTop``).
-    ``ddr_size``/``ddr_base``: the fake DDR pool. After ``open()``: ``.device``, ``.overlay``, ``.accel``, ``.ip``.
+    ``ddr_size``/``ddr_base``: the fake DDR pool. ``ip``: what computes behind the registers, ``"csim"`` (the
+    default for a golden model: ``sanitas_top`` compiled for protection ``spec`` with the fault port, or
+    ``library``, an already built ``libsanitas_top.so``), ``"golden"`` (the golden model protected by ``spec``
+    behind the registers, fault port included) or ``"callback"`` (the default for a plain callable).
+    After ``open()``: ``.device``, ``.overlay``, ``.accel``, ``.ip`` (the IP model), ``.ip_kind``.
     """
 
     def __init__(self, compute, input_shape=None, num_classes=None, board: str = "pynq-z2", out_dir=None,
                  name: str = "sanitas", latency_s: float = 0.0, stall: bool = False, ddr_size: int = 32 << 20,
-                 ddr_base: int | None = None):
+                 ddr_base: int | None = None, ip: str | None = None, spec="none", library=None):
+        self.model = compute if hasattr(compute, "nodes") else None      # a golden model (layers, fault encoding)
         self.compute, self.input_shape, self.num_classes = _resolve(compute, input_shape, num_classes)
+        self.ip_kind = ip if ip is not None else ("csim" if self.model is not None or library else "callback")
+        if self.ip_kind not in ENGINES:
+            raise BoardError(f"unknown fake IP {self.ip_kind!r}; choose one of {', '.join(ENGINES)}")
+        if self.ip_kind == "csim" and self.model is None and library is None:
+            raise BoardError("ip 'csim' compiles sanitas_top from a golden model: pass one (or library=...)")
+        self.spec, self.library = spec, library
+        load_board(board)                                  # an unknown board fails here, before any build
         self.board, self.name = board, name
         self.out_dir = Path(out_dir) if out_dir is not None else REPO_ROOT / "build" / "board" / str(board)
         self.latency_s, self.stall, self.ddr_size, self.ddr_base = latency_s, stall, ddr_size, ddr_base
@@ -115,18 +132,38 @@ class FakeBoard:
         Clocks.device = saved["clocks"]
 
     # ---- lifecycle
+    def _engine(self):
+        """The IP's computation (engine.py); ``csim`` builds the library on first use (cached by content)."""
+        if self.ip_kind == "callback":
+            return CallbackEngine(self.compute, self.input_shape, self.num_classes)
+        if self.ip_kind == "golden":
+            if self.model is None:
+                raise BoardError("ip 'golden' runs the golden model behind the registers: pass one")
+            return GoldenEngine(self.model, self.spec)
+        if self.library is None:
+            try:
+                from ..hls.top import build_top_library
+            except ImportError:
+                raise BoardUnavailable("ip 'csim' needs sanitas.hls.top (the csim build of sanitas_top)") from None
+            self.library = build_top_library(self.model, self.spec, self.out_dir / "top", fault_port=True)
+        return CsimEngine(self.library, self.input_shape, self.num_classes)
+
     def open(self) -> "FakeBoard":
         from .driver import SanitasOverlay
         from .fake import FakeDevice, FakeSanitasTop, write_overlay
         if self._saved is not None:
             raise BoardUnavailable("FakeBoard is already open")
-        self.bitfile = write_overlay(self.board, self.out_dir, self.name, self.input_shape, self.num_classes)
+        engine = self._engine()
+        layers = tuple(n.name for n in self.model.nodes) if self.model is not None else ()
+        self.bitfile = write_overlay(self.board, self.out_dir, self.name, self.input_shape, self.num_classes,
+                                     fault_port=self.ip_kind != "callback", layers=layers,
+                                     spec=self.spec if self.ip_kind != "callback" else None)
         self.device = FakeDevice(self.board, ddr_size=self.ddr_size, ddr_base=self.ddr_base)
-        self.device.register_model(VLNV, lambda dev, desc: FakeSanitasTop(
-            dev, desc, self.compute, self.input_shape, self.num_classes, self.latency_s, self.stall))
+        self.device.register_model(VLNV, lambda dev, desc: FakeSanitasTop(dev, desc, engine, self.latency_s,
+                                                                          self.stall))
         self._install()
-        try:
-            self.overlay = SanitasOverlay(str(self.bitfile))     # through pynq, on the active (fake) device
+        try:   # through pynq, on the active (fake) device
+            self.overlay = SanitasOverlay(str(self.bitfile), model=self.model)
         except BaseException:
             self._restore()
             raise
@@ -162,8 +199,16 @@ class FakeBoard:
         models = list(self.device.ip_models.values())
         return models[0] if models else None
 
-    def infer(self, x_int8: np.ndarray, timeout_s: float | None = None) -> np.ndarray:
+    def infer(self, x_int8: np.ndarray, timeout_s: float | None = None) -> tuple[np.ndarray, dict]:
         return self.accel.infer(x_int8, timeout_s)
+
+    def inject(self, fault, model=None) -> dict:
+        self._need_open()
+        return self.overlay.inject(fault, model)
+
+    def reload(self, layer: str) -> None:
+        self._need_open()
+        self.overlay.reload(layer)
 
     def status(self) -> dict:
         return self.accel.status()

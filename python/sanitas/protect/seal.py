@@ -64,8 +64,11 @@ def checksums(a) -> np.ndarray:
     """Per-image weighted checksums of a batch (N, ...) -> (N, 2) int64: [sum, position-weighted sum]."""
     a = np.asarray(a, dtype=np.int64)
     flat = a.reshape(a.shape[0], -1)
+    out = np.empty((flat.shape[0], 2), dtype=np.int64)
     # int64 array arithmetic wraps silently: exact modulo 2**64
-    return np.stack([flat.sum(axis=1), flat @ _positions(flat.shape[1])], axis=1)
+    flat.sum(axis=1, out=out[:, 0])
+    out[:, 1] = flat @ _positions(flat.shape[1])
+    return out
 
 
 def seal(a) -> np.ndarray:

@@ -218,8 +218,11 @@ def cross_level(steps: dict) -> list[dict]:
                      else "failed", "faults": f"{s.get('faults_detected', '?')}/{s.get('faults_corrupting', '?')} "
                      f"corrupting detected, {s.get('false_alarms', '?')} false alarms"})
     if "bit_exact" in b:
-        rows.append({"level": f"board ({b.get('backend')}, {b.get('board')})", "what": "test images (logits)",
-                     "exact": f"{b['bit_exact']}/{b['total']}", "faults": "—"})
+        prot = "protected" if b.get("protected") else "unprotected"
+        rows.append({"level": f"board ({b.get('backend')} {b.get('board')}, {b.get('ip', '?')} IP, {prot})",
+                     "what": "test images (logits)", "exact": f"{b['bit_exact']}/{b['total']}",
+                     "faults": f"{b['fault_agreement']}/{b['faults']} faults agree with golden"
+                     if "faults" in b else "—"})
     return rows
 
 
