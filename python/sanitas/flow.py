@@ -80,13 +80,11 @@ class FlowContext:
     @property
     def checkpoint(self) -> Path:
         """The network's checkpoint: the search's best derived net, or ``<out>/train/<train.model>.pt``."""
-        if self.source == "search":
-            return self.step_dir("search") / "derived" / "top0.pt" if not self._best() else Path(self._best())
+        if self.source == "search":                 # the best derived net (summary.json; before the search: top0)
+            p = self.step_dir("search") / "summary.json"
+            name = Path(json.loads(p.read_text())["best"]["checkpoint"]).name if p.is_file() else "top0.pt"
+            return self.step_dir("search") / "derived" / name
         return self.step_dir("train") / f"{self.cfg.train.model}.pt"
-
-    def _best(self) -> str | None:
-        p = self.step_dir("search") / "summary.json"
-        return json.loads(p.read_text())["best"]["checkpoint"] if p.is_file() else None
 
     def data(self):
         if self.splits is None:
