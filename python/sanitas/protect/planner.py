@@ -34,10 +34,12 @@ a fresh seed, with Wilson bounds), a coverage campaign including the protection'
 (``campaign.run_campaign``), and a short soak with accumulating memory upsets and transients (``soak.Soak``):
 the plan meets the target when critical corrected >= 99.9 %, and silent = 0 in both the campaign and the soak.
 ``plan_and_verify`` feeds the faults the verification found unhandled back as experiments and searches again
-(counterexample-guided refinement, ``refine`` rounds), so one verification is never the last word on a plan.
+(counterexample-guided refinement, ``refine`` rounds); a soak failure with no replayable fault makes every
+downgrade need 4x the evidence instead.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -367,19 +369,27 @@ def verify_plan(gm, xq, scheme_map: dict, cfg: PlanConfig | None = None, compare
 
 def plan_and_verify(gm, xq, experiments, cfg: PlanConfig | None = None, support: dict | None = None,
                     refine: int = 2, progress: bool = False) -> tuple[PlanResult, dict]:
-    """``plan_protection`` then ``verify_plan``; while the target is not met and the verification found faults the
-    plan does not handle (held-out critical faults not restored, campaign faults silent), those are added to the
-    experiments and the plan is searched again (at most ``refine`` times: counterexample-guided refinement)."""
+    """``plan_protection`` then ``verify_plan``, refined while the target is not met (at most ``refine`` times):
+    the faults the verification found unhandled (held-out critical faults not restored, campaign faults silent)
+    are added to the experiments (counterexample-guided refinement); when it found none — the soak's silent
+    errors come from accumulated upsets, not one replayable fault — every downgrade needs 4x the evidence
+    (``min_support``) in the next search."""
+    cfg = cfg or PlanConfig()
     exps = list(experiments)
     for k in range(refine + 1):
         res = plan_protection(gm, xq, exps, cfg, support)
         ver = verify_plan(gm, xq, res.scheme_map, cfg, progress=progress)
         bad = ver.pop("counterexamples")
         ver["refinements"] = k
-        if ver["met"] or not bad or k == refine:
+        ver["min_support"] = cfg.min_support
+        if ver["met"] or k == refine:
             return res, ver
-        seen = set(exps)
-        exps += [e for e in bad if e not in seen]
+        if bad:
+            seen = set(exps)
+            exps += [e for e in bad if e not in seen]
+        else:
+            cfg = dataclasses.replace(cfg, min_support=4 * cfg.min_support)
+    raise AssertionError("unreachable")
 
 
 def _over(o: dict) -> dict:
