@@ -403,7 +403,7 @@ class PlanConfig:
     op_weight: float = 0.25        # cost of one extra elementwise op (duplicate, compare, vote), in MACs
     rounds: int = 3                # greedy + reverse-delete rounds before the search gives up
     probe: int = 16                # failing experiments replayed to score one greedy move (uniform sample)
-    min_support: int = 8           # distinct campaign faults a node needs before its protection may be dropped
+    min_support: int = 16          # distinct campaign faults a node needs before its protection may be dropped
     refine: int = 2                # re-plans with the faults the verification found unhandled (0: plan once)
     seed: int = 0                  # experiment sampling seed (verification uses seed + 1)
     verify_critical: int = 300     # held-out critical experiments of the verification hunt
