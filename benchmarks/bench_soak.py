@@ -5,9 +5,9 @@ with bench_protect.py), every scheme runs ``--inferences`` inferences with ``--s
 upsets per inference (weights, biases, the protection's own memory, checkpoints; they accumulate) and
 ``--transients`` transient datapath faults per inference (the same seeded pool for every scheme), each
 inference's logits compared with the fault-free golden model (``sanitas.protect.soak``). The table gives per
-scheme: inferences, memory upsets, transients, silent (wrong, no alarm), wrong_flagged (wrong, alarm),
-detected, corrected, escalations, repaired words, and the measured inferences per second (so a full run can be
-sized). Results go to ``--out``/soak.json.
+scheme: inferences, memory upsets, transients, silent (wrong, no alarm), wrong_flagged (wrong, alarm), top1_wrong
+(the predicted class changed), detected, corrected, escalations, repaired words, and the measured inferences per
+second (so a full run can be sized). Results go to ``--out``/soak.json.
 
 A full table is hours of CPU, so the run persists as it goes: every (network, scheme) soak has its own folder
 ``--out``/<net>/<scheme>/ with ``state.npz`` (``Soak.save``, every ``--save-every`` inferences) and, once done,
@@ -40,8 +40,8 @@ from sanitas.protect.soak import Soak  # noqa: E402
 from sanitas.train import load_checkpoint  # noqa: E402
 
 SCHEMES = ["sanity+dmr", "none", "dmr", "tmr", "sanity-check"]
-COLS = ("inferences", "memory_faults", "transient_faults", "silent", "wrong_flagged", "detected", "corrected",
-        "escalations", "repaired")
+COLS = ("inferences", "memory_faults", "transient_faults", "silent", "wrong_flagged", "top1_wrong", "detected",
+        "corrected", "escalations", "repaired")
 
 
 def main(argv=None) -> int:

@@ -11,6 +11,10 @@
 #   csim-K     vectors-K, compile $(BUILD_DIR)/tests/K/csim with $(CXX), run it on the vectors; a mismatch
 #              makes the binary, hence make, exit non-zero
 #   csynth-K   Vitis HLS synthesis of K_top into $(BUILD_DIR)/csynth/K
+# Per network N (NETS; python/sanitas/hls/netcsim.py):
+#   csim-net-N $(PYTHON) -m sanitas.hls.netcsim --net N --out $(BUILD_DIR)/nets/N: generated sanitas_net.cpp, golden
+#              vectors of the digits test split, g++ testbench (-DSANITAS_TB), run; non-zero exit on any mismatch
+#   csynth-net-N  Vitis HLS synthesis of sanitas_top of N into $(BUILD_DIR)/csynth/net-N
 # Everything generated goes under $(BUILD_DIR) (default <repo>/build/hls), never into the source tree.
 
 HLS_DIR   := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
@@ -33,10 +37,14 @@ HEADERS   := $(wildcard $(HLS_DIR)/include/sanitas/*.h)
 export PYTHONPATH := $(ROOT)/python$(if $(PYTHONPATH),:$(PYTHONPATH),)
 
 .PHONY: csim csynth clean-hls ap-include $(addprefix vectors-,$(KERNELS)) $(addprefix csim-,$(KERNELS)) \
-        $(addprefix csynth-,$(KERNELS))
+        $(addprefix csynth-,$(KERNELS)) $(addprefix csim-net-,$(NETS)) $(addprefix csynth-net-,$(NETS))
 .SECONDARY:
 
-csim: $(addprefix csim-,$(KERNELS))
+csim: $(addprefix csim-,$(KERNELS)) $(addprefix csim-net-,$(NETS))
+
+CKPT_ARG = $(if $(CHECKPOINTS),--checkpoints $(abspath $(CHECKPOINTS)))
+$(addprefix csim-net-,$(NETS)): csim-net-%:
+	$(PYTHON) -m sanitas.hls.netcsim --net $* --out $(BUILD_DIR)/nets/$* $(CONFIG_ARG) $(CKPT_ARG)
 
 ap-include:
 	@$(PYTHON) -m sanitas.hls.csim include
@@ -55,7 +63,16 @@ $(BUILD_DIR)/tests/%/csim: $(HLS_DIR)/tests/%/test.cpp $(BUILD_DIR)/tests/%/sani
 
 csynth:
 	@command -v vitis_hls >/dev/null 2>&1 || { echo "csynth needs Vitis HLS (vitis_hls not on PATH)" >&2; exit 2; }
-	@$(MAKE) --no-print-directory $(addprefix csynth-,$(KERNELS))
+	@$(MAKE) --no-print-directory $(addprefix csynth-,$(KERNELS)) $(addprefix csynth-net-,$(NETS))
+
+$(addprefix csynth-net-,$(NETS)): csynth-net-%: csim-net-%
+	@mkdir -p $(BUILD_DIR)/csynth/net-$*
+	@printf '%s\n' 'open_project -reset sanitas_top_$*' 'set_top sanitas_top' \
+	  'add_files $(BUILD_DIR)/nets/$*/sanitas_net.cpp -cflags "-std=c++14 -I$(HLS_DIR)/include -I$(BUILD_DIR)/nets/$*"' \
+	  'open_solution -reset solution1' 'set_part $(PART)' 'create_clock -period $(CLOCK_NS)' \
+	  'config_export -vendor sanitas.org -library hls -ipname sanitas_top -version 1.0' \
+	  'csynth_design' 'export_design -format ip_catalog' 'exit' > $(BUILD_DIR)/csynth/net-$*/csynth.tcl
+	cd $(BUILD_DIR)/csynth/net-$* && vitis_hls -f csynth.tcl
 
 $(addprefix csynth-,$(KERNELS)): csynth-%: vectors-%
 	@mkdir -p $(BUILD_DIR)/csynth/$*

@@ -179,9 +179,14 @@ class HlsConfig:
     """[hls]: Brevitas -> QONNX -> hls4ml project, compiled and checked against golden (``sanitas hls``)."""
     out: str = "build/hls4ml/project"   # hls4ml project folder of ``sanitas hls`` (the flow uses <flow.out>/hls4ml)
     limit: int | None = None       # check only the first N test images (None: the whole test split)
+    scheme: str = "none"           # protection scheme of the generated sanitas_top (none, dmr; sanitas.protect specs)
+    faults: int = 0                # fault records compared with ProtectedModel through the fault port (0: none)
+    seed: int = 0                  # seed of the fault sample
 
     def __post_init__(self):
         _at_least("hls", "limit", self.limit, 1)
+        _at_least("hls", "faults", self.faults, 0)
+        _at_least("hls", "seed", self.seed, 0)
 
 
 @dataclass
@@ -197,6 +202,7 @@ class RtlConfig:
     out: str = "build/rtl"         # Verilog output folder of ``sanitas rtl`` (the flow uses <flow.out>/rtl)
     sim: bool = False              # also run the cocotb fault-injection regression once (Icarus; the flow always does)
     area: bool = False             # also estimate LUT/FF/DSP with yosys synth_xilinx
+    seed: int = 0                  # seed of the RTL regression's faults and GEMMs (``--regress``)
 
 
 @dataclass

@@ -26,12 +26,16 @@ def test_array_sites_are_registered():
                                      "pe_a": ("array", "input", None), "pe_b": ("array", "weight", None)}
     assert all(SITES[n].mapping for n in ARRAY_ACC_SITES + ARRAY_OPERAND_SITES)
     assert campaign_sites() == ["weight", "bias", "acc", "output", "input"]
+    assert (SITES["part_acc"].level, SITES["part_acc"].golden, SITES["part_acc"].hook) == ("array", None, None)
 
 
 def test_array_site_shapes_and_validation(lenet):
     gm = lenet[1]
     assert validate(Fault("pe_acc", "conv1", (63, 5), 31), gm).shape == (64, 6)    # (H*W, C_out) per image
     assert validate(Fault("chk_acc", "conv2", (15,), 0), gm).shape == (16,)
+    assert validate(Fault("part_acc", "conv1", (63, 2), 31), gm).shape == (64, 3)  # NP = floor(log2 6) + 1
+    with pytest.raises(SanitasError, match=r"index \(0, 4\) out of range for fc3 part_acc of shape \(1, 4\)"):
+        validate(Fault("part_acc", "fc3", (0, 4), 0), gm)
     assert validate(Fault("pe_a", "fc3", (0, 10), 7, cycle=3), gm).shape == (1, 11)  # column 10: checksum PE
     with pytest.raises(SanitasError, match=r"index \(0, 10\) out of range for fc3 pe_acc of shape \(1, 10\)"):
         validate(Fault("pe_acc", "fc3", (0, 10), 0), gm)
@@ -49,6 +53,7 @@ def test_golden_equivalent_indices(lenet):
     assert golden_equivalent(mid, gm) is None
     assert golden_equivalent(mid, gm, value=-77) == Fault("acc", "fc1", (17,), 0, "random", value=-77)
     assert golden_equivalent(Fault("chk_acc", "fc1", (0,), 3), gm) is None
+    assert golden_equivalent(Fault("part_acc", "fc1", (0, 2), 3), gm) is None
     assert golden_equivalent(Fault("pe_a", "fc2", (0, 0), 2, cycle=33), gm) == Fault("input", "fc2", (33,), 2)
     assert golden_equivalent(Fault("pe_a", "fc2", (0, 1), 2, cycle=33), gm) is None      # columns >= 1 only
     assert golden_equivalent(Fault("pe_a", "conv2", (0, 0), 2, cycle=3), gm) is None     # one im2col copy

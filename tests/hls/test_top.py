@@ -20,11 +20,13 @@ from sanitas.faults.executors import golden_hook, run_golden
 from sanitas.faults.fault import KINDS, Fault, sample_faults
 from sanitas.golden import export_golden
 from sanitas.hls import regmap
+from sanitas.hls.check import protected_per_image
 from sanitas.hls.faultport import SITE_CODES, fault_registers
 from sanitas.hls.firmware import cycle_model
 from sanitas.hls.top import TopLibrary, build_top, build_top_library, compile_net_csim
 from sanitas.models import build
 from sanitas.protect.model import ProtectedModel
+from sanitas.protect.overhead import overhead
 from sanitas.train import load_checkpoint
 from ..conftest import trained_checkpoint
 
@@ -153,9 +155,11 @@ def test_fault_port_and_spec_errors():
     regs = fault_registers(Fault("weight", "fc1", (2, 7), 3, "stuck0"), gm)
     assert regs == {"fi_enable": 1, "fi_site": 1, "fi_layer": [n.name for n in gm.nodes].index("fc1"),
                     "fi_index": 2 * gm.by_name["fc1"].weight.shape[1] + 7, "fi_and": 0xF7, "fi_or": 0, "fi_xor": 0}
-    with pytest.raises(SanitasError, match=r"^sanitas_top generates the unprotected accelerator \(--scheme none\) "
-                                           "only so far; asked for "):
+    with pytest.raises(SanitasError, match="^sanitas_top generates the schemes none and dmr only so far; asked for "
+                                           "sanity$"):
         build_top_library(gm, "sanity+dmr")
+    with pytest.raises(SanitasError, match="per-layer scheme map: no layer named 'fc9'"):
+        build_top_library(gm, {"default": "dmr", "fc9": "tmr"})
 
 
 def test_network_testbench_binary(digits, tmp_path):
@@ -174,3 +178,66 @@ def test_network_testbench_binary(digits, tmp_path):
     bad.tofile(tmp_path / "expected.bin")
     r = subprocess.run([str(exe), str(tmp_path), "20"], capture_output=True, text=True)
     assert r.returncode == 1 and r.stdout.startswith("sanitas_net: 19/20 bit-exact")
+
+
+@pytest.mark.parametrize("net,images", [("lenet5", 270), ("resnet20", 24)])
+def test_dmr_top(net, images, digits, tmp_path):
+    """--scheme dmr: bit-exact, counters 0, +100 % MACs counted in the kernels = protect.overhead's figure, cycles =
+    the closed form, and logits + counters equal ProtectedModel's for sampled faults of every site and kind."""
+    model, _ = load_checkpoint(trained_checkpoint(net))
+    gm = export_golden(model)
+    lib = TopLibrary(build_top_library(gm, "dmr", tmp_path, fault_port=True), gm)
+    x = gm.quantize_input(digits.test.tensors[0].numpy())[:images]
+    y, counters = lib.run(x)
+    np.testing.assert_array_equal(y, gm.run_int(x))
+    assert counters == dict.fromkeys(regmap.STATUS_COUNTERS, 0)
+    st = lib.stats()
+    pm = ProtectedModel(gm, "dmr")
+    assert st["macs"] - images * gm.macs() == images * overhead(pm)["extra_macs_abs"] == images * gm.macs()
+    assert st["cycles"] == images * cycle_model(gm, ArrayConfig(), "dmr")
+    assert cycle_model(gm, ArrayConfig(), "dmr") == 2 * cycle_model(gm, ArrayConfig())
+    xf = x[:2]
+    alarms = 0
+    for f in sample_faults(gm, 12, sites=SITES, kinds=KINDS, seed=5):
+        got, cnt = lib.run(xf, f)
+        want, want_cnt = protected_per_image(pm, xf, golden_hook(gm, [f]))
+        np.testing.assert_array_equal(got, want, err_msg=str(f))
+        assert cnt == want_cnt, str(f)
+        alarms += cnt["detected"] > 0
+    assert alarms >= 1
+
+
+def test_dmr_events_on_lenet(digits, tmp_path):
+    """The DMR event counts of single faults, per image: a read-path fault is re-read, then the producer
+    re-executed (logits clean); an accumulator fault fires on every re-execution: 3 checks, 2 rollbacks,
+    uncorrectable; a weight fault reaches both lanes (invisible to DMR)."""
+    model, _ = load_checkpoint(trained_checkpoint("lenet5"))
+    gm = export_golden(model)
+    lib = TopLibrary(build_top_library(gm, "dmr", tmp_path, fault_port=True), gm)
+    x = gm.quantize_input(digits.test.tensors[0].numpy())[:3]
+    zero = dict.fromkeys(regmap.STATUS_COUNTERS, 0)
+    y, cnt = lib.run(x, Fault("input", "fc2", (5,), 6))
+    np.testing.assert_array_equal(y, gm.run_int(x))
+    assert cnt == zero | {"detected": 3, "rolled_back": 6}
+    f = Fault("acc", "fc3", (2,), 20)
+    y, cnt = lib.run(x, f)
+    np.testing.assert_array_equal(y, run_golden(gm, x, [f]))
+    assert cnt == zero | {"detected": 9, "rolled_back": 6, "uncorrectable": 3}
+    f = Fault("weight", "fc1", (3, 5), 6)
+    y, cnt = lib.run(x, f)
+    np.testing.assert_array_equal(y, run_golden(gm, x, [f]))
+    assert cnt == zero
+
+
+def test_per_layer_dmr_map(digits, tmp_path):
+    """A per-layer map (DMR on the convs and the fc layers, none elsewhere): verified reads only where the producer
+    keeps a checkpoint; logits, counters and extra MACs equal ProtectedModel's / protect.overhead's."""
+    from sanitas.hls.check import check_top
+    model, _ = load_checkpoint(trained_checkpoint("lenet5"))
+    gm = export_golden(model)
+    spec = {"default": "none", "op:conv": "dmr", "fc*": "dmr"}
+    x = gm.quantize_input(digits.test.tensors[0].numpy())[:20]
+    r = check_top(gm, x, spec, tmp_path, faults=20, fault_images=2)
+    assert (r["bit_exact"], r["total"], r["fault_agreement"], r["faults"]) == (20, 20, 20, 20)
+    assert r["extra_macs"] == r["extra_macs_golden"] == 20 * gm.macs()
+    assert r["counters_zero"] and r["cycles_per_image"] < cycle_model(gm, ArrayConfig(), "dmr")

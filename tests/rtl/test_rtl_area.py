@@ -1,7 +1,9 @@
 """Tests of the yosys area estimate (sanitas.rtl.area) on the generated systolic array.
 
 Synthesis (synth_xilinx, 7-series) of the production configuration (FI_EN = 0): every PE multiplier maps to one
-DSP48E1 (rows x (cols + 1) of them, the checksum column included) and a 4x4 array costs more than a 2x2 one.
+DSP48E1: lazy rows x (cols + 1) of them (the total-checksum column is the one extra DSP column: the partials are
+computed serially on it), eager rows x (cols + 1 + NP) (one PE per partial checksum); a 4x4 array costs more than
+a 2x2 one.
 Skipped when yosys is absent; about 15 s.
 """
 from __future__ import annotations
@@ -27,12 +29,14 @@ def test_area_grows_with_array_size(tmp_path):
         assert res["params"] == {"FI_EN": 0} and res["top"] == "systolic_array"
         for cls in ("LUT", "FF", "DSP", "CARRY"):
             assert res[cls] > 0, f"{rows}x{cols}: no {cls} in {res['cells']}"
-        pes = rows * (cols + 1 + cols.bit_length())      # data, total and Hamming partial checksum PEs
-        assert res["DSP"] == pes, f"one DSP48 per PE expected, got {res['DSP']}"
+        assert res["DSP"] == rows * (cols + 1), f"lazy: one extra DSP column expected, got {res['DSP']}"
         assert res["total_cells"] == sum(res["cells"].values())
         results[rows, cols] = res
     small, big = results[2, 2], results[4, 4]
     assert sum(big[c] for c in ("LUT", "FF", "DSP")) > sum(small[c] for c in ("LUT", "FF", "DSP"))
+    eager = estimate_area(generate_systolic_array(ArrayConfig(rows=2, cols=2, checksums="eager"), tmp_path / "e"),
+                          "systolic_array", {"FI_EN": 0})
+    assert eager["DSP"] == 2 * (2 + 1 + 2), f"eager: one DSP48 per data, total and partial PE, got {eager['DSP']}"
 
 
 @needs_yosys

@@ -40,6 +40,7 @@ def test_rtl_reads_the_array_from_config_and_overrides(tmp_path):
     (("rtl", "--cols", "4", "--acc-width", "18"),
      ("sanitas: error: array: acc_width must be >= 2*data_width + clog2(cols) + 1 = 19 (checksum product width), "
       "got 18")),
+    (("rtl", "--regress", "0"), "sanitas: error: rtl: argument --regress: must be >= 1, got 0"),
     (("csim", "--cols", "5", "--data-width", "6", "--acc-width", "24"),
      ("sanitas: error: array: the HLS kernel needs acc_width >= 2*data_width + clog2(max_k) + clog2(cols) = 25 "
       "for exact accumulators, got 24")),
@@ -49,6 +50,18 @@ def test_bad_array_is_one_line_error(tmp_path, args, message):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and r.stderr.startswith(message), r.stderr
     assert not (tmp_path / "x").exists(), "nothing may be written for a bad array"
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog (Icarus Verilog) not on PATH")
+def test_rtl_regress_json(tmp_path):
+    """--regress N: N single faults (whole PEs; 1x2: 2 data + 1 total + 2 partial PEs) through sanity_tile."""
+    r = sanitas("rtl", "--rows", "1", "--cols", "2", "--regress", "10", "--seed", "3", "--out", str(tmp_path / "r"),
+                "--json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout.strip().splitlines()[-1])
+    assert s["faults"] == s["total"] == 10 and s["silent"] == 0 and s["bit_exact"] is True and s["ok"] is True
+    assert s["masked"] + s["corrected"] + s["rolled_back"] == 10 and s["corrected"] <= s["detected"] <= 10
+    assert s["faults_per_s"] > 0
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make not on PATH")

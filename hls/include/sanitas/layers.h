@@ -217,6 +217,33 @@ gsum_ch:
     st.cycles += (long long)C * HW;
 }
 
+// Per-image weighted checksum of a tensor: [sum x_i, sum (i + 1) x_i] modulo 2^64 (protect/seal.py: checksums;
+// in hardware Fletcher's running sums, two adds per element). DMR records it beside every checkpoint.
+struct tensor_sum {
+    uint64_t s0, s1;
+};
+
+inline tensor_sum tensor_checksum(const word_t *x, int n) {
+    tensor_sum c = {0, 0};
+checksum_loop:
+    for (int i = 0; i < n; ++i) {
+        const uint64_t v = (uint64_t)(int64_t)x[i];
+        c.s0 += v;
+        c.s1 += (uint64_t)(i + 1) * v;
+    }
+    return c;
+}
+
+inline bool checksum_equal(const tensor_sum &a, const tensor_sum &b) { return a.s0 == b.s0 && a.s1 == b.s1; }
+inline bool checksum_equal(const tensor_sum &a, const uint64_t c[2]) { return a.s0 == c[0] && a.s1 == c[1]; }
+
+// The fault as the duplicate lane sees it: only memory faults (weight, bias words) reach both lanes.
+inline net_fault memory_only(const net_fault &f) {
+    net_fault m = f;
+    if (m.site == FI_ACC || m.site == FI_OUTPUT || m.site == FI_INPUT) m.site = FI_NONE;
+    return m;
+}
+
 // Apply an output / input-read fault (flat index into one image's tensor of n elements).
 inline void fault_tensor(word_t *t, int n, const net_fault &f, int bits, bool is_signed) {
     if (f.index >= 0 && f.index < n) t[f.index] = fault_value(t[f.index], f, bits, is_signed);

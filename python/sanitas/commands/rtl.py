@@ -1,5 +1,8 @@
 """``sanitas rtl``: generate the systolic array (+ checksum column) Verilog for one ArrayConfig; optionally simulate
-it with the cocotb bench (Icarus) and estimate its area (yosys).
+it with the cocotb bench (Icarus, ``--sim``), run the N-fault regression of the protected datapath (``--regress N``:
+`sanitas.rtl.regress`; JSON keys faults, total, silent, detected (alarmed), corrected, rolled_back (handed to the
+rollback: uncorrectable in the tile), masked, bit_exact (RTL == golden for every record), faults_per_s) and estimate
+its area (yosys, ``--area``: the array alone, and the engine variants of `sanitas.rtl.area.variant_area`).
 
 The array is `sanitas.config.ArrayConfig`, the [array] section: ``--config FILE`` loads a sanitas Config, and
 ``--rows`` / ``--cols`` / ``--data-width`` / ``--acc-width`` / ``--max-k`` override single fields; their defaults
@@ -42,7 +45,11 @@ def add_parser(sub):
     p.add_argument("--sim", action=argparse.BooleanOptionalAction, default=None,
                    help="also run the cocotb fault-injection regression once (Icarus)")
     p.add_argument("--area", action=argparse.BooleanOptionalAction, default=None,
-                   help="also estimate LUT/FF/DSP with yosys synth_xilinx")
+                   help="also estimate LUT/FF/DSP/BRAM with yosys synth_xilinx: the array alone, and the engine "
+                        "variants unprotected / sanity lazy / eager / sanity+dmr / tmr")
+    p.add_argument("--regress", type=positive_int, default=None, metavar="N",
+                   help="also run the N-fault RTL regression of the protected datapath (sanity_tile, Icarus)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the regression's faults and GEMMs")
     p.set_defaults(func=run)
     return configure(p, "rtl", "array")
 
@@ -60,6 +67,25 @@ def run(args) -> dict:
         except RuntimeError as e:
             raise SanitasError(str(e)) from None
         out["area"] = {k: a[k] for k in ("LUT", "FF", "DSP") if k in a}
+        from ..rtl.area import variant_area
+        try:
+            out["area_variants"] = variant_area(array, Path(args.out) / "area")
+        except RuntimeError as e:
+            raise SanitasError(str(e)) from None
+    if args.regress:
+        from ..rtl.regress import run_regression
+        try:
+            s = run_regression(Path(args.out) / "regress", dataclasses.replace(array, fault_injection=True),
+                               args.regress, args.seed)
+        except RuntimeError as e:
+            raise SanitasError(str(e)) from None
+        if not s.get("faults"):
+            raise SanitasError(f"the RTL regression did not run (log: {s['log']})")
+        o = s["outcomes"]
+        out.update(faults=s["faults"], total=s["faults"], silent=o["silent"], detected=s["alarmed"],
+                   corrected=o["corrected"], rolled_back=o["uncorrectable"], masked=o["masked"],
+                   bit_exact=s["mismatches"] == 0, faults_per_s=round(s["faults_per_s"], 1))
+        out["ok"] = bool(s["passed"]) and out.get("ok", True)
     if args.sim:
         try:
             r = run_cocotb_smoke(Path(args.out) / "sim", array)

@@ -233,6 +233,11 @@ _array_site("pe_acc", "accumulator of PE (m % rows, j): output C[m, j]", "acc",
 _array_site("chk_acc", "checksum accumulator S[m] of the total-checksum PE column", None,
             "none: protection state, never an output (a fault raises row m's alarm only)",
             lambda m, n: (m,), 32)
+#: Sanity-unit registers of the array (RTL level): the Hamming partial checksums of `sanitas.protect.code`.
+ARRAY_SANITY_SITES = ("part_acc",)
+_array_site("part_acc", "partial checksum P[m, p] of Hamming partial p (eager: its PE; lazy: its register)", None,
+            "none: protection state, never an output (the golden of the RTL datapath is sanitas.rtl.sanity)",
+            lambda m, n: (m, int(n).bit_length()), 32)   # NP = floor(log2 N) + 1 (protect.code.n_partials)
 _array_site("pe_a", "A operand register of PE (m % rows, j); j == N: the checksum PE", "input",
             "linear layer, j == 0: input element t - m % rows; otherwise none (one im2col copy, columns >= j only)",
             lambda m, n: (m, n + 1), 8)
@@ -445,6 +450,6 @@ def enumerate_faults(gm, site: str, layers=None, kinds=("bitflip",), mbu: int = 
 
 
 __all__ = ["Fault", "KINDS", "SITES", "Site", "SiteInfo", "register_site", "site_info", "validate",
-           "ARRAY_ACC_SITES", "ARRAY_OPERAND_SITES", "campaign_sites", "golden_equivalent",
+           "ARRAY_ACC_SITES", "ARRAY_OPERAND_SITES", "ARRAY_SANITY_SITES", "campaign_sites", "golden_equivalent",
            "fault_masks", "apply_masks", "apply_fault_value", "sample_faults", "enumerate_faults", "population",
            "node_shapes"]

@@ -323,7 +323,7 @@ def run_csim(kernel: str = "systolic_gemm", build_dir: str | Path | None = None,
             raise CsimError(f"{tool} not on PATH: C simulation needs make and a C++14 compiler")
     build = Path(build_dir or root / "build" / "hls").resolve()
     config = write_array_config(build, array)
-    cmd = ["make", "--no-print-directory", "-C", str(root / "hls"), "csim", f"KERNELS={kernel}",
+    cmd = ["make", "--no-print-directory", "-C", str(root / "hls"), "csim", f"KERNELS={kernel}", "NETS=",
            f"BUILD_DIR={build}", f"PYTHON={python or sys.executable}", f"CONFIG={config}"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -64,7 +65,125 @@ def _check(gm) -> None:
                                "operands (requantise first)")
 
 
-def render_net(gm, array: ArrayConfig) -> str:
+class NodePlan(NamedTuple):
+    """How the hardware runs one node (from ``ProtectedModel``'s plan of the same spec): a duplicate lane compared
+    by checksum (DMR's ``DupGuard``), verified reads of checkpointed inputs, its own checkpoint checksum, retries."""
+    dup: bool
+    verify: bool
+    ckpt: bool
+    retries: int
+
+
+#: scheme components sanitas_top generates
+BUILT_SCHEMES = ("dmr",)
+
+
+def node_plans(gm, spec="none") -> list[NodePlan]:
+    """Per node (graph order) its ``NodePlan`` under ``spec`` (a scheme string or per-layer map)."""
+    from ..protect.dmr import DupGuard
+    from ..protect.model import ProtectedModel
+    pm = ProtectedModel(gm, spec)
+    out = []
+    for n in gm.nodes:
+        pl = pm.plans[n.name]
+        out.append(NodePlan(isinstance(pl.guard, DupGuard), bool(pl.verify_inputs), bool(pl.rollback),
+                            int(pl.retries)))
+    return out
+
+
+def _csum(buf: str, n: int) -> str:
+    return f"tensor_checksum({buf}, {n})"
+
+
+def _node_code(gm, n, idx, shapes, size, n_in, plans) -> str:
+    """compute_i (one evaluation into dst; acc/output/input faults only in the hooked lane) and exec_i (reads,
+    duplicate lane, retries, checkpoint checksum: ProtectedModel._exec / _read / _verify in C++)."""
+    i, pl = idx[n.name], plans[idx[n.name]]
+    ins = [f"in{k}" for k in range(len(n.inputs))]
+    params = "".join(f"const word_t *{v}, " for v in ins)
+    L = [(f"// node {i} {n.name} ({n.op})\n"
+         f"static void compute_{i}({params}word_t *dst, const net_fault &f, net_stats &st) {{\n")]
+    w = L.append
+    sp = spec(n.op)
+    if sp.is_source:
+        w(f"input_{i}:\n    for (int i = 0; i < {n_in}; ++i) dst[i] = cur_img[i];\n")
+    elif n.op in ("conv", "linear"):
+        o = int(n.weight.shape[0])
+        if n.op == "conv":
+            c, h, wd = shapes[n.inputs[0]]
+            _, kh, kw = n.weight.shape[1:]
+            a = n.attrs
+            _, ho, wo = shapes[n.name]
+            args = (f"{c}, {h}, {wd}, w{i}, b{i}, {o}, {kh}, {kw}, {a['stride']}, {a['padding']}, "
+                    f"{a.get('dilation', 1)}, {a.get('groups', 1)}, dst, {ho}, {wo}")
+        else:
+            args = f"{n.weight.shape[1]}, 1, 1, w{i}, b{i}, {o}, 1, 1, 1, 0, 1, 1, dst, 1, 1"
+        w(f"    conv_gemm<net_gemm>(in0, {args}, {i}, f, st);\n")
+    elif n.op == "act":
+        lo, hi = int_range(n.bits, n.signed, n.narrow)
+        shift = n.e_out - gm.by_name[n.inputs[0]].e_out
+        w(f"    requant(in0, dst, {size[n.name]}, {shift}, {lo}, {hi}, st);\n")
+    elif n.op == "add":
+        w(f"    add(in0, in1, dst, {size[n.name]}, st);\n")
+    elif n.op == "concat":
+        off = 0
+        for s_name, s_ptr in zip(n.inputs, ins):
+            w(f"    copy({s_ptr}, dst + {off}, {size[s_name]}, st);\n")
+            off += size[s_name]
+    elif n.op == "maxpool":
+        c, h, wd = shapes[n.inputs[0]]
+        _, ho, wo = shapes[n.name]
+        a = n.attrs
+        w(f"    maxpool(in0, {c}, {h}, {wd}, {a['k']}, {a['stride']}, {a['padding']}, dst, {ho}, {wo}, st);\n")
+    elif n.op == "gsum":
+        c, h, wd = shapes[n.inputs[0]]
+        w(f"    gsum(in0, {c}, {h * wd}, dst, st);\n")
+    elif n.op == "flatten":
+        w(f"    copy(in0, dst, {size[n.name]}, st);\n")
+    else:
+        raise SanitasError(f"node {n.name}: op '{n.op}' has no HLS layer")
+    w(f"    if (fault_hits(f, FI_OUTPUT, {i})) fault_tensor(dst, {size[n.name]}, f, {n.bits}, "
+      f"{str(n.signed).lower()});\n}}\n\n")
+    # exec_i
+    w(f"static void exec_{i}(const net_fault &f, net_stats &st, int *cnt) {{\n    bool ok = false;\n"
+      f"attempt_{i}:\n    for (int attempt = 0; attempt <= {pl.retries}; ++attempt) {{\n")
+    for k, src in enumerate(n.inputs):
+        j, p = idx[src], gm.by_name[src]
+        w(f"        const word_t *in{k} = t{j};\n")
+        if len(n.inputs) == 1:
+            w(f"        if (fault_hits(f, FI_INPUT, {i})) {{\n"
+              f"            memcpy(scratch, t{j}, sizeof(word_t) * {size[src]});\n"
+              f"            fault_tensor(scratch, {size[src]}, f, {p.bits}, {str(p.signed).lower()});\n"
+              f"            in{k} = scratch;\n        }}\n")
+        if pl.verify and plans[j].ckpt:
+            retry = max(pl.retries, 1)
+            w(f"        if (!checksum_equal({_csum(f'in{k}', size[src])}, c{j})) {{   // verified read (DMR)\n"
+              f"            cnt[C_DET]++;\n            bool good = false;\n"
+              f"        rollback_{i}_{k}:\n            for (int r = 0; r < {retry} && !good; ++r) {{\n"
+              f"                cnt[C_RB]++;\n"
+              f"                if (r > 0) {{ exec_{j}(f, st, cnt); in{k} = t{j}; }}   // re-execute the producer\n"
+              f"                else if (fault_hits(f, FI_INPUT, {i})) {{   // re-read: the read path's fault again\n"
+              f"                    memcpy(scratch, t{j}, sizeof(word_t) * {size[src]});\n"
+              f"                    fault_tensor(scratch, {size[src]}, f, {p.bits}, {str(p.signed).lower()});\n"
+              f"                    in{k} = scratch;\n                }} else in{k} = t{j};\n"
+              f"                good = checksum_equal({_csum(f'in{k}', size[src])}, c{j});\n            }}\n"
+              f"            if (!good) cnt[C_UNC]++;\n        }}\n")
+    args = "".join(f"in{k}, " for k in range(len(n.inputs)))
+    w(f"        compute_{i}({args}t{i}, f, st);\n        ok = true;\n")
+    if pl.dup:
+        w(f"        compute_{i}({args}d{i}, memory_only(f), st);   // the duplicate lane\n"
+          f"        ok = checksum_equal({_csum(f't{i}', size[n.name])}, {_csum(f'd{i}', size[n.name])});\n"
+          f"        if (!ok) cnt[C_DET]++;\n")
+    w(f"        if (ok) break;\n        if (attempt < {pl.retries}) cnt[C_RB]++;\n    }}\n"
+      "    if (!ok) cnt[C_UNC]++;\n")
+    if pl.ckpt:
+        w(f"    const tensor_sum cs{i} = {_csum(f't{i}', size[n.name])};\n"
+          f"    c{i}[0] = cs{i}.s0;\n    c{i}[1] = cs{i}.s1;\n")
+    w("}\n\n")
+    return "".join(L)
+
+
+def render_net(gm, array: ArrayConfig, spec="none") -> str:
     """The network translation unit (see the module doc)."""
     _check(gm)
     geo = gemm_geometry(gm, array)
@@ -96,63 +215,26 @@ def render_net(gm, array: ArrayConfig) -> str:
       f"static word_t *const node_buf[{len(gm.nodes)}] = {{{', '.join(f't{i}' for i in range(len(gm.nodes)))}}};\n"
       f"static const int node_size[{len(gm.nodes)}] = {{{', '.join(str(size[n.name]) for n in gm.nodes)}}};\n"
       "#endif\n\n")
-    w("// One image: int8 input (C, H, W) -> int32 logits.\n"
-      "static void sanitas_net(const int8_t img[SANITAS_IN_SIZE], int32_t logits[SANITAS_OUT_SIZE], "
-      "const net_fault &f, net_stats &st) {\n")
+    plans = node_plans(gm, spec)
     for n in gm.nodes:
         i = idx[n.name]
-        sp = spec(n.op)
-        srcs = [f"t{idx[s]}" for s in n.inputs]
-        w(f"    // node {i} {n.name} ({n.op})\n")
-        if len(n.inputs) == 1:
-            p = gm.by_name[n.inputs[0]]
-            w(f"    const word_t *in{i} = {srcs[0]};\n"
-              f"    if (fault_hits(f, FI_INPUT, {i})) {{\n"
-              f"        memcpy(scratch, {srcs[0]}, sizeof(word_t) * {size[p.name]});\n"
-              f"        fault_tensor(scratch, {size[p.name]}, f, {p.bits}, {str(p.signed).lower()});\n"
-              f"        in{i} = scratch;\n    }}\n")
-            srcs = [f"in{i}"]
-        if sp.is_source:
-            w(f"input_{i}:\n    for (int i = 0; i < {n_in}; ++i) t{i}[i] = img[i];\n")
-        elif n.op in ("conv", "linear"):
-            o = int(n.weight.shape[0])
-            if n.op == "conv":
-                c, h, wd = shapes[n.inputs[0]]
-                _, kh, kw = n.weight.shape[1:]
-                a = n.attrs
-                _, ho, wo = shapes[n.name]
-                args = (f"{c}, {h}, {wd}, w{i}, b{i}, {o}, {kh}, {kw}, {a['stride']}, {a['padding']}, "
-                        f"{a.get('dilation', 1)}, {a.get('groups', 1)}, t{i}, {ho}, {wo}")
-            else:
-                args = f"{n.weight.shape[1]}, 1, 1, w{i}, b{i}, {o}, 1, 1, 1, 0, 1, 1, t{i}, 1, 1"
-            w(f"    conv_gemm<net_gemm>({srcs[0]}, {args}, {i}, f, st);\n")
-        elif n.op == "act":
-            lo, hi = int_range(n.bits, n.signed, n.narrow)
-            shift = n.e_out - gm.by_name[n.inputs[0]].e_out
-            w(f"    requant({srcs[0]}, t{i}, {size[n.name]}, {shift}, {lo}, {hi}, st);\n")
-        elif n.op == "add":
-            w(f"    add({srcs[0]}, {srcs[1]}, t{i}, {size[n.name]}, st);\n")
-        elif n.op == "concat":
-            off = 0
-            for s_name, s_ptr in zip(n.inputs, srcs):
-                w(f"    copy({s_ptr}, t{i} + {off}, {size[s_name]}, st);\n")
-                off += size[s_name]
-        elif n.op == "maxpool":
-            c, h, wd = shapes[n.inputs[0]]
-            _, ho, wo = shapes[n.name]
-            a = n.attrs
-            w(f"    maxpool({srcs[0]}, {c}, {h}, {wd}, {a['k']}, {a['stride']}, {a['padding']}, t{i}, {ho}, {wo}, "
-              "st);\n")
-        elif n.op == "gsum":
-            c, h, wd = shapes[n.inputs[0]]
-            w(f"    gsum({srcs[0]}, {c}, {h * wd}, t{i}, st);\n")
-        elif n.op == "flatten":
-            w(f"    copy({srcs[0]}, t{i}, {size[n.name]}, st);\n")
-        else:
-            raise SanitasError(f"node {n.name}: op '{n.op}' has no HLS layer")
-        w(f"    if (fault_hits(f, FI_OUTPUT, {i})) fault_tensor(t{i}, {size[n.name]}, f, {n.bits}, "
-          f"{str(n.signed).lower()});\n")
+        if plans[i].dup:
+            w(f"static word_t d{i}[{size[n.name]}];   // {n.name}: the duplicate lane (DMR)\n")
+        if plans[i].ckpt:
+            w(f"static uint64_t c{i}[2];   // {n.name}: checksum of its checkpoint (DMR)\n")
+    w(f"static int8_t cur_img[{n_in}];   // the image being computed (the input node re-reads it on rollback)\n")
+    w("enum { C_DET = 0, C_RB = 4, C_UNC = 5 };   // counter indices (regmap.STATUS_COUNTERS)\n\n")
+    for n in gm.nodes:
+        w(f"static void exec_{idx[n.name]}(const net_fault &f, net_stats &st, int *cnt);\n")
+    for n in gm.nodes:
+        w(_node_code(gm, n, idx, shapes, size, n_in, plans))
     last = idx[gm.output_node.name]
+    w("// One image: int8 input (C, H, W) -> int32 logits; cnt accumulates the counters.\n"
+      "static void sanitas_net(const int8_t img[SANITAS_IN_SIZE], int32_t logits[SANITAS_OUT_SIZE], "
+      "const net_fault &f, net_stats &st, int *cnt) {\n"
+      "load_image:\n    for (int i = 0; i < SANITAS_IN_SIZE; ++i) cur_img[i] = img[i];\n")
+    for n in gm.nodes:
+        w(f"    exec_{idx[n.name]}(f, st, cnt);\n")
     w(f"output_copy:\n    for (int j = 0; j < SANITAS_OUT_SIZE; ++j) logits[j] = t{last}[j];\n}}\n\n")
     w(_TOP.replace("@COUNTERS@", ", ".join(f"int *{k}" for k in regmap.STATUS_COUNTERS))
           .replace("@FAULT_ARGS@", ", ".join(f"int {k}" for k, _ in regmap.FAULT_REGISTERS))
@@ -160,7 +242,8 @@ def render_net(gm, array: ArrayConfig) -> str:
                                         for k in ("n",) + regmap.STATUS_COUNTERS))
           .replace("@FAULT_PRAGMAS@", "".join(f"#pragma HLS INTERFACE s_axilite port = {k} bundle = control\n"
                                               for k, _ in regmap.FAULT_REGISTERS))
-          .replace("@WRITE_COUNTERS@", "".join(f"    *{k} = 0;\n" for k in regmap.STATUS_COUNTERS))
+          .replace("@WRITE_COUNTERS@", "".join(f"    *{k} = cnt[{j}];\n"
+                                                 for j, k in enumerate(regmap.STATUS_COUNTERS)))
           .replace("@AXI_COUNTERS@", ", ".join(f"&cnt[{j}]" for j in range(len(regmap.STATUS_COUNTERS))))
           .replace("@AXI_FAULT_ARGS@", ", ".join(f"(int)regs[SANITAS_REG_{k.upper()}_W]"
                                                  for k, _ in regmap.FAULT_REGISTERS))
@@ -179,25 +262,28 @@ def render_weights(gm) -> str:
     return "".join(out)
 
 
-def write_firmware(gm, out_dir, array: ArrayConfig | None = None) -> Path:
+def write_firmware(gm, out_dir, array: ArrayConfig | None = None, spec="none") -> Path:
     """Write the network's C++ (module doc) into ``out_dir``; returns the path of ``sanitas_net.cpp``."""
     array = array or ArrayConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sanitas_regmap.h").write_text(regmap.render_header())
     (out / "weights.h").write_text(render_weights(gm))
-    (out / CPP).write_text(render_net(gm, array))
+    (out / CPP).write_text(render_net(gm, array, spec))
     return out / CPP
 
 
-def cycle_model(gm, array: ArrayConfig) -> int:
-    """The engine's cycle estimate per image (the count ``net_stats.cycles`` accumulates, in closed form)."""
+def cycle_model(gm, array: ArrayConfig, spec="none") -> int:
+    """The engine's cycle estimate per image, fault-free (the count ``net_stats.cycles`` accumulates, in closed
+    form): a node with a duplicate lane (DMR) runs twice on the same engine."""
     geo = gemm_geometry(gm, array)
     shapes = {k: tuple(v[1:]) for k, v in gm.shapes().items()}
+    plans = node_plans(gm, spec)
     r, c = array.rows, array.cols
     total = 0
-    for n in gm.nodes:
+    for n, pl in zip(gm.nodes, plans):
         sz = int(np.prod(shapes[n.name]))
+        cyc = 0
         if n.op in ("conv", "linear"):
             m, k, og = geo["gemms"][n.name]
             groups = int(n.attrs.get("groups", 1))
@@ -205,14 +291,15 @@ def cycle_model(gm, array: ArrayConfig) -> int:
                 mt = min(geo["max_m"], m - m0)
                 for k0 in range(0, k, geo["max_k"]):
                     kt = min(geo["max_k"], k - k0)
-                    total += groups * math.ceil(og / c) * (kt + math.ceil(mt / r) * (kt + r + c - 1 + r))
-            total += int(n.weight.shape[0])
+                    cyc += groups * math.ceil(og / c) * (kt + math.ceil(mt / r) * (kt + r + c - 1 + r))
+            cyc += int(n.weight.shape[0])
         elif n.op == "maxpool":
-            total += sz * n.attrs["k"] ** 2
+            cyc += sz * n.attrs["k"] ** 2
         elif n.op == "gsum":
-            total += int(np.prod(shapes[n.inputs[0]]))
+            cyc += int(np.prod(shapes[n.inputs[0]]))
         elif n.op in ("act", "add", "concat", "flatten"):
-            total += sz
+            cyc += sz
+        total += cyc * (2 if pl.dup else 1)
     return total
 
 
@@ -246,13 +333,16 @@ void sanitas_top(const int8_t *in, int32_t *out, int n, @COUNTERS@
     }
 #endif
     net_stats st;
+    int cnt[SANITAS_N_COUNTERS];
+reset_counters:
+    for (int i = 0; i < SANITAS_N_COUNTERS; ++i) cnt[i] = 0;
     int8_t img[SANITAS_IN_SIZE];
     int32_t logits[SANITAS_OUT_SIZE];
 image:
     for (int b = 0; b < n; ++b) {
     read_image:
         for (int i = 0; i < SANITAS_IN_SIZE; ++i) img[i] = in[(long)b * SANITAS_IN_SIZE + i];
-        sanitas_net(img, logits, f, st);
+        sanitas_net(img, logits, f, st, cnt);
     write_logits:
         for (int j = 0; j < SANITAS_OUT_SIZE; ++j) out[(long)b * SANITAS_OUT_SIZE + j] = logits[j];
     }

@@ -42,9 +42,10 @@ CACHE = REPO_ROOT / "build" / "hls" / "top"
 def check_spec(gm, spec) -> None:
     """Refuse a protection spec that asks for a scheme this top does not generate yet (one line)."""
     from ..protect.model import resolve_map
-    used = sorted({repr(s) for ss in resolve_map(gm, spec or "none").values() for s in ss})
+    from .firmware import BUILT_SCHEMES
+    used = sorted({repr(s) for ss in resolve_map(gm, spec or "none").values() for s in ss} - set(BUILT_SCHEMES))
     if used:
-        raise SanitasError(f"sanitas_top generates the unprotected accelerator (--scheme none) only so far; "
+        raise SanitasError(f"sanitas_top generates the schemes none and {', '.join(BUILT_SCHEMES)} only so far; "
                            f"asked for {', '.join(used)}")
 
 
@@ -55,14 +56,15 @@ def _digest(src_dir: Path, flags: tuple) -> str:
     return h.hexdigest()[:20]
 
 
-def _compile(src_dir: Path, flags: tuple, target: str, extra: tuple) -> tuple[Path, float]:
-    """Compile ``src_dir/sanitas_net.cpp`` (cached by content hash); returns (artefact in the cache, seconds)."""
+def _compile(src_dir: Path, flags: tuple, target: str, extra: tuple, fresh: bool = False) -> tuple[Path, float]:
+    """Compile ``src_dir/sanitas_net.cpp`` (cached by content hash; ``fresh``: compile even on a hit, to time
+    it); returns (artefact in the cache, seconds)."""
     if shutil.which("g++") is None:
         raise SanitasError("g++ not found: the HLS C simulation needs a C++ compiler")
     key = _digest(src_dir, flags + extra)
     cdir = CACHE / key
     art = cdir / target
-    if art.exists():
+    if art.exists() and not fresh:
         return art, 0.0
     cdir.mkdir(parents=True, exist_ok=True)
     tmp = cdir / f".{target}.{os.getpid()}.tmp"
@@ -85,14 +87,14 @@ def build_top_library(gm, spec="none", out_dir=None, *, array: ArrayConfig | Non
     return path
 
 
-def build_top(gm, spec="none", out_dir=None, *, array=None, fault_port=False) -> tuple[Path, float]:
-    """``build_top_library`` that also returns the g++ seconds (0.0 on a cache hit)."""
+def build_top(gm, spec="none", out_dir=None, *, array=None, fault_port=False, fresh=False) -> tuple[Path, float]:
+    """``build_top_library`` that also returns the g++ seconds (0.0 on a cache hit; ``fresh``: always compile)."""
     check_spec(gm, spec)
     out = Path(out_dir) if out_dir is not None else CACHE / "src" / gm.spec.get("name", "net")
-    write_firmware(gm, out, array)
+    write_firmware(gm, out, array, spec)
     extra = ("-shared", "-fPIC", "-fvisibility=hidden", "-fvisibility-inlines-hidden", "-DSANITAS_TOP_AXI")
     extra += ("-DSANITAS_FAULT_PORT",) if fault_port else ()
-    art, secs = _compile(out, CXXFLAGS, LIB, extra)
+    art, secs = _compile(out, CXXFLAGS, LIB, extra, fresh)
     dst = out / LIB
     tmp = out / f".{LIB}.tmp"
     shutil.copyfile(art, tmp)

@@ -4,7 +4,8 @@
 ``synth_xilinx -flatten`` and ``stat -json``, and groups the mapped Xilinx primitives into the resource classes an
 FPGA report uses: LUT (LUT1..LUT6), FF (FD*), DSP (DSP48*), CARRY (CARRY4/8), SRL (LUT shift registers), MUXF
 (F7/F8 muxes), BRAM (RAMB*), LUTRAM (RAM16/32/64*). Counts are yosys's mapping, not Vivado's, and serve for
-relative comparisons (e.g. the cost of the checksum column or of the fault-injection port).
+relative comparisons (e.g. the cost of the checksum column or of the fault-injection port). `variant_area` sums
+the units of each engine variant (`VARIANTS`: unprotected, sanity lazy / eager, sanity+dmr, TMR) into one table.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 #: Resource class -> regular expression over Xilinx primitive names (first match wins).
@@ -91,3 +93,55 @@ def estimate_area(verilog_files, top: str, params: dict | None = None, *, family
     result.update(cells=cells, total_cells=int(design.get("num_cells", sum(cells.values()))), top=top,
                   params=params, family=family)
     return result
+
+
+#: Resource classes of the variant table.
+CLASSES = ("LUT", "FF", "DSP", "BRAM")
+#: The engine variants compared (benchmarks/bench_rtl.py): unprotected array + one-lane output stage; the sanity
+#: array lazy / eager + that stage; sanity lazy + the two-lane dmr_unit + rollback_ctrl; three arrays + voters.
+VARIANTS = ("unprotected", "sanity lazy", "sanity eager", "sanity+dmr", "tmr")
+
+
+def variant_units(array, out: Path) -> dict[str, list[tuple]]:
+    """Variant (`VARIANTS`) -> [(files, top, params)] of its units, rendered under ``out``."""
+    from .generate import (generate_dmr_unit, generate_rollback_ctrl, generate_sanity_array, generate_systolic_array,
+                           generate_tmr_array)
+    from ..config import ArrayConfig
+    lazy = ArrayConfig(**dict(array.to_dict(), checksums="lazy", fault_injection=False))
+    eager = ArrayConfig(**dict(array.to_dict(), checksums="eager", fault_injection=False))
+    arr = generate_systolic_array(lazy, out / "array")
+    san_l = generate_sanity_array(lazy, out / "lazy")
+    san_e = generate_sanity_array(eager, out / "eager")
+    dmr = generate_dmr_unit(lazy, out / "dmr")
+    rb = generate_rollback_ctrl(lazy, out / "rb")
+    tmr = generate_tmr_array(lazy, out / "tmr")
+    stage = (dmr, "dmr_unit", {"FI_EN": 0, "DMR_EN": 0})
+    return {
+        "unprotected": [(arr, "systolic_array", {"FI_EN": 0, "CHK_EN": 0}), stage],
+        "sanity lazy": [(san_l, "sanity_array", {"FI_EN": 0, "EAGER": 0}), stage],
+        "sanity eager": [(san_e, "sanity_array", {"FI_EN": 0, "EAGER": 1}), stage],
+        "sanity+dmr": [(san_l, "sanity_array", {"FI_EN": 0, "EAGER": 0}),
+                       (dmr, "dmr_unit", {"FI_EN": 0, "DMR_EN": 1}), (rb, "rollback_ctrl", {"FI_EN": 0})],
+        "tmr": [(tmr, "tmr_array", {"FI_EN": 0}), stage],
+    }
+
+
+def variant_area(array, out: Path, timeout_s: float = 3600.0, progress=None) -> dict[str, dict]:
+    """Variant -> {LUT, FF, DSP, BRAM, seconds}: the sum of its units (yosys synth_xilinx each, FI_EN = 0); a unit
+    shared by variants is synthesised once. ``progress(line)`` is called per variant."""
+    cache: dict[tuple, dict] = {}
+    table = {}
+    for name, units in variant_units(array, out).items():
+        row = dict.fromkeys(CLASSES, 0)
+        t0 = time.perf_counter()
+        for files, top, params in units:
+            key = (tuple(map(str, files)), top, tuple(sorted(params.items())))
+            if key not in cache:
+                cache[key] = estimate_area(files, top, params, timeout_s=timeout_s)
+            for c in CLASSES:
+                row[c] += cache[key][c]
+        row["seconds"] = round(time.perf_counter() - t0, 1)
+        table[name] = row
+        if progress is not None:
+            progress(f"  {name:13s} " + " ".join(f"{c} {row[c]:6d}" for c in CLASSES))
+    return table

@@ -57,7 +57,7 @@ class ArrayBench:
         """Start the clock, drive every input to 0, hold reset for 2 edges."""
         dut = self.dut
         Clock(dut.clk, 10, unit="ns", impl="gpi").start()
-        for name in ("start", "k_len", "rerun", "in_valid", "a_col", "b_row", "fi_en", "fi_row", "fi_col",
+        for name in ("start", "k_len", "rerun", "chk_sel", "in_valid", "a_col", "b_row", "fi_en", "fi_row", "fi_col",
                      "fi_bit", "fi_kind", "fi_part") + self.extra_inputs:
             getattr(dut, name).value = 0
         dut.rst.value = 1
@@ -102,7 +102,8 @@ class ArrayBench:
             self._fi_on = False
 
     async def gemm(self, a: np.ndarray, b: np.ndarray, sched: list[int | None], *, fault: Fault | None = None,
-                   reset_first: bool = False, junk_after: bool = False, rerun: bool = False) -> GemmResult:
+                   reset_first: bool = False, junk_after: bool = False, rerun: bool = False,
+                   chk_sel: int = 0) -> GemmResult:
         """Run C = A @ B: start, stream beats per ``sched``, wait for done; inject ``fault`` if given.
 
         a: (ROWS, K), b: (K, COLS), DATA_W-bit values. Bubbles carry random data with in_valid = 0; with
@@ -128,6 +129,7 @@ class ArrayBench:
             dut.rst.value = 0
         dut.k_len.value = k
         dut.rerun.value = int(rerun)
+        dut.chk_sel.value = int(chk_sel)
         dut.start.value = 1
         self._set_fi(fi, 0)
         await RisingEdge(dut.clk)           # edge 0: start accepted, accumulators cleared
@@ -159,3 +161,11 @@ class ArrayBench:
                          for r in range(p.rows)])
         return GemmResult(c=c, s=s, row_err=arr.row_err.value.to_unsigned(), chk_err=int(arr.chk_err.value),
                           p=part, part_valid=int(arr.part_valid.value))
+
+    async def recheck(self, a: np.ndarray, b: np.ndarray, gap_prob: float = 0.0) -> tuple[GemmResult, int]:
+        """The re-run after an alarm: eager one re-run pass; lazy NP + 1 (chk_sel = 1..NP: the partials on the
+        total-checksum column, then 0: the total). Returns (the last pass's result, re-run passes run)."""
+        sels = [0] if self.p.checksums.value == "eager" else [*range(1, self.n_part + 1), 0]
+        for sel in sels:
+            res = await self.gemm(a, b, self.schedule(a.shape[1], gap_prob), rerun=True, chk_sel=sel)
+        return res, len(sels)

@@ -13,9 +13,10 @@ after the clear) for kk < 0, and to the last accumulation edge ``e_last + rows +
 ``cycle=None`` (read-out).  Edges count from the start edge 0.  Operand-register sites (pe_a, pe_b) and the kinds
 multibit / random have no RTL port yet (one-line SanitasError); they replay at golden and HLS level.
 
-``part_acc`` (index (m, p)) is the accumulator of Hamming partial checksum PE p of GEMM row m (`sanitas.rtl.sanity`;
-an RTL-level record, not yet in the site registry of `sanitas.faults.fault`): it sits at the wavefront position
-of the total-checksum PE, so its cycle maps to an edge exactly as ``chk_acc`` (m,)'s does, with fi_part = p + 1.
+``part_acc`` (index (m, p)) is Hamming partial checksum p of GEMM row m (`sanitas.rtl.sanity`; registered in
+`sanitas.faults.fault` as an array site without golden equivalent): eager, the accumulator of partial PE p at the
+wavefront position of the total-checksum PE; lazy, the partial register P[m, p] (the partials are computed on the
+total PE column in the re-run). Its cycle maps to an edge exactly as ``chk_acc`` (m,)'s does, with fi_part = p + 1.
 """
 from __future__ import annotations
 

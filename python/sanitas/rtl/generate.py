@@ -9,7 +9,10 @@ reference is `sanitas.golden.gemm` (`gemm_with_checksum`, and `gemm_replay` unde
 floor(log2 COLS) + 1 Hamming partial checksum PEs of the sanity ABFT (run per ``ArrayConfig.checksums``: lazy =
 only in a re-run pass, eager = every pass; the hardware form is documented in the template's module comment).
 `generate_sanity_array` adds ``sanity_unit.v`` (check / locate / correct per output row, counters) and the
-``sanity_array.v`` top (array + sanity unit); their golden model is `sanitas.rtl.sanity`.
+``sanity_array.v`` top (array + sanity unit); their golden model is `sanitas.rtl.sanity`. `generate_dmr_unit`
+renders ``dmr_unit.v`` (stream checksums, two-lane output stage; golden `sanitas.rtl.dmr`) and
+`generate_rollback_ctrl` ``rollback_ctrl.v`` (re-read / re-execute with bounded retries; golden
+`sanitas.rtl.rollback`).
 
 The one parameter set is `sanitas.config.ArrayConfig`: it renders the Verilog parameters (`verilog_parameters`)
 and travels to the cocotb bench as JSON in the environment variable `BENCH_ENV`. `run_cocotb_smoke` builds and
@@ -42,6 +45,14 @@ TOPLEVEL = "systolic_array"
 _TEMPLATES = ("systolic_pe.v.j2", "systolic_delay.v.j2", "systolic_array.v.j2")
 #: Templates of the protected datapath, rendered after _TEMPLATES by `generate_sanity_array`.
 SANITY_TEMPLATES = ("sanity_unit.v.j2", "sanity_array.v.j2")
+#: The DMR unit (stream checksums, two-lane output stage): fully parametric, one file.
+DMR_TEMPLATES = ("dmr_unit.v.j2",)
+#: The rollback controller (bounded retries, counters, escalation): fully parametric, one file.
+ROLLBACK_TEMPLATES = ("rollback_ctrl.v.j2",)
+#: The tile top with the sanity-flow sequencer (after SANITY_TEMPLATES), driven by the fault regression.
+TILE_TEMPLATES = ("sanity_tile.v.j2",)
+#: The TMR baseline of the area comparison: three unprotected arrays + voters (after _TEMPLATES).
+TMR_TEMPLATES = ("tmr_array.v.j2",)
 #: cocotb tests of the bench run by `run_cocotb_smoke` (the replay test runs only from `run_cocotb_replay`).
 SMOKE_TESTS = ("test_gemm_random", "test_fault_injection")
 
@@ -105,6 +116,26 @@ def generate_sanity_array(array: ArrayConfig, out_dir) -> list[Path]:
     """Render the protected datapath of ``array`` into ``out_dir``: the array's three files, then sanity_unit.v
     and the sanity_array.v top (last); return the .v paths. Unchanged files are not rewritten."""
     return _write(array, out_dir, _TEMPLATES + SANITY_TEMPLATES, "generate_sanity_array")
+
+
+def generate_dmr_unit(array: ArrayConfig, out_dir) -> list[Path]:
+    """Render dmr_unit.v (defaults from ``array``) into ``out_dir``; return [its path]."""
+    return _write(array, out_dir, DMR_TEMPLATES, "generate_dmr_unit")
+
+
+def generate_rollback_ctrl(array: ArrayConfig, out_dir) -> list[Path]:
+    """Render rollback_ctrl.v into ``out_dir``; return [its path]."""
+    return _write(array, out_dir, ROLLBACK_TEMPLATES, "generate_rollback_ctrl")
+
+
+def generate_sanity_tile(array: ArrayConfig, out_dir) -> list[Path]:
+    """Render the protected datapath and the sanity_tile.v top (last) into ``out_dir``; return the .v paths."""
+    return _write(array, out_dir, _TEMPLATES + SANITY_TEMPLATES + TILE_TEMPLATES, "generate_sanity_tile")
+
+
+def generate_tmr_array(array: ArrayConfig, out_dir) -> list[Path]:
+    """Render the array's three files and the tmr_array.v top (last) into ``out_dir``; return the .v paths."""
+    return _write(array, out_dir, _TEMPLATES + TMR_TEMPLATES, "generate_tmr_array")
 
 
 def _write(array: ArrayConfig, out_dir, templates: tuple[str, ...], caller: str) -> list[Path]:

@@ -14,8 +14,9 @@ the pass sequence of the protected GEMM (`protected_gemm`):
 Outcome of a record (`OUTCOMES`): ``uncorrectable`` when a row was flagged; else ``masked`` when the pass-1 C was
 already right, ``corrected`` when it was wrong and the final C is right; ``silent`` when the final C is wrong and
 nothing was flagged. Fault sites: ``pe_acc``, ``chk_acc`` (`sanitas.faults.fault`) and ``part_acc`` (m, p), the
-accumulator of partial PE p of row m (an RTL-level record; in a lazy pass 1 that PE holds 0, so the fault acts on 0
-and is ignored by the check).
+partial checksum p of row m (its PE when eager, its register when lazy; in a lazy pass 1 it holds 0, so the fault
+acts on 0 and is ignored by the check). Lazy re-runs compute the partials serially on the total-checksum column
+(NP + 1 passes); the outcome is the same as one re-run with all partials, which is what this model computes.
 """
 from __future__ import annotations
 

@@ -1,0 +1,81 @@
+"""The sanitas accelerator in HLS C simulation, per zoo net: bit-exactness, fault agreement, costs, speed (issue 13).
+
+For LeNet-5, ResNet-20, MobileNet-V2 and VGG (the test suite's trained digits checkpoints from build/test-cache
+when present, else the seed-0 initialised nets) the generated ``sanitas_top`` is compiled fresh (g++ seconds,
+one translation unit, ``-O1``, fault port in), run on the 270 digits test images against the golden numpy executor
+in the same process (bit-exact K/N, images/s of both), and driven with ``--faults`` single fault records of every
+golden site and kind (``faults.sample_faults``), each compared on ``--fault-images`` images with
+``ProtectedModel(gm, scheme)`` (logits and counters: fault agreement M/M). Extra MACs are counted inside the
+kernels (MACs issued - the op table's data MACs) beside ``sanitas.protect.overhead``'s figure; cycles/image is the
+engine's estimate at the configured ArrayConfig geometry (``firmware.cycle_model``, equal to the kernels' count),
+"vs none" its ratio to the unprotected accelerator's (``--scheme dmr``: the duplicate lane doubles it). The
+protected sanity+dmr accelerator is not generated yet (the sanity unit is still to be written in C++).
+
+Run: ``.venv/bin/python benchmarks/bench_hls.py [--faults 1000] [--nets lenet5,resnet20] [--scheme none]``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "python"))
+
+from sanitas.config import ArrayConfig  # noqa: E402
+from sanitas.golden import export_golden  # noqa: E402
+from sanitas.hls.check import check_top  # noqa: E402
+from sanitas.hls.firmware import cycle_model  # noqa: E402
+from sanitas.hls.netcsim import golden_of  # noqa: E402
+from sanitas.train import load_checkpoint  # noqa: E402
+
+NETS = ("lenet5", "resnet20", "mobilenetv2", "vgg")
+COLS = ("net", "bit-exact", "fault agreement", "logits hit", "extra MACs (kernels)", "extra MACs (overhead)",
+        "g++ s", "csim img/s", "golden img/s", "cycles/img", "vs none")
+
+
+def golden(net: str):
+    hits = sorted((ROOT / "build" / "test-cache").glob(f"{net}-e*.pt"))
+    gm, splits = golden_of(net)
+    if hits:
+        gm = export_golden(load_checkpoint(hits[0])[0])
+    return gm, splits, ("trained " + hits[0].name) if hits else "seed-0 init"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--faults", type=int, default=1000)
+    ap.add_argument("--fault-images", type=int, default=2)
+    ap.add_argument("--nets", default=",".join(NETS))
+    ap.add_argument("--scheme", default="none")
+    ap.add_argument("--json", default=None, help="also write the records to this file")
+    a = ap.parse_args()
+    rows, recs = [], {}
+    for net in a.nets.split(","):
+        gm, splits, src = golden(net)
+        x = gm.quantize_input(splits.test.tensors[0].numpy())
+        r = check_top(gm, x, a.scheme, ROOT / "build" / "bench_hls" / net, faults=a.faults, seed=0,
+                      fault_images=a.fault_images, fresh=True)
+        r["weights"] = src
+        recs[net] = r
+        rows.append((net, f"{r['bit_exact']}/{r['total']}", f"{r['fault_agreement']}/{r['faults']}",
+                     str(r["faults_changing_logits"]), str(r["extra_macs"]), str(r["extra_macs_golden"]),
+                     f"{r['compile_s']:.1f}", f"{r['images_per_s']:.1f}", f"{r['golden_images_per_s']:.1f}",
+                     str(r["cycles_per_image"]),
+                     f"{r['cycles_per_image'] / cycle_model(gm, ArrayConfig()) - 1:+.0%}"))
+        print(f"{net}: {json.dumps(r)}", flush=True)
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(COLS)]
+    print(f"\nscheme {a.scheme}, {a.faults} faults x {a.fault_images} images per net")
+    print(" | ".join(c.ljust(w) for c, w in zip(COLS, widths)))
+    print("-+-".join("-" * w for w in widths))
+    for row in rows:
+        print(" | ".join(v.ljust(w) for v, w in zip(row, widths)))
+    if a.json:
+        Path(a.json).write_text(json.dumps(recs, indent=2) + "\n")
+    ok = all(r["bit_exact"] == r["total"] and r["fault_agreement"] == r["faults"] for r in recs.values())
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

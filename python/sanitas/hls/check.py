@@ -1,0 +1,78 @@
+"""Checks of the generated accelerator against the golden model: bit-exactness, fault agreement, costs, speed.
+
+``check_top(gm, xq, spec, out_dir, faults=N)`` builds ``sanitas_top`` (``top.build_top``, fault port compiled in when
+N > 0), runs it on the int8 images ``xq`` and compares every image's logits with ``GoldenModel.run_int``; the csim
+throughput is measured beside the golden numpy executor's in the same run. With N faults it samples N records of
+the fault port's sites (every kind, ``faults.sample_faults``, seed ``seed``) and, per record, compares the csim
+logits and counters on the first ``fault_images`` images with ``ProtectedModel(gm, spec)`` under the same record
+(``protected_per_image``: image by image from the fault-free memory, counters summed, as the top runs a batch).
+The extra MACs are the ones the kernels issue beyond the unprotected data MACs (``net_stats.macs`` -
+``gm.macs()``), reported beside ``sanitas.protect.overhead``'s analytic figure. Used by ``sanitas hls``,
+``python -m sanitas.hls.netcsim`` (``make -C hls csim``) and ``benchmarks/bench_hls.py``.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..config import ArrayConfig
+from ..faults.executors import golden_hook
+from ..faults.fault import KINDS, sample_faults
+from . import regmap
+from .faultport import SITE_CODES
+from .firmware import cycle_model
+from .top import TopLibrary, build_top
+
+
+def check_top(gm, xq, spec="none", out_dir=None, *, faults: int = 0, seed: int = 0, fault_images: int = 4,
+              array: ArrayConfig | None = None, fresh: bool = False) -> dict:
+    """The record of one accelerator check (module doc); every count is an int, every time in seconds."""
+    from ..protect.model import ProtectedModel
+    from ..protect.overhead import overhead
+    array = array or ArrayConfig()
+    path, compile_s = build_top(gm, spec, out_dir, array=array, fault_port=faults > 0, fresh=fresh)
+    lib = TopLibrary(path, gm)
+    x = np.asarray(xq, dtype=np.int64)
+    t0 = time.perf_counter()
+    y, counters = lib.run(x)
+    csim_s = time.perf_counter() - t0
+    st = lib.stats()
+    t0 = time.perf_counter()
+    want = gm.run_int(x)
+    golden_s = time.perf_counter() - t0
+    exact = int((y == want).all(axis=1).sum())
+    pm = ProtectedModel(gm, spec)
+    rec = {"bit_exact": exact, "total": int(len(x)), "counters_zero": not any(counters.values()),
+           "flagged": st["flagged"], "extra_macs": st["macs"] - len(x) * gm.macs(),
+           "extra_macs_golden": int(overhead(pm)["extra_macs_abs"]) * len(x),
+           "cycles_per_image": cycle_model(gm, array, spec), "compile_s": round(compile_s, 2),
+           "images_per_s": round(len(x) / csim_s, 2), "golden_images_per_s": round(len(x) / golden_s, 2),
+           "compile_cached": compile_s == 0.0, "library": str(path)}
+    agree, changed, n_f = 0, 0, 0
+    if faults:
+        xf = x[:fault_images]
+        clean = gm.run_int(xf)
+        for f in sample_faults(gm, faults, sites=tuple(SITE_CODES), kinds=KINDS, seed=seed):
+            n_f += 1
+            got, cnt = lib.run(xf, f)
+            ref, want_cnt = protected_per_image(pm, xf, golden_hook(gm, [f]))
+            agree += bool(np.array_equal(got, ref) and cnt == want_cnt)
+            changed += not np.array_equal(ref, clean)
+    rec.update({"faults": n_f, "fault_agreement": agree,
+                "faults_changing_logits": changed})
+    return rec
+
+
+def protected_per_image(pm, xq, hook) -> tuple[np.ndarray, dict]:
+    """``ProtectedModel`` the way the accelerator runs a batch: image by image, each from the fault-free memory
+    (the record replays on every image), counters summed over the images."""
+    ys, total = [], dict.fromkeys(regmap.STATUS_COUNTERS, 0)
+    for i in range(len(xq)):
+        pm.reset()
+        y, rep = pm.run(xq[i:i + 1], hook)
+        ys.append(y)
+        for k in total:
+            total[k] += getattr(rep, k)
+    pm.reset()
+    return np.concatenate(ys), total

@@ -1,0 +1,129 @@
+"""The ≥ 10,000-fault regression of the protected GEMM datapath: sanity_tile (sanity_array + the sanity-flow
+sequencer in hardware) under single accumulator faults, one Icarus simulation with a reset between faults.
+
+Every fault record (`sanitas.rtl.sanity.pe_faults`: PE accumulators of the data columns, the total-checksum column
+and the Hamming partial checksums; random bit, kind, wavefront cycle) runs on a fresh random GEMM (K in 1..K_MAX):
+the bench writes the operands and the fault debug register, pulses go and waits for tile_done (one trigger), then
+compares C, the three sanity_unit counters and the number of array passes with the golden
+`sanitas.rtl.sanity.protected_gemm` for the same Fault record, and classifies the outcome (masked / corrected /
+uncorrectable / silent). Required: 0 silent, 0 mismatches. Faults/s is printed and written to the summary.
+The pytest function at the bottom builds the top with Icarus and runs it (4x4, lazy: N_FAULTS faults).
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sanitas.config import ArrayConfig
+from sanitas.golden.gemm import wrap
+from sanitas.protect.code import n_partials
+from sanitas.rtl.faults import fault_to_fi_ports
+from sanitas.rtl.generate import BENCH_ENV
+from sanitas.rtl.regress import run_regression
+from sanitas.rtl.sanity import OUTCOMES, eager, pe_faults, protected_gemm
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+
+ROOT = Path(__file__).resolve().parents[2]
+KMAX = 16   # the sanity_tile's KMAX default
+
+
+def _pack(values, width: int) -> int:
+    mask = (1 << width) - 1
+    return sum((int(v) & mask) << (i * width) for i, v in enumerate(values))
+
+
+@cocotb.test()
+async def test_regression(dut):
+    """``n_faults`` single faults spread over every PE: RTL == golden (C, counters, passes), 0 silent."""
+    cfg = json.loads(os.environ[BENCH_ENV])
+    names = set(ArrayConfig.__dataclass_fields__)
+    p = ArrayConfig(**{k: v for k, v in cfg.items() if k in names})
+    rng = np.random.default_rng(cfg["seed"])
+    n_pe = p.rows * (p.cols + 1 + n_partials(p.cols))
+    per_pe = -(-cfg["n_faults"] // n_pe)
+    faults = pe_faults(p, rng, cfg["k_max"], per_pe)     # whole PEs: per_pe * n_pe >= n_faults
+    Clock(dut.clk, 10, unit="ns", impl="gpi").start()
+    for name in ("go", "k_len", "a_all", "b_all", "fi_arm", "fi_edge", "fi_row", "fi_col", "fi_bit", "fi_kind",
+                 "fi_part"):
+        getattr(dut, name).value = 0
+    dut.rst.value = 1
+    await RisingEdge(dut.clk)
+    await RisingEdge(dut.clk)
+    w = p.acc_width
+    outcomes, sites, bad = collections.Counter(), collections.Counter(), []
+    records, alarmed = [], 0
+    rerun_passes = 1 if eager(p) else n_partials(p.cols) + 1
+    t0 = time.perf_counter()
+    for f in faults:
+        k = int(rng.integers(1, cfg["k_max"] + 1))
+        a = rng.integers(p.data_min, p.data_max + 1, (p.rows, k), dtype=np.int64)
+        b = rng.integers(p.data_min, p.data_max + 1, (k, p.cols), dtype=np.int64)
+        fi = fault_to_fi_ports(f, p, k)
+        await FallingEdge(dut.clk)
+        dut.rst.value = 0
+        a_pad = np.zeros((p.rows, KMAX), np.int64)
+        a_pad[:, :k] = a
+        b_pad = np.zeros((KMAX, p.cols), np.int64)
+        b_pad[:k] = b
+        dut.a_all.value, dut.b_all.value = _pack(a_pad.ravel(), p.data_width), _pack(b_pad.ravel(), p.data_width)
+        dut.k_len.value = k
+        dut.fi_arm.value, dut.fi_edge.value = 1, fi.edge
+        dut.fi_row.value, dut.fi_col.value, dut.fi_bit.value = fi.fi_row, fi.fi_col, fi.fi_bit
+        dut.fi_kind.value, dut.fi_part.value = fi.fi_kind, fi.fi_part
+        dut.go.value = 1
+        await RisingEdge(dut.clk)
+        dut.go.value = 0
+        await RisingEdge(dut.tile_done)
+        await ReadOnly()
+        word = dut.c_out.value.to_unsigned()
+        c = wrap(np.array([(word >> (i * w)) & ((1 << w) - 1) for i in range(p.rows * p.cols)], np.int64),
+                 w).reshape(p.rows, p.cols)
+        counters = (int(dut.cnt_detected.value), int(dut.cnt_corrected.value), int(dut.cnt_uncorrectable.value))
+        passes = int(dut.n_passes.value)
+        gold = protected_gemm(a, b, f, p)
+        want = (gold.detected, gold.corrected, gold.uncorrectable)
+        if counters != want or not np.array_equal(c, gold.c) or passes != 1 + rerun_passes * gold.rerun:
+            bad.append((f.to_dict(), counters, want, passes))
+        outcomes[gold.outcome] += 1
+        alarmed += gold.rerun
+        sites[f.site] += 1
+        records.append([f.to_json(), gold.outcome])
+        await FallingEdge(dut.clk)
+        dut.rst.value = 1                        # reset between faults (held across the next edge)
+    wall = time.perf_counter() - t0
+    rate = len(faults) / wall
+    print(f"sanity_tile regression {p.rows}x{p.cols} {p.checksums.value}: {len(faults)} faults in {wall:.1f} s, "
+          f"{rate:.1f} faults/s, {dict(outcomes)}")
+    Path(cfg["summary"]).write_text(json.dumps({
+        "faults": len(faults), "outcomes": {o: outcomes[o] for o in OUTCOMES}, "sites": dict(sites),
+        "faults_per_s": rate, "mismatches": len(bad), "alarmed": alarmed, "examples": bad[:3], "per_pe": per_pe}))
+    assert not bad, f"{len(bad)} faults differ from the golden, e.g. {bad[:3]}"
+    assert outcomes["silent"] == 0
+
+
+# ------------------------------------------------------------------------------------------------ pytest side
+
+needs_iverilog = pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog (Icarus Verilog) not on PATH")
+N_FAULTS = 10_000   # single faults per make test (4x4, lazy)
+
+
+@needs_iverilog
+@pytest.mark.slow
+def test_sanity_tile_regression_10k():
+    array = ArrayConfig(rows=4, cols=4)
+    s = run_regression(ROOT / "build" / "rtl_tests" / "sanity_tile" / "lazy_4x4", array, N_FAULTS, seed=2026)
+    assert s["passed"], f"cocotb regression failed (log: {s['log']}): {s.get('examples')}"
+    n_pe = array.rows * (array.cols + 1 + n_partials(array.cols))
+    assert s["faults"] == s["per_pe"] * n_pe >= N_FAULTS and s["mismatches"] == 0
+    assert s["outcomes"]["silent"] == 0 and s["outcomes"]["corrected"] > 0 and s["outcomes"]["masked"] > 0
+    assert s["sites"] == {"pe_acc": s["per_pe"] * 16, "chk_acc": s["per_pe"] * 4, "part_acc": s["per_pe"] * 12}
