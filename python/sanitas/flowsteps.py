@@ -158,7 +158,7 @@ def step_rtl(ctx: FlowContext, cfg: Config) -> dict:
     rec: dict = {"files": [f.name for f in files]}
     if not shutil.which("iverilog"):
         return {"status": "failed", **rec, "error": "iverilog not on PATH (make setup installs it as root)"}
-    s = run_cocotb_smoke(d / "sim", cfg.array, n_random=RTL_SAMPLE[0], n_faults=RTL_SAMPLE[1])
+    s = run_cocotb_smoke(d / "sim", cfg.array, seed=cfg.rtl.seed, n_random=RTL_SAMPLE[0], n_faults=RTL_SAMPLE[1])
     s.pop("log", None)
     rec["sim"] = s
     if cfg.flow.rtl_area and shutil.which("yosys"):
