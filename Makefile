@@ -17,13 +17,13 @@ $(STAMP): pyproject.toml
 	$(VPY) -m pip install -q -e '.[dev,board,dist]'
 	@touch $(STAMP)
 
-# System tools: iverilog (cocotb simulator) and yosys (area estimates).
+# System tools: iverilog (cocotb simulator), yosys (area estimates), chromium (the report's headless-browser test).
 tools:
-	@missing=""; for t in iverilog yosys; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	@missing=""; for t in iverilog yosys chromium; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	  else echo "sanitas: please install$$missing (e.g. sudo apt-get install$$missing); RTL tests will be skipped"; fi; \
+	  else echo "sanitas: please install$$missing (e.g. sudo apt-get install$$missing); RTL and browser tests will be skipped"; fi; \
 	fi
 
 demo: setup

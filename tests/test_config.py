@@ -59,8 +59,8 @@ def _error(tmp_path, name, text) -> str:
     ("data:\n  dataset: imagenet\n", ("config FILE: [data] unknown dataset 'imagenet' (choose from digits, mnist, "
                                      "cifar10)")),
     ("array:\n  rows: 0\n", "config FILE: [array] rows must be >= 1, got 0"),
-    ("flow:\n  steps: [rtl, synth]\n", ("config FILE: [flow] unknown step 'synth' (choose from train, golden, hls, "
-                                      "csim, rtl, search, inject, protect, board, report)")),
+    ("flow:\n  steps: [rtl, synth]\n", ("config FILE: [flow] unknown step 'synth' (choose from train, search, golden, "
+                                      "hls, campaign, plan, protect, csim, rtl, board, report)")),
     ("search:\n  controller: genetic\n", ("config FILE: [search] unknown controller 'genetic' (choose from rl, "
                                          "evolution, random)")),
 ])

@@ -2,10 +2,10 @@
 (docs/architecture.md, "Python package").
 
 ``Config`` holds the sections ``array`` (the accelerator geometry), ``data``, ``train``, ``golden``, ``hls``,
-``csim``, ``rtl``, ``board``, ``campaign`` (``sanitas inject``), ``protect``, ``soak``, ``search`` and ``flow``. Each
-subcommand takes its argument defaults from its sections (``sanitas.commands._config``), so changing a default is
-one edit here, and every subcommand accepts ``--config FILE`` to load them. ``Config.load(path)`` reads YAML
-(``yaml.safe_load``) or JSON and checks every value against its field's annotation (int, float, bool, str,
+``csim``, ``rtl``, ``board``, ``campaign`` (``sanitas inject``), ``protect``, ``soak``, ``search``, ``plan`` and
+``flow``. Each subcommand takes its argument defaults from its sections (``sanitas.commands._config``), so changing
+a default is one edit here, and every subcommand accepts ``--config FILE`` to load them. ``Config.load(path)`` reads
+YAML (``yaml.safe_load``) or JSON and checks every value against its field's annotation (int, float, bool, str,
 Optional, Union, list/tuple of str or int, enums) and each section's own range checks: a malformed file, an
 unknown section or key, or a wrongly typed value is ONE ``SanitasError`` line naming the file, section and key,
 raised before any work starts.
@@ -400,17 +400,71 @@ class SearchConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+@dataclass(frozen=True)
+class PlanConfig:
+    """[plan]: the automatic per-layer protection planner (``sanitas.protect.planner``) and its verification."""
+    critical: int = 300            # critical experiments taken from the campaign (uniform over its critical rows)
+    sdc: int = 100                 # SDC experiments taken from it (none may become silent)
+    add_weight: float = 0.25       # cost of one checksum add, in MACs
+    op_weight: float = 0.25        # cost of one extra elementwise op (duplicate, compare, vote), in MACs
+    rounds: int = 3                # greedy + reverse-delete rounds before the search gives up
+    probe: int = 16                # failing experiments replayed to score one greedy move (uniform sample)
+    min_support: int = 16          # distinct campaign faults a node needs before its protection may be dropped
+    refine: int = 2                # re-plans with the faults the verification found unhandled (0: plan once)
+    seed: int = 0                  # experiment sampling seed (verification uses seed + 1)
+    verify_critical: int = 300     # held-out critical experiments of the verification hunt
+    verify_faults: int = 300       # primary faults of the verification coverage campaign
+    soak: int = 300                # inferences of the verification soak
+    soak_seu: float = 0.05         # memory upsets per inference in the soak
+    soak_transients: float = 1.0   # transient datapath faults per inference in the soak
+
+    def __post_init__(self):
+        for k in ("critical", "sdc", "rounds", "probe", "min_support", "refine", "verify_critical", "verify_faults",
+                  "soak"):
+            if getattr(self, k) < (1 if k in ("rounds", "probe") else 0):
+                raise SanitasError(f"plan: {k} must be >= {1 if k in ('rounds', 'probe') else 0}, "
+                                   f"got {getattr(self, k)}")
+
+
+FLOW_DEFAULT_STEPS = ["search", "golden", "campaign", "plan", "csim", "rtl", "board", "report"]
+
+
 @dataclass
 class FlowConfig:
-    """[flow]: ``sanitas flow``, the main job (its steps: ``sanitas.commands.flow.STEPS``)."""
-    out: str = "build/flow"        # every artefact of `sanitas flow` goes here
-    report: str = "build/report"   # the report folder (index.html)
-    steps: list[str] = field(default_factory=lambda: ["train", "golden", "hls", "csim", "rtl", "report"])  # run
+    """[flow]: ``sanitas flow``, the main job (its steps: ``sanitas.flow.STEPS``). The flow's search is [search]
+    with the small budget below (the search_* fields replace the [search] values); the campaign is single-bit
+    flips over every golden site."""
+    out: str = "build/flow"        # every artefact of `sanitas flow` goes here, one folder per step
+    report: str = "build/report"   # the report folder (index.html, index.md, the figures)
+    steps: list[str] = field(default_factory=lambda: list(FLOW_DEFAULT_STEPS))  # steps run, in table order
+    search_budget: int = 8         # architectures the controller evaluates
+    search_float_epochs: int = 8   # float warm-up epochs of the supernet
+    search_epochs: int = 2         # INT8 FTT supernet epochs
+    search_cells: int = 2          # cells of the searched network
+    search_nodes: int = 2          # intermediate nodes per cell
+    final_epochs: int = 6          # FTT epochs of the best derived net
+    baselines: tuple[str, ...] = ("lenet5",)  # zoo baselines trained with the same FTT
+    baseline_epochs: int = 6       # FTT epochs of each baseline
+    test_fault_samples: int = 4    # fault draws of the final faulty test accuracy
+    campaign_faults: int = 600     # single-bit flips of the campaign, uniform over weight/bias/input/acc/output bits
+    campaign_inputs: int = 32      # test images per fault (the first K; the planner and board use the same)
+    rtl_area: bool = True          # yosys area of the protected array against TMR (skipped without yosys)
+    board_faults: int = 20         # faults through the fake board's fault-injection registers, compared with golden
 
     def __post_init__(self):
         from .flow import STEPS
         for s in self.steps:
             _one_of("flow", "step", s, list(STEPS))
+        for k in ("search_budget", "search_float_epochs", "search_epochs", "final_epochs", "baseline_epochs",
+                  "test_fault_samples", "campaign_faults", "board_faults"):
+            if getattr(self, k) < 0:
+                raise SanitasError(f"flow: {k} must be >= 0, got {getattr(self, k)}")
+        from .models.zoo import ZOO
+        for b in self.baselines:
+            _one_of("flow", "baseline", b, sorted(ZOO))
+        for k in ("search_cells", "search_nodes", "campaign_inputs"):
+            if getattr(self, k) < 1:
+                raise SanitasError(f"flow: {k} must be >= 1, got {getattr(self, k)}")
 
 
 @dataclass
@@ -428,6 +482,7 @@ class Config:
     protect: ProtectConfig = field(default_factory=ProtectConfig)  # sanitas protect
     soak: SoakConfig = field(default_factory=SoakConfig)           # sanitas soak
     search: SearchConfig = field(default_factory=SearchConfig)     # sanitas search
+    plan: PlanConfig = field(default_factory=PlanConfig)           # the protection planner (flow step plan)
     flow: FlowConfig = field(default_factory=FlowConfig)           # sanitas flow
 
     def to_dict(self) -> dict:

@@ -1,21 +1,35 @@
 """The sanitas flow as named steps, FINN-builder style: ``step_<name>(ctx, cfg) -> record`` functions in one
 table (``STEPS``, in execution order), a typed ``FlowContext`` passed between them, one ``Config`` going in.
 
+The default steps ([flow] steps) are the co-design end to end on digits: ``search`` (FTT-NAS with a small budget,
+then the FTT training of the best derived net and of the best baseline), ``golden`` (the searched net's integer
+model, bit-exact against Brevitas), ``campaign`` (single-bit flips over every golden site: vulnerability per
+layer, site and bit), ``plan`` (the cheapest per-layer protection map reaching the target, verified on fresh
+faults and a soak: ``protect/planner.py``), ``csim`` (HLS C simulation), ``rtl`` (the generated engine, a cocotb
+regression sample, yosys area against TMR), ``board`` (the PYNQ driver on the fake device) and ``report``. ``train``,
+``hls``, ``protect`` are optional steps. The step bodies live in ``flowsteps.py``; this file is the runner.
+
 Each step returns its record (the numbers it measured); the runner adds ``status`` (``ok`` unless the record says
 ``failed``, or the step raised: then ``error`` and ``traceback``) and ``seconds``, and writes every record to
 ``<out>/flow.json`` after each step. A failing step does not hide the others. Steps not selected are recorded as
 ``{"status": "skipped", "reason": "not selected"}``; a step whose input was to come from a selected step that
 failed is skipped with that reason.
 
-Artefacts between steps: the trained checkpoint (``<out>/<model>.pt``, made by ``train``) and the golden model
-(made by ``golden``, else exported from the checkpoint). A step that needs the checkpoint while ``train`` is not
+**Resumable.** Every step has its own folder ``<out>/<step>/`` and writes ``step.json`` there: its record and the
+**key** of what it computed — sha256 of the config sections it reads (``Step.sections``) and of the keys of the
+steps whose artefacts it reads (``Step.after``). A selected step whose folder holds an ``ok`` record with the
+same key is not run again (``"cached": true``); anything else empties its folder and runs it. ``report`` always
+runs.
+
+The network every later step works on is the search's best derived net when ``search`` is selected, else the
+``train`` step's checkpoint (``<out>/train/<model>.pt``). A step that needs that checkpoint while its maker is not
 selected loads it from ``<out>``; when it is not there the flow stops with one line before anything is written
-(``check_plan``). The search, inject, protect and board steps run their subcommands with the flow's config
-(``commands._config.command_args``) into ``<out>/search``, ``campaign``, ``protect`` (board writes nothing); those
-folders are emptied first: the flow recomputes its artefacts on every run, as train rewrites the checkpoint.
+(``check_plan``).
 """
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import json
 import shutil
 import time
@@ -27,7 +41,9 @@ from typing import NamedTuple
 
 from .config import Config
 from .errors import SanitasError
-from .runfolder import FolderLock
+from .runfolder import FolderLock, atomic_write
+
+STEP_FILE = "step.json"
 
 
 class StepSkipped(Exception):
@@ -38,20 +54,37 @@ class StepSkipped(Exception):
 class FlowContext:
     """What the steps share: where artefacts go, what was selected, and the artefacts made so far."""
     cfg: Config                          # the whole configuration (the same object every step gets)
-    out: Path                            # artefact folder (flow.out)
+    out: Path                            # artefact folder (flow.out): one sub-folder per step
     report_dir: Path                     # report folder (flow.report)
     selected: tuple[str, ...]            # the steps that run, in table order
     progress: bool = True                # progress bars of the long steps
     records: dict[str, dict] = field(default_factory=dict)   # step name -> its record, in table order
-    model: object | None = None          # trained Brevitas QNet (train step, or loaded from the checkpoint)
+    keys: dict[str, str] = field(default_factory=dict)       # step name -> the key of its inputs + settings
+    model: object | None = None          # the Brevitas QNet every later step works on
     golden: object | None = None         # its GoldenModel (golden step, or exported from the model)
     splits: object | None = None         # dataset splits (data.load_dataset), loaded once
     t0: float = field(default_factory=time.time)
 
+    def step_dir(self, name: str) -> Path:
+        return self.out / name
+
+    @property
+    def source(self) -> str:
+        """The step that makes the network: ``search`` when selected (or already done), else ``train``."""
+        if "search" in self.selected:
+            return "search"
+        if "train" not in self.selected and (self.step_dir("search") / "genotype.json").is_file():
+            return "search"
+        return "train"
+
     @property
     def checkpoint(self) -> Path:
-        """The trained checkpoint: ``<out>/<train.model>.pt``."""
-        return self.out / f"{self.cfg.train.model}.pt"
+        """The network's checkpoint: the search's best derived net, or ``<out>/train/<train.model>.pt``."""
+        if self.source == "search":                 # the best derived net (summary.json; before the search: top0)
+            p = self.step_dir("search") / "summary.json"
+            name = Path(json.loads(p.read_text())["best"]["checkpoint"]).name if p.is_file() else "top0.pt"
+            return self.step_dir("search") / "derived" / name
+        return self.step_dir("train") / f"{self.cfg.train.model}.pt"
 
     def data(self):
         if self.splits is None:
@@ -60,8 +93,9 @@ class FlowContext:
         return self.splits
 
     def need_checkpoint(self) -> Path:
-        if "train" in self.selected and self.model is None:
-            raise StepSkipped("train failed")
+        src = self.source
+        if src in self.selected and self.records.get(src, {}).get("status") != "ok":
+            raise StepSkipped(f"{src} failed")
         return self.checkpoint
 
     def need_model(self):
@@ -72,25 +106,32 @@ class FlowContext:
 
     def need_golden(self):
         if self.golden is None:
-            if "golden" in self.selected:
+            if "golden" in self.selected and self.records.get("golden", {}).get("status") != "ok":
                 raise StepSkipped("golden failed")
             from .golden import export_golden
             self.golden = export_golden(self.need_model())
         return self.golden
 
-    def fresh_dir(self, name: str) -> Path:
-        """``<out>/<name>``, emptied: the flow recomputes its artefacts on every run."""
-        d = self.out / name
-        if d.exists():
-            shutil.rmtree(d)
+    def need_ok(self, name: str) -> Path:
+        """The folder of step ``name``, whose artefacts this step reads: it must have run (now or before)."""
+        d = self.step_dir(name)
+        if name in self.selected and self.records.get(name, {}).get("status") != "ok":
+            raise StepSkipped(f"{name} failed")
+        if _read_step(d) is None:
+            raise StepSkipped(f"{name} has not run into {self.out}")
         return d
+
+    def test_images(self, k: int | None = None):
+        """The first ``k`` (default [flow] campaign_inputs) test images, int8 as the golden model reads them, and
+        their labels."""
+        k = self.cfg.flow.campaign_inputs if k is None else k
+        x, y = self.data().test.tensors
+        return self.need_golden().quantize_input(x.numpy()[:k]).astype("int64"), y.numpy()[:k]
 
     def write_json(self) -> Path:
         p = self.out / "flow.json"
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(json.dumps({"config": self.cfg.to_dict(), "steps": self.records,
-                                   "seconds": round(time.time() - self.t0, 1)}, indent=2, default=str))
-        tmp.replace(p)
+        atomic_write(p, json.dumps({"config": self.cfg.to_dict(), "steps": self.records,
+                                    "seconds": round(time.time() - self.t0, 1)}, indent=2, default=str))
         return p
 
 
@@ -107,116 +148,38 @@ def _subcommand(ctx: FlowContext, name: str, argv: list[str]) -> dict:
     return rec if ok else {"status": "failed", **rec}
 
 
-_RUNNER_KEYS = ("status", "seconds", "error", "traceback", "reason")
-
-
-# ------------------------------------------------------------------------------------------------ the steps
-def step_train(ctx: FlowContext, cfg: Config) -> dict:
-    """Quantisation-aware training of [train] model on [data]; writes the checkpoint."""
-    from .models import build
-    from .train import save_checkpoint, train_model
-    splits, t = ctx.data(), cfg.train
-    model = build(t.model, splits.in_shape, splits.num_classes, seed=t.seed)
-    m = train_model(model, splits, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
-                    seed=t.seed, device=t.device, progress=ctx.progress)
-    save_checkpoint(model, ctx.checkpoint, cfg.data.dataset, {"test_acc": m["test_acc"], "val_acc": m["val_acc"]})
-    ctx.model = model
-    return {"test_acc": m["test_acc"], "val_acc": m["val_acc"], "history": m["history"],
-            "checkpoint": str(ctx.checkpoint)}
-
-
-def step_golden(ctx: FlowContext, cfg: Config) -> dict:
-    """Export the integer golden model (``golden.npz``) and check it bit-exactly on the test split."""
-    from .golden import export_golden
-    from .golden.check import check_bitexact
-    model = ctx.need_model()
-    ctx.golden = gm = export_golden(model)
-    gm.save(ctx.out / "golden.npz")
-    x, y = ctx.data().test.tensors
-    c = check_bitexact(model, gm, x, backend=cfg.golden.backend)
-    rec = {"bit_exact": c["bit_exact"], "total": c["total"],
-           "golden_test_acc": float((c["golden_pred"] == y.numpy()).mean()), "macs": gm.macs()}
-    return rec if c["bit_exact"] == c["total"] else {"status": "failed", **rec}
-
-
-def step_hls(ctx: FlowContext, cfg: Config) -> dict:
-    """QONNX -> hls4ml project (``hls4ml/``), compiled; predictions checked bit-exactly against golden."""
-    from .hls.convert import check_bitexact, to_hls4ml
-    model, gm = ctx.need_model(), ctx.need_golden()
-    prj = ctx.out / "hls4ml"
-    hm = to_hls4ml(model, prj, golden=gm)
-    c = check_bitexact(hm, gm, ctx.data().test.tensors[0].numpy()[: cfg.hls.limit])
-    rec = {"bit_exact": c["bit_exact"], "total": c["total"], "project": str(prj)}
-    return rec if c["bit_exact"] == c["total"] else {"status": "failed", **rec}
-
-
-def step_csim(ctx: FlowContext, cfg: Config) -> dict:
-    """C simulation of the [csim] kernel (g++ + ap_types) into ``csim/``."""
-    from .hls.csim import run_csim
-    c = run_csim(kernel=cfg.csim.kernel, build_dir=ctx.out / "csim", array=cfg.array)
-    rec = {k: c[k] for k in ("cases", "mismatches", "faults", "faults_located") if k in c}
-    return rec if c.get("passed") else {"status": "failed", **rec}
-
-
-def step_rtl(ctx: FlowContext, cfg: Config) -> dict:
-    """Verilog of the [array] systolic array (``rtl/``) and one cocotb fault-injection run (``rtl_sim/``)."""
-    from .rtl.generate import generate_systolic_array, run_cocotb_smoke
-    files = generate_systolic_array(cfg.array, ctx.out / "rtl")
-    rec: dict = {"files": [str(f) for f in files]}
-    if not shutil.which("iverilog"):
-        return {"status": "failed", **rec, "error": "iverilog not on PATH (make setup installs it as root)"}
-    s = run_cocotb_smoke(ctx.out / "rtl_sim", cfg.array)
-    s.pop("log", None)
-    rec["sim"] = s
-    return rec if s.get("passed") else {"status": "failed", **rec}
-
-
-def step_search(ctx: FlowContext, cfg: Config) -> dict:
-    """FTT-NAS search with [search] on [data] into ``search/`` (``sanitas search``)."""
-    return _subcommand(ctx, "search", ["--out", str(ctx.fresh_dir("search"))])
-
-
-def step_inject(ctx: FlowContext, cfg: Config) -> dict:
-    """Fault-injection campaign [campaign] on the checkpoint into ``campaign/`` (``sanitas inject``)."""
-    ck = ctx.need_checkpoint()
-    return _subcommand(ctx, "inject", ["--checkpoint", str(ck), "--out", str(ctx.fresh_dir("campaign"))])
-
-
-def step_protect(ctx: FlowContext, cfg: Config) -> dict:
-    """Protection coverage and overhead study [protect] on the checkpoint into ``protect/`` (``sanitas protect``)."""
-    ck = ctx.need_checkpoint()
-    return _subcommand(ctx, "protect", ["--checkpoint", str(ck), "--out", str(ctx.fresh_dir("protect"))])
-
-
-def step_board(ctx: FlowContext, cfg: Config) -> dict:
-    """Inference through the PYNQ driver on the [board] backend, compared with golden (``sanitas board``)."""
-    return _subcommand(ctx, "board", ["--checkpoint", str(ctx.need_checkpoint())])
-
-
-def step_report(ctx: FlowContext, cfg: Config) -> dict:
-    """The HTML/Markdown report of ``flow.json`` (the records of the steps before it) into flow.report."""
-    from .report.flow import write_report
-    return {"path": str(write_report(ctx.out / "flow.json", ctx.report_dir))}
+_RUNNER_KEYS = ("status", "seconds", "error", "traceback", "reason", "cached")
 
 
 class Step(NamedTuple):
     fn: Callable[[FlowContext, Config], dict]   # step_<name>(ctx, cfg) -> record
     needs: tuple[str, ...] = ()                  # inputs checked before the flow starts: "data", "checkpoint"
+    sections: tuple[str, ...] = ()               # config sections ("sec") or keys ("sec.<pattern>") it reads
+    after: tuple[str, ...] = ()                  # steps whose artefacts it reads (their keys are part of its key)
+    cache: bool = True                           # False: always run (the report)
 
 
-# The table: name -> step, in execution order; a name is its function's name without "step_".
-STEPS: dict[str, Step] = {s.fn.__name__.removeprefix("step_"): s for s in (
-    Step(step_train, ("data",)),
-    Step(step_golden, ("data", "checkpoint")),
-    Step(step_hls, ("data", "checkpoint")),
-    Step(step_csim),
-    Step(step_rtl),
-    Step(step_search),
-    Step(step_inject, ("checkpoint",)),
-    Step(step_protect, ("checkpoint",)),
-    Step(step_board, ("checkpoint",)),
-    Step(step_report),
-)}
+def _table() -> dict[str, Step]:
+    from . import flowsteps as s
+    net = ("net",)                               # the network's maker: search or train (FlowContext.source)
+    return {st.fn.__name__.removeprefix("step_"): st for st in (
+        Step(s.step_train, ("data",), ("data", "train")),
+        Step(s.step_search, ("data",), ("data", "search", "flow.search_*", "flow.final_epochs", "flow.baseline*",
+                                        "flow.test_fault_samples")),
+        Step(s.step_golden, ("data", "checkpoint"), ("data", "golden"), net),
+        Step(s.step_hls, ("data", "checkpoint"), ("data", "hls"), net),
+        Step(s.step_campaign, ("data", "checkpoint"), ("data", "campaign", "flow.campaign_*"), net),
+        Step(s.step_plan, ("data", "checkpoint"), ("data", "plan", "flow.campaign_inputs"), (*net, "campaign")),
+        Step(s.step_protect, ("checkpoint",), ("data", "protect"), net),
+        Step(s.step_csim, (), ("csim", "array")),
+        Step(s.step_rtl, (), ("rtl", "array", "flow.rtl_area")),
+        Step(s.step_board, ("checkpoint",), ("data", "board", "array", "flow.campaign_inputs", "flow.board_faults"),
+             (*net, "plan")),
+        Step(s.step_report, (), (), (), cache=False),
+    )}
+
+
+STEPS: dict[str, Step] = _table()
 
 
 # ------------------------------------------------------------------------------------------------ the runner
@@ -230,24 +193,61 @@ def select(names) -> tuple[str, ...]:
 
 def check_plan(ctx: FlowContext) -> None:
     """Before anything is written: every selected step's inputs can be had (the dataset loads; the checkpoint is
-    made by a selected train step or is already in ``<out>``)."""
+    made by a selected search/train step or is already in ``<out>``)."""
     for name in ctx.selected:
         needs = STEPS[name].needs
-        if "checkpoint" in needs and "train" not in ctx.selected and not ctx.checkpoint.is_file():
-            raise SanitasError(f"flow step {name} needs the checkpoint {ctx.checkpoint}: add train to the steps "
-                               f"or train it into that folder first")
+        if "checkpoint" in needs and ctx.source not in ctx.selected and not ctx.checkpoint.is_file():
+            raise SanitasError(f"flow step {name} needs the checkpoint {ctx.checkpoint}: add {ctx.source} to the "
+                               f"steps or run it into that folder first")
         if "data" in needs:
             ctx.data()
 
 
+def _read_step(d: Path) -> dict | None:
+    p = d / STEP_FILE
+    try:
+        return json.loads(p.read_text()) if p.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def step_key(ctx: FlowContext, name: str) -> str:
+    """sha256 of the step's settings (its config sections) and of the keys of the steps it reads from."""
+    st = STEPS[name]
+    d = ctx.cfg.to_dict()
+    settings = {}
+    for sec in st.sections:                      # "section" or "section.<fnmatch pattern of its keys>"
+        name, _, pat = sec.partition(".")
+        settings[sec] = d[name] if not pat else {k: v for k, v in d[name].items() if fnmatch.fnmatchcase(k, pat)}
+    deps = {}
+    for a in st.after:
+        a = ctx.source if a == "net" else a
+        deps[a] = ctx.keys.get(a) or (_read_step(ctx.step_dir(a)) or {}).get("key")
+    blob = json.dumps({"step": name, "settings": settings, "after": deps}, sort_keys=True,
+                      default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 def run_step(ctx: FlowContext, name: str) -> dict:
-    """Run one step and record it (module doc); a KeyboardInterrupt is recorded and re-raised."""
+    """Run one step (or take its cached record) and record it (module doc); a KeyboardInterrupt is recorded and
+    re-raised."""
+    st = STEPS[name]
+    d = ctx.step_dir(name)
+    key = ctx.keys[name] = step_key(ctx, name)
+    old = _read_step(d)
+    if st.cache and old is not None and old.get("key") == key and old["record"].get("status") == "ok":
+        rec = ctx.records[name] = {**old["record"], "cached": True}
+        print(f"[flow] {name} unchanged: skipped (its record from {d / STEP_FILE})", flush=True)
+        return rec
     rec: dict = {"status": "ok"}
     ctx.records[name] = rec
+    if d.exists() and st.cache:
+        shutil.rmtree(d)
+    d.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     print(f"[flow] {name} ...", flush=True)
     try:
-        rec.update(STEPS[name].fn(ctx, ctx.cfg))
+        rec.update(st.fn(ctx, ctx.cfg))
     except StepSkipped as e:
         rec.update(status="skipped", reason=str(e))
     except (Exception, KeyboardInterrupt) as e:
@@ -260,6 +260,8 @@ def run_step(ctx: FlowContext, name: str) -> dict:
             raise
         return rec
     rec["seconds"] = round(time.time() - t0, 2)
+    if st.cache:
+        atomic_write(d / STEP_FILE, json.dumps({"key": key, "record": rec}, indent=1, default=str))
     print(f"[flow] {name} {rec['status']} ({rec['seconds']} s)", flush=True)
     return rec
 
@@ -283,13 +285,17 @@ def run_flow(cfg: Config, out, report_dir, steps, progress: bool = True) -> dict
                 ctx.records[name] = {"status": "skipped", "seconds": 0.0, "reason": "not selected"}
         ctx.write_json()
     st = ctx.records
-    summary = {"steps": {k: v["status"] for k, v in st.items()}, "seconds": round(time.time() - ctx.t0, 1)}
+    summary = {"steps": {k: v["status"] for k, v in st.items()},
+               "cached": [k for k, v in st.items() if v.get("cached")],
+               "seconds": round(time.time() - ctx.t0, 1)}
     if st["report"]["status"] == "ok":
         summary["report"] = st["report"]["path"]
     summary["ok"] = all(v in ("ok", "skipped") for v in summary["steps"].values())
-    for k in ("train", "golden", "hls"):
+    for k in ("train", "golden", "hls", "board"):
         if "test_acc" in st[k]:
             summary["test_acc"] = st[k]["test_acc"]
         if "bit_exact" in st[k]:
             summary[f"{k}_bit_exact"] = f"{st[k]['bit_exact']}/{st[k]['total']}"
+    if "scheme_map" in st["plan"]:
+        summary["plan_met"] = st["plan"]["verify"]["met"]
     return summary

@@ -82,5 +82,6 @@ def test_flow_subset_writes_report(tmp_path):
     s = last_json(r.stdout)
     assert s["ok"] and s["golden_bit_exact"] == "270/270"
     page = (tmp_path / "rep" / "index.html").read_text()
-    assert "bit-exact 270/270" in page and "training.png" in page
+    assert "<td>Brevitas vs golden</td><td>test images (logits)</td><td>270/270</td>" in page
+    assert 'src="training.png"' in page
     assert (tmp_path / "rep" / "training.png").stat().st_size > 1000

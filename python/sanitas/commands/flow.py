@@ -1,8 +1,11 @@
-"""``sanitas flow``: the main job — by default train LeNet-5 on digits, golden check, hls4ml csim check, HLS kernel
-csim, RTL generation + one cocotb run, and an HTML report with accuracy, bit-exactness and the steps' timings.
+"""``sanitas flow``: the main job — by default an FTT-NAS search on digits (small budget) with the FTT training of the
+best derived net and of the best baseline, the golden check, a fault campaign, the automatic per-layer protection
+plan (verified), HLS csim, the RTL engine with a cocotb regression sample and its area, the fake-board run, and
+the HTML + Markdown report (``sanitas.flow`` module doc).
 
-The steps are the table ``sanitas.flow.STEPS`` (train, golden, hls, csim, rtl, search, inject, protect, board,
-report); ``--steps`` (default: [flow] steps) picks a subset, run in table order. Every step records
+The steps are the table ``sanitas.flow.STEPS`` (train, search, golden, hls, campaign, plan, protect, csim, rtl,
+board, report); ``--steps`` (default: [flow] steps) picks a subset, run in table order; a step whose settings and
+inputs did not change since its last run into ``--out`` is skipped (its record is reused). Every step records
 ``{"status": "ok"|"failed"|"skipped", "seconds": t, ...}`` in ``<out>/flow.json``; a failing step does not hide
 the others (the summary says which failed and the exit status is 1). The config (``--config``, typed) and the
 plan (step names, the checkpoint a step needs, the dataset) are checked before anything is written.
@@ -17,7 +20,8 @@ from ._config import configure, csv_list
 
 def add_parser(sub):
     from ..flow import STEPS
-    p = sub.add_parser("flow", help="run the whole flow on the default config and write build/report/index.html")
+    p = sub.add_parser("flow", help="search -> FTT -> golden -> campaign -> protection plan -> csim -> RTL -> board -> "
+                       "build/report/index.html")
     p.add_argument("--out", type=output_dir, default=None, help="artefact folder")
     p.add_argument("--report", type=output_dir, default=None, help="report folder")
     p.add_argument("--epochs", type=non_negative_int, default=None, help="training epochs")

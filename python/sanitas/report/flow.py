@@ -1,105 +1,291 @@
-"""Report of ``sanitas flow``: one HTML page (plus a Markdown twin) with accuracy, bit-exactness per level,
-the RTL fault-injection figures and the steps' timings, and a training-curve plot (matplotlib, Agg)."""
+"""Report of ``sanitas flow``: one HTML page and its Markdown twin (jinja2 templates ``report/templates/flow.*.j2``),
+the figures as PNG files beside them (matplotlib, Agg).
+
+``write_report(flow_dir, out_dir)`` reads ``flow_dir/flow.json`` (every step's record) and the step folders:
+``search/`` (history.json, summary.json, genotype.json: reward curve, Pareto front, derived cells), ``campaign/``
+(results.sqlite: the layer x bit vulnerability heat maps, one per site), ``plan/plan.json`` (the schemes x
+coverage x overhead table, the chosen per-layer plan and its cost), and the golden / csim / rtl / board records
+(the cross-level table, RTL area against TMR) and every step's time. A section whose step did not run says so.
+"""
 from __future__ import annotations
 
-import html
 import json
+import sqlite3
 from pathlib import Path
+
+import numpy as np
+
+from .search import _plot_cells, _plot_pareto, _plot_reward, _plt
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _read(p: Path):
+    try:
+        return json.loads(p.read_text()) if p.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _plt().close(fig)
+
+
+# ------------------------------------------------------------------------------------------------ figures
+def vulnerability(db: Path) -> dict:
+    """{site: {"layers": [...], "bits": [...], "critical": (L, B) rates, "n": (L, B) experiments}} of a campaign."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT f.site, f.layer, f.bit, MIN(f.seq), COUNT(*), SUM(r.outcome = 2) FROM results r "
+                           "JOIN faults f USING(fault_id) GROUP BY f.site, f.layer, f.bit").fetchall()
+    finally:
+        con.close()
+    out: dict = {}
+    for site, layer, bit, seq, n, crit in rows:
+        d = out.setdefault(site, {"order": {}, "cells": {}})
+        d["order"][layer] = min(seq, d["order"].get(layer, seq))
+        d["cells"][(layer, int(bit))] = (int(n), int(crit))
+    res = {}
+    for site, d in out.items():
+        layers = sorted(d["order"], key=d["order"].get)
+        bits = sorted({b for _, b in d["cells"]})
+        n = np.zeros((len(layers), len(bits)))
+        c = np.zeros_like(n)
+        for (lay, b), (k, cr) in d["cells"].items():
+            n[layers.index(lay), bits.index(b)], c[layers.index(lay), bits.index(b)] = k, cr
+        res[site] = {"layers": layers, "bits": bits, "n": n, "critical": np.divide(c, n, out=np.full_like(c, np.nan),
+                                                                                     where=n > 0)}
+    return res
+
+
+def _plot_heatmaps(vul: dict, path: Path) -> bool:
+    sites = [s for s in ("weight", "bias", "input", "acc", "output") if s in vul]
+    if not sites:
+        return False
+    plt = _plt()
+    h = max(len(vul[s]["layers"]) for s in sites)
+    fig, axs = plt.subplots(1, len(sites), figsize=(3.3 * len(sites), 1.2 + 0.16 * h), squeeze=False)
+    for ax, s in zip(axs[0], sites):
+        v = vul[s]
+        cmap = plt.get_cmap("magma_r").with_extremes(bad="#f4f4f4")    # grey: no fault drawn there
+        im = ax.imshow(v["critical"], aspect="auto", cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(f"{s}: critical rate", fontsize=9)
+        ax.set_xlabel("bit", fontsize=8)
+        step = max(1, len(v["bits"]) // 8)
+        ax.set_xticks(range(0, len(v["bits"]), step), [str(b) for b in v["bits"][::step]], fontsize=6)
+        ax.set_yticks(range(len(v["layers"])), v["layers"] if s == sites[0] else [""] * len(v["layers"]),
+                      fontsize=5)
+    fig.colorbar(im, ax=axs[0].tolist(), shrink=0.8, label="P(top-1 changed)")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
+SCHEME_COLOURS = {"none": "#ddd", "sanity": "tab:blue", "dmr": "tab:orange", "sanity+dmr": "tab:purple",
+                  "tmr": "tab:red"}
+
+
+def _plot_plan(plan: dict, steps: dict, path: Path) -> bool:
+    """Per layer (conv/linear and elementwise nodes in order): the chosen scheme (colour)."""
+    m = plan.get("scheme_map") or {}
+    nodes = [n for n, _op in (steps.get("golden", {}).get("nodes") or [[k, ""] for k in m])]
+    if not m:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(10, 2.2))
+    for i, n in enumerate(nodes):
+        ax.bar(i, 1, color=SCHEME_COLOURS.get(m.get(n, "none"), "k"), width=0.9)
+    ax.set_xticks(range(len(nodes)), nodes, rotation=90, fontsize=5)
+    ax.set_yticks([])
+    ax.set_xlim(-0.6, len(nodes) - 0.4)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in SCHEME_COLOURS.values()]
+    ax.legend(handles, list(SCHEME_COLOURS), ncol=5, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 1.35))
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
+def plot_protection(plan: dict, path: Path) -> bool:
+    """Extra cost per image (MAC-equivalents, % of the net's MACs) of the uniform schemes and of the plan, with the
+    held-out critical faults the plan corrected. ``path``: .png for the report, .svg for the README."""
+    u = {k: v for k, v in (plan.get("uniform") or {}).items() if k != "none"}
+    if not u:
+        return False
+    plt = _plt()
+    names = [*u, "plan (per layer)"]
+    vals = [100 * c / plan["macs"] for c in [*u.values(), plan["cost"]]]
+    fig, ax = plt.subplots(figsize=(6.4, 2.6))
+    bars = ax.barh(names[::-1], vals[::-1], color=["tab:green"] + ["#999"] * len(u))
+    for b, v in zip(bars, vals[::-1]):
+        ax.text(b.get_width(), b.get_y() + b.get_height() / 2, f" {v:.0f} %", va="center", fontsize=8)
+    h = (plan.get("verify") or {}).get("hunt") or {}
+    ax.set_xlabel("extra work per image (MAC-equivalents, % of the network's MACs)")
+    ax.set_title(f"Protection cost; the plan corrects {h.get('restored', '?')}/{h.get('critical', '?')} held-out "
+                 "critical faults", fontsize=9)
+    ax.set_xlim(0, max(vals) * 1.18)
+    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "sanitas"}):
+        fig.tight_layout()
+        fig.savefig(path, dpi=100, metadata={"Date": None} if str(path).endswith(".svg") else None)
+    plt.close(fig)
+    return True
+
+
+def _plot_area(area: dict, path: Path) -> bool:
+    plt = _plt()
+    keys = ["LUT", "FF", "DSP", "CARRY"]
+    cols = [("unprotected (R x C PEs)", area["unprotected_estimate"], "#bbb"),
+            ("sanity array (yosys)", area["protected"], "tab:blue"), ("TMR (3 x data PEs only)",
+                                                                      area["tmr_estimate"], "tab:red")]
+    fig, ax = plt.subplots(figsize=(6, 3))
+    x = np.arange(len(keys))
+    for j, (name, d, c) in enumerate(cols):
+        ax.bar(x + (j - 1) * 0.27, [d[k] for k in keys], 0.27, label=name, color=c)
+    ax.set_xticks(x, keys)
+    ax.set_ylabel("cells")
+    ax.legend(fontsize=8)
+    ax.set_title("RTL area: sanity checksum array vs TMR")
+    _save(fig, path)
+    return True
+
+
+def _plot_timings(rows: list, path: Path) -> bool:
+    rows = [r for r in rows if r["seconds"] > 0]
+    if not rows:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.3 * len(rows)))
+    ax.barh([r["name"] for r in rows][::-1], [r["seconds"] for r in rows][::-1], color="tab:green")
+    ax.set_xlabel("seconds")
+    ax.set_title("Time per step")
+    _save(fig, path)
+    return True
 
 
 def _plot_training(history, path: Path) -> bool:
     if not history:
         return False
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    ep = [h["epoch"] for h in history]
+    plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(ep, [h["loss"] for h in history], "o-", label="train loss")
+    ax.plot([h["epoch"] for h in history], [h["val_acc"] for h in history], "s-", color="tab:green")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("cross-entropy")
-    ax2 = ax.twinx()
-    ax2.plot(ep, [h["val_acc"] for h in history], "s-", color="tab:green", label="val accuracy")
-    ax2.set_ylabel("val accuracy")
-    ax2.set_ylim(0, 1)
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, loc="center right")
+    ax.set_ylabel("val accuracy")
     ax.set_title("INT8 quantisation-aware training")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
     return True
 
 
-def _rows(steps: dict) -> list[tuple[str, str, str, str]]:
-    """One row per step that was selected: (name, status, seconds, what it measured)."""
+# ------------------------------------------------------------------------------------------------ tables
+def _pct(x, digits: int = 2) -> str:
+    return "—" if x is None else f"{100 * x:.{digits}f} %"
+
+
+def scheme_rows(plan: dict) -> list[dict]:
+    """The schemes x coverage x overhead table of the plan's verification campaign."""
+    v = plan.get("verify") or {}
     rows = []
-    for name, s in steps.items():
-        if s.get("reason") == "not selected":
-            continue
-        detail = []
-        if "test_acc" in s:
-            detail.append(f"test accuracy {s['test_acc']:.4f} (val {s['val_acc']:.4f})")
-        if "bit_exact" in s:
-            detail.append(f"bit-exact {s['bit_exact']}/{s['total']}")
-        if "golden_test_acc" in s:
-            detail.append(f"golden accuracy {s['golden_test_acc']:.4f}, {s['macs']:,} MACs/image")
-        if "cases" in s:
-            detail.append(f"{s['cases']} GEMM cases, {s.get('mismatches', '?')} mismatches, "
-                          f"{s.get('faults_located', '?')}/{s.get('faults', '?')} injected faults located")
-        if "sim" in s:
-            m = s["sim"]
-            detail.append(f"cocotb: {m.get('gemms_checked', '?')} GEMMs exact, faults detected "
-                          f"{m.get('faults_detected', '?')}/{m.get('faults_corrupting', '?')} corrupting "
-                          f"({m.get('faults_injected', '?')} injected), false alarms {m.get('false_alarms', '?')}")
-        if isinstance(s.get("best"), dict):
-            best = s["best"]
-            detail.append(f"best searched net: clean {best.get('clean_acc', 0):.4f}, faulty "
-                          f"{best.get('faulty_acc', 0):.4f}, {best.get('macs', 0):,} MACs "
-                          f"({s.get('evaluated', '?')} architectures evaluated)")
-        if "critical_rate" in s:
-            detail.append(f"{s.get('faults', '?')} faults x {s.get('inputs', '?')} inputs: critical rate "
-                          f"{s['critical_rate']:.4f}")
-        if s.get("critical_corrected") is not None:
-            detail.append(f"{s.get('scheme', '?')}: critical corrected {s['critical_corrected']:.4f}, extra MACs "
-                          f"{s.get('extra_macs', 0):.3f}, false alarms {s.get('false_alarms', '?')}")
-        if "reason" in s:
-            detail.append(s["reason"])
-        if "error" in s:
-            detail.append("error: " + s["error"])
-        rows.append((name, s.get("status", "?"), f"{s.get('seconds', 0):.1f}", "; ".join(detail)))
+    for name, c in (v.get("coverage") or {}).items():
+        o = (v.get("overhead") or {}).get(name, {})
+        rows.append({"scheme": "plan (per layer)" if name == "plan" else name, "effective": c.get("effective"),
+                     "critical": c.get("critical"), "critical_corrected": _pct(c.get("critical_corrected")),
+                     "lo95": _pct(c.get("critical_corrected_lower95"), 1), "corrected": _pct(c.get("corrected")),
+                     "silent": c.get("silent"), "state_bit_exact": _pct(c.get("state_bit_exact"), 1),
+                     "false_alarms": c.get("false_alarms"), "extra_macs": _pct(o.get("extra_macs"), 1),
+                     "extra_mem": _pct(o.get("extra_mem"), 1)})
     return rows
 
 
-def write_report(flow_json, out_dir) -> Path:
-    """Write ``out_dir/index.html`` and ``out_dir/index.md`` from a ``flow.json``; returns the HTML path."""
-    data = json.loads(Path(flow_json).read_text())
+def cross_level(steps: dict) -> list[dict]:
+    """One row per level: what was compared with golden, how many were bit-exact, and fault agreement."""
+    g, c, r, b = (steps.get(k, {}) for k in ("golden", "csim", "rtl", "board"))
+    rows = []
+    if "bit_exact" in g:
+        rows.append({"level": "Brevitas vs golden", "what": "test images (logits)",
+                     "exact": f"{g['bit_exact']}/{g['total']}", "faults": "—"})
+    h = steps.get("hls", {})
+    if "bit_exact" in h:
+        rows.append({"level": "hls4ml (g++)", "what": "test images (predictions)",
+                     "exact": f"{h['bit_exact']}/{h['total']}", "faults": "—"})
+    if "cases" in c:
+        rows.append({"level": f"HLS csim ({c.get('kernel', 'gemm')})", "what": "GEMMs vs golden GEMM",
+                     "exact": f"{c['cases'] - (c.get('mismatches') or 0)}/{c['cases']}",
+                     "faults": f"{c.get('faults_located', '?')}/{c.get('faults', '?')} located in their row"})
+    if "sim" in r:
+        s = r["sim"]
+        rows.append({"level": "RTL (cocotb, Icarus)", "what": "GEMMs vs golden GEMM",
+                     "exact": f"{s.get('gemms_checked', '?')}/{s.get('gemms_checked', '?')}" if s.get("passed")
+                     else "failed", "faults": f"{s.get('faults_detected', '?')}/{s.get('faults_corrupting', '?')} "
+                     f"corrupting detected, {s.get('false_alarms', '?')} false alarms"})
+    if "bit_exact" in b:
+        prot = "protected" if b.get("protected") else "unprotected"
+        rows.append({"level": f"board ({b.get('backend')} {b.get('board')}, {b.get('ip', '?')} IP, {prot})",
+                     "what": "test images (logits)", "exact": f"{b['bit_exact']}/{b['total']}",
+                     "faults": f"{b['fault_agreement']}/{b['faults']} faults agree with golden"
+                     if "faults" in b else "—"})
+    return rows
+
+
+def step_rows(steps: dict) -> list[dict]:
+    return [{"name": k, "status": v.get("status", "?"), "seconds": float(v.get("seconds", 0) or 0),
+             "cached": bool(v.get("cached")), "note": v.get("reason") or v.get("error") or ""}
+            for k, v in steps.items() if v.get("reason") != "not selected"]
+
+
+# ------------------------------------------------------------------------------------------------ the page
+def write_report(flow_dir, out_dir) -> Path:
+    """Write ``out_dir/index.html`` and ``out_dir/index.md`` (and the figures) for the flow in ``flow_dir``
+    (a folder holding flow.json, or the flow.json itself); returns the HTML path."""
+    import jinja2
+    flow_dir = Path(flow_dir)
+    if flow_dir.is_file():
+        flow_dir = flow_dir.parent
+    data = json.loads((flow_dir / "flow.json").read_text())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     steps = data["steps"]
-    has_plot = _plot_training(steps.get("train", {}).get("history"), out / "training.png")
-    rows = _rows(steps)
+    figs: dict[str, str] = {}
+
+    def fig(name: str, ok: bool) -> None:
+        if ok:
+            figs[name] = f"{name}.png"
+
+    sd = flow_dir / "search"
+    hist, summ, geno = _read(sd / "history.json"), _read(sd / "summary.json"), _read(sd / "genotype.json")
+    if hist and summ:
+        fig("reward", _plot_reward(hist, out / "reward.png"))
+        fig("pareto", _plot_pareto(hist, summ, out / "pareto.png"))
+    if geno:
+        fig("cells", _plot_cells(geno["genotype"], int(geno["space"]["nodes"]), out / "cells.png"))
+    db = flow_dir / "campaign" / "results.sqlite"
+    if steps.get("campaign", {}).get("status") == "ok" and db.is_file():
+        fig("heatmap", _plot_heatmaps(vulnerability(db), out / "heatmap.png"))
+    plan = steps.get("plan", {}) if "scheme_map" in steps.get("plan", {}) else {}
+    if plan:
+        fig("plan", _plot_plan(plan, steps, out / "plan.png"))
+        fig("protection", plot_protection(plan, out / "protection.png"))
+    area = steps.get("rtl", {}).get("area")
+    if area:
+        fig("area", _plot_area(area, out / "area.png"))
+    fig("training", _plot_training(steps.get("train", {}).get("history"), out / "training.png"))
+    srows = step_rows(steps)
+    fig("timings", _plot_timings(srows, out / "timings.png"))
     cfg = data.get("config", {})
-    title = f"sanitas flow — {cfg.get('train', {}).get('model', '?')} on {cfg.get('data', {}).get('dataset', '?')}"
-    md = [f"# {title}", "", f"Total time: {data.get('seconds', 0):.1f} s", "",
-          "| step | status | seconds | result |", "|---|---|---|---|"]
-    md += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    if has_plot:
-        md += ["", "![training](training.png)"]
-    (out / "index.md").write_text("\n".join(md) + "\n")
-    trs = "\n".join(
-        f"<tr class='{html.escape(b)}'><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{c}</td>"
-        f"<td>{html.escape(d)}</td></tr>" for a, b, c, d in rows)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}tr.failed{{background:#fdd}}
-tr.ok td:nth-child(2){{color:#060}}</style>
-</head><body><h1>{html.escape(title)}</h1><p>Total time: {data.get('seconds', 0):.1f} s</p>
-<table><tr><th>step</th><th>status</th><th>seconds</th><th>result</th></tr>
-{trs}</table>
-{'<h2>Training</h2><img src="training.png" alt="training curve">' if has_plot else ''}
-<h2>Configuration</h2><pre>{html.escape(json.dumps(cfg, indent=2))}</pre></body></html>"""
+    net = steps.get("golden", {}).get("network") or cfg.get("train", {}).get("model", "?")
+    m = plan.get("scheme_map", {})
+    ctx = {"title": f"sanitas flow — {net} on {cfg.get('data', {}).get('dataset', '?')}", "seconds": data["seconds"],
+           "steps": steps, "step_rows": srows, "figs": figs, "search": summ, "plan": plan,
+           "plan_layers": [(n, s) for n, s in m.items() if s != "none"],
+           "plan_counts": {s: sum(v == s for v in m.values()) for s in dict.fromkeys(m.values())},
+           "scheme_rows": scheme_rows(plan), "cross": cross_level(steps), "area": area, "pct": _pct,
+           "config": json.dumps(cfg, indent=1)}
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                             autoescape=jinja2.select_autoescape(("html.j2",)),
+                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    (out / "index.md").write_text(env.get_template("flow.md.j2").render(**ctx))
     p = out / "index.html"
-    p.write_text(page)
+    p.write_text(env.get_template("flow.html.j2").render(**ctx))
     return p
+
+
+__all__ = ["cross_level", "plot_protection", "scheme_rows", "step_rows", "vulnerability", "write_report"]

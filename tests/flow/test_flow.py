@@ -1,8 +1,8 @@
 """``sanitas flow`` as named steps: one table, ``--steps`` subsets (``rtl`` alone needs no checkpoint), artefacts
 loaded from ``--out`` when their step is not selected, one-line errors before anything is written, skipped
-dependents of a failed step, and the search / inject / protect / board steps driven by the flow's config.
+dependents of a failed step, and the train / campaign / protect / board steps driven by the flow's config.
 
-Subsets only and ``--epochs 1``: the full flow is slow.
+Subsets only and ``--epochs 1`` here; the default steps end to end, on a tiny budget: ``test_flow_default.py``.
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from sanitas.cli import main
 from sanitas.config import Config
 from sanitas.flow import STEPS, Step, run_flow
 
-DEFAULT_STEPS = ["train", "golden", "hls", "csim", "rtl", "report"]
+DEFAULT_STEPS = ["search", "golden", "campaign", "plan", "csim", "rtl", "board", "report"]
+TABLE = ["train", "search", "golden", "hls", "campaign", "plan", "protect", "csim", "rtl", "board", "report"]
 
 
 def _run(capsys, *argv):
@@ -25,8 +26,7 @@ def _run(capsys, *argv):
 
 
 def test_table_names_and_default_steps():
-    assert list(STEPS) == ["train", "golden", "hls", "csim", "rtl", "search", "inject", "protect", "board",
-                           "report"]
+    assert list(STEPS) == TABLE
     assert all(s.fn.__name__ == f"step_{n}" for n, s in STEPS.items())
     assert Config().flow.steps == DEFAULT_STEPS
 
@@ -42,7 +42,9 @@ def test_steps_rtl_alone_succeeds(tmp_path, capsys):
     assert all({"status", "seconds"} <= set(r) for r in flow["steps"].values())
     assert flow["steps"]["train"] == {"status": "skipped", "seconds": 0.0, "reason": "not selected"}
     rtl = flow["steps"]["rtl"]
-    assert rtl["sim"]["passed"] and len(rtl["files"]) == 3
+    assert rtl["sim"]["passed"] and rtl["files"] == ["systolic_pe.v", "systolic_delay.v", "systolic_array.v"]
+    assert rtl["area"]["protected"]["DSP"] > rtl["area"]["unprotected_estimate"]["DSP"]    # checksum PEs
+    assert rtl["area"]["tmr_estimate"]["DSP"] == 3 * rtl["area"]["unprotected_estimate"]["DSP"] == 3 * 16
     assert flow["config"]["flow"]["steps"] == ["rtl", "report"]
     assert not list(out.glob("*.pt"))                          # nothing trained
     md = (rep / "index.md").read_text()
@@ -51,12 +53,12 @@ def test_steps_rtl_alone_succeeds(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, msg", [
     (["--steps", "train,bogus,rtl2"],
-     ("unknown flow step(s): bogus, rtl2 (valid: train, golden, hls, csim, rtl, search, inject, protect, board, "
-     "report)")),
-    (["--steps", "golden"], ("flow step golden needs the checkpoint {out}/lenet5.pt: add train to the steps or "
-                            "train it into that folder first")),
-    (["--steps", "board", "--epochs", "1"], ("flow step board needs the checkpoint {out}/lenet5.pt: add train to "
-                                            "the steps or train it into that folder first")),
+     ("unknown flow step(s): bogus, rtl2 (valid: train, search, golden, hls, campaign, plan, protect, csim, rtl, "
+     "board, report)")),
+    (["--steps", "golden"], ("flow step golden needs the checkpoint {out}/train/lenet5.pt: add train to the steps "
+                            "or run it into that folder first")),
+    (["--steps", "board", "--epochs", "1"], ("flow step board needs the checkpoint {out}/train/lenet5.pt: add train "
+                                            "to the steps or run it into that folder first")),
     (["--epochs", "-1"], "flow: argument --epochs: must be >= 0, got -1"),
 ])
 def test_plan_errors_are_one_line_and_write_nothing(tmp_path, capsys, argv, msg):
@@ -71,53 +73,44 @@ def test_skipped_when_the_producing_step_failed(tmp_path, monkeypatch):
     def step_train(ctx, cfg):
         raise RuntimeError("boom")
     monkeypatch.setitem(STEPS, "train", Step(step_train, ("data",)))
-    s = run_flow(Config(), tmp_path / "f", tmp_path / "rep", ["train", "golden", "hls", "inject", "report"],
+    s = run_flow(Config(), tmp_path / "f", tmp_path / "rep", ["train", "golden", "hls", "campaign", "report"],
                  progress=False)
     assert not s["ok"]
     rec = json.loads((tmp_path / "f" / "flow.json").read_text())["steps"]
     assert rec["train"]["status"] == "failed" and rec["train"]["error"] == "RuntimeError: boom"
-    for name in ("golden", "hls", "inject"):
+    for name in ("golden", "hls", "campaign"):
         assert (rec[name]["status"], rec[name]["reason"]) == ("skipped", "train failed"), name
     assert rec["report"]["status"] == "ok" and rec["csim"]["reason"] == "not selected"
 
 
 def test_train_then_steps_from_out(tmp_path, capsys):
-    """train + golden + inject + protect + board, then golden and board alone on the checkpoint left in --out."""
+    """train + golden + campaign + protect + board, then golden and board alone on the checkpoint left in --out:
+    unchanged steps are reused, a changed setting reruns its step."""
     out = tmp_path / "f"
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("campaign: {faults: 12, inputs: 8}\nprotect: {campaign: 12, clean: 4, compare: [none], "
-                   "timing_batch: 8}\nboard: {limit: 16}\n")
-    rc, s, err = _run(capsys, "--config", str(cfg), "--steps", "train,golden,inject,protect,board", "--epochs", "1",
-                      "--out", str(out))
+    cfg.write_text("flow: {campaign_faults: 12, campaign_inputs: 8, board_faults: 2}\n"
+                   "protect: {campaign: 12, clean: 4, compare: [none], timing_batch: 8}\n")
+    rc, s, err = _run(capsys, "--config", str(cfg), "--steps", "train,golden,campaign,protect,board", "--epochs",
+                      "1", "--out", str(out))
     assert rc == 0, err
     rec = json.loads((out / "flow.json").read_text())["steps"]
-    assert s["golden_bit_exact"] == "270/270"
-    assert rec["inject"]["faults"] == 12 and rec["inject"]["inputs"] == 8
+    assert s["golden_bit_exact"] == "270/270" and s["cached"] == []
+    assert rec["campaign"]["faults"] == 12 and rec["campaign"]["inputs"] == 8
     assert json.loads((out / "campaign" / "manifest.json").read_text())["kind"] == "campaign"
-    assert rec["protect"]["scheme"] == "sanity+dmr" and (out / "protect" / "protect.json").exists()
-    assert (rec["board"]["bit_exact"], rec["board"]["total"]) == (16, 16) and rec["board"]["status"] == "ok"
+    assert rec["protect"]["scheme"] == "sanity+dmr" and (out / "protect" / "study" / "protect.json").exists()
+    assert (rec["board"]["bit_exact"], rec["board"]["total"]) == (8, 8) and rec["board"]["status"] == "ok"
     assert rec["board"]["board_status"]["detected"] == 0
+    assert rec["board"]["fault_agreement"] == rec["board"]["faults"] == 2
     assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 1
-    # a second flow on the same --out: golden and board load the checkpoint the first one trained
+    assert all((out / n / "step.json").is_file() for n in ("train", "golden", "campaign", "protect", "board"))
+    # a second flow on the same --out: golden and board load the checkpoint the first one trained; golden's
+    # settings and input did not change (reused), board's did (64 images now: it runs again)
     rc, s, err = _run(capsys, "--steps", "golden,board", "--out", str(out))
     assert rc == 0, err
     rec = json.loads((out / "flow.json").read_text())["steps"]
     assert s["golden_bit_exact"] == "270/270" and rec["train"]["reason"] == "not selected"
-    assert (rec["board"]["bit_exact"], rec["board"]["total"]) == (64, 64)    # [board] limit default
-
-
-def test_search_step_uses_the_search_section(tmp_path, capsys):
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("search: {cells: 2, nodes: 2, channels: 2, stem_multiplier: 1, float_epochs: 1, float_batch: 256,"
-                   " epochs: 2, batch_size: 256, budget: 2, arch_batch: 2, eval_fault_samples: 1, baselines: [],"
-                   " topk: 1, max_macs: null, final_epochs: 1, test_fault_samples: 2}\n")
-    out = tmp_path / "f"
-    rc, s, err = _run(capsys, "--config", str(cfg), "--steps", "search", "--out", str(out))
-    assert rc == 0, err
-    rec = json.loads((out / "flow.json").read_text())["steps"]["search"]
-    assert rec["status"] == "ok" and rec["evaluated"] == 2 and rec["budget"] == 2 and rec["dataset"] == "digits"
-    assert rec["best"]["golden"]["bitexact"]
-    assert (out / "search" / "genotype.json").exists()
+    assert s["cached"] == ["golden"] and rec["golden"]["cached"] and "cached" not in rec["board"]
+    assert (rec["board"]["bit_exact"], rec["board"]["total"]) == (32, 32)    # [flow] campaign_inputs default
 
 
 def test_second_flow_into_a_busy_folder_is_refused(tmp_path, capsys):
