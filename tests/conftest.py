@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "build" / "test-cache"
 
 # few epochs: enough for non-trivial accuracy and real (non-initial) quantiser scales
-RECIPES = {"lenet5": (5, 5e-3), "vgg": (3, 5e-3), "mobilenetv2": (3, 5e-3), "resnet20": (1, 2e-3)}
+RECIPES = {"lenet5": (5, 5e-3), "vgg": (3, 5e-3), "mobilenetv2": (3, 5e-3), "resnet20": (2, 2e-3)}
 
 
 def trained_checkpoint(name: str, epochs: int | None = None, lr: float | None = None, seed: int = 0) -> Path:
@@ -29,13 +29,13 @@ def trained_checkpoint(name: str, epochs: int | None = None, lr: float | None = 
     ep, r = RECIPES[name]
     ep = ep if epochs is None else epochs
     r = r if lr is None else lr
-    path = CACHE / f"{name}-e{ep}-lr{r:g}-s{seed}-{CKPT_FORMAT}.pt"
+    path = CACHE / f"{name}-e{ep}-lr{r:g}-s{seed}-init-{CKPT_FORMAT}.pt"
     CACHE.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{path}.lock"):
         if not path.exists():
             torch.set_num_threads(min(2, os.cpu_count() or 1))
             s = load_dataset("digits")
-            m = build(name, s.in_shape, s.num_classes)
+            m = build(name, s.in_shape, s.num_classes, seed=seed)   # initial weights independent of test order
             met = train_model(m, s, epochs=ep, lr=r, seed=seed, progress=False)
             save_checkpoint(m, path, "digits", {"test_acc": met["test_acc"]})
     return path
