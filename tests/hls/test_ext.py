@@ -197,7 +197,6 @@ def test_mobilenetv2_bitexact_depthwise_adds_global_sum(mobilenet):
     calls = re.findall(r"sanitas::glue::(\w+)<", src)
     ops = [n.op for n in gm.nodes]
     identities = sum(_identity(gm, n) for n in gm.nodes)
-    assert identities == 2
     assert {c: calls.count(c) for c in set(calls)} == {
         "conv": ops.count("conv") + ops.count("linear"), "requantize": ops.count("act") - identities,
         "add2": ops.count("add"), "global_sum": ops.count("gsum")}

@@ -377,6 +377,11 @@ def to_hls4ml(model, out_dir, input_shape=None, backend: str = "Vitis", io_type:
                       for k, v in d.layers.items()})
     if meta.out_exp != golden.out_exp:
         raise SanitasError(f"output exponent {meta.out_exp} != golden {golden.out_exp}")
+    # the sanitas extension (hls.ext), once registered in this process, adds its headers to the backend's sources,
+    # which hls4ml's writer copies into every project without making their directories
+    from .ext import SOURCES
+    for dest in set(SOURCES.values()):
+        (Path(out_dir) / "firmware" / dest).mkdir(parents=True, exist_ok=True)
     if compile:
         t1 = time.time()
         try:
