@@ -152,8 +152,12 @@ def _quant_type(m, node) -> FixType:
     return FixType(int(b), int(exp) - 1, signed, rnd, "SAT_SYM" if narrow else "SAT")
 
 
-def derive_precisions(m) -> Precisions:
-    """Derive every tensor type of a prepared QONNX model from its Quant nodes (a `Precisions` record)."""
+def derive_precisions(m, sanitas_layers: bool = False) -> Precisions:
+    """Derive every tensor type of a prepared QONNX model from its Quant nodes (a `Precisions` record).
+
+    ``sanitas_layers``: the graph is lowered onto sanitas layers (``hls.ext``), which also take the residual ``Add``
+    of two quantised tensors (exact: one bit wider than the wider input, on their common grid, which must be one)
+    and ``ReduceSum`` (the global sum: an int32 on the input's grid); hls4ml's own kernels take neither exactly."""
     consts: dict[str, FixType] = {}   # outputs of Quant nodes applied to initializers (weights, biases)
     tensors: dict[str, FixType] = {}
     layers: dict[str, MacPrecision] = {}
@@ -195,6 +199,14 @@ def derive_precisions(m) -> Precisions:
         elif op == "Add":
             # bias add behind a MatMul (GemmToMatMul); hls4ml fuses it into the Dense layer
             bias = next((consts[i] for i in n.input if i in consts), None)
+            if bias is None and sanitas_layers:                   # a residual add of two tensors
+                if n.input[1] not in tensors:
+                    raise SanitasError(f"{n.name} (Add): second input type unknown")
+                y = tensors[n.input[1]]
+                if x.e != y.e:
+                    raise SanitasError(f"{n.name}: adds grids 2**{x.e} and 2**{y.e} (golden: one grid)")
+                tensors[n.output[0]] = FixType(max(x.width, y.width) + 1, x.e, True, "TRN", "WRAP")
+                continue
             prod = m.find_producer(n.input[0])
             if bias is None or prod is None or prod.op_type != "MatMul":
                 raise SanitasError(f"{n.name}: only bias adds behind MatMul are supported")
@@ -207,6 +219,8 @@ def derive_precisions(m) -> Precisions:
                 tensors[n.output[0]] = quant_of[cons[0].name]
             else:
                 tensors[n.output[0]] = x
+        elif op == "ReduceSum" and sanitas_layers:
+            tensors[n.output[0]] = FixType(ACC_BITS, x.e, True, "TRN", "WRAP")
         elif op in ("MaxPool", "Flatten", "Reshape", "Transpose"):
             tensors[n.output[0]] = x
         else:

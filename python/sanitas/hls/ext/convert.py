@@ -21,10 +21,9 @@ import numpy as np
 
 from ...config import ArrayConfig
 from ...errors import SanitasError
-from ..convert import _cross_check_golden, _fill_config, export_qonnx, prepare_qonnx
+from ..convert import _cross_check_golden, _fill_config, derive_precisions, export_qonnx, prepare_qonnx
 from . import SOURCES, register
 from .layers import GEMM_OPS, records
-from .precisions import derive
 
 
 def _identity(golden, n) -> bool:
@@ -90,7 +89,7 @@ def to_sanitas_hls4ml(model, out_dir, array: ArrayConfig | None = None, golden=N
     golden = golden if golden is not None else export_golden(model, shape)
     t0 = time.time()
     m = prepare_qonnx(export_qonnx(model, out_dir / "model_qonnx.onnx", shape), out_dir / "model_qonnx_clean.onnx")
-    d = derive(m)
+    d = derive_precisions(m, sanitas_layers=True)
     _cross_check_golden(d, golden)
     log = io.StringIO()
     with contextlib.redirect_stdout(log):
