@@ -91,16 +91,13 @@ def cost_table(gm, add_weight: float = 0.25, op_weight: float = 0.25) -> dict[tu
 def experiments_from_campaign(folder, n_critical: int, n_sdc: int, seed: int = 0) -> list[Experiment]:
     """Critical and SDC experiments sampled uniformly from a ``sanitas inject`` campaign (single faults); the
     image index is the campaign's input id (the first K test images)."""
-    import sqlite3
+    from ..faults.store import Store
     db = Path(folder) / "results.sqlite"
     if not db.is_file():
         raise SanitasError(f"{folder}: no campaign database (results.sqlite)")
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        rows = con.execute("SELECT f.record, r.input_id, r.outcome FROM results r JOIN faults f USING(fault_id) "
-                           "WHERE r.outcome > 0 ORDER BY f.seq, r.input_id").fetchall()
-    finally:
-        con.close()
+    with Store(db, readonly=True) as st:
+        rows = st.con.execute("SELECT f.record, r.input_id, r.outcome FROM results r JOIN faults f USING(fault_id) "
+                              "WHERE r.outcome > 0 ORDER BY f.seq, r.input_id").fetchall()
     rng = np.random.default_rng(seed)
     out = []
     for outcome, n, eff in ((2, n_critical, "critical"), (1, n_sdc, "sdc")):
@@ -115,12 +112,9 @@ def experiments_from_campaign(folder, n_critical: int, n_sdc: int, seed: int = 0
 
 def campaign_support(folder) -> dict[str, int]:
     """Distinct faults a campaign injected per node (every outcome): the evidence behind a downgrade."""
-    import sqlite3
-    con = sqlite3.connect(f"file:{Path(folder) / 'results.sqlite'}?mode=ro", uri=True)
-    try:
-        return {lay: int(n) for lay, n in con.execute("SELECT layer, COUNT(*) FROM faults GROUP BY layer")}
-    finally:
-        con.close()
+    from ..faults.store import Store
+    with Store(Path(folder) / "results.sqlite", readonly=True) as st:
+        return {lay: int(n) for lay, n in st.con.execute("SELECT layer, COUNT(*) FROM faults GROUP BY layer")}
 
 
 def screen_experiments(gm, xq, n_faults: int, seed: int = 0, n_critical: int | None = None,

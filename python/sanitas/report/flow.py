@@ -10,7 +10,6 @@ coverage x overhead table, the chosen per-layer plan and its cost), and the gold
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +35,10 @@ def _save(fig, path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ figures
 def vulnerability(db: Path) -> dict:
     """{site: {"layers": [...], "bits": [...], "critical": (L, B) rates, "n": (L, B) experiments}} of a campaign."""
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        rows = con.execute("SELECT f.site, f.layer, f.bit, MIN(f.seq), COUNT(*), SUM(r.outcome = 2) FROM results r "
-                           "JOIN faults f USING(fault_id) GROUP BY f.site, f.layer, f.bit").fetchall()
-    finally:
-        con.close()
+    from ..faults.store import Store
+    with Store(db, readonly=True) as st:
+        rows = st.con.execute("SELECT f.site, f.layer, f.bit, MIN(f.seq), COUNT(*), SUM(r.outcome = 2) FROM results r "
+                              "JOIN faults f USING(fault_id) GROUP BY f.site, f.layer, f.bit").fetchall()
     out: dict = {}
     for site, layer, bit, seq, n, crit in rows:
         d = out.setdefault(site, {"order": {}, "cells": {}})
