@@ -153,8 +153,9 @@ def generate_engine(array: ArrayConfig, out_dir) -> list[Path]:
 
 
 def generate_tmr_array(array: ArrayConfig, out_dir) -> list[Path]:
-    """Render the array's three files and the tmr_array.v top (last) into ``out_dir``; return the .v paths."""
-    return _write(array, out_dir, _TEMPLATES + TMR_TEMPLATES, "generate_tmr_array")
+    """Render the array's three files, sanity_unit.v (its drain) and the tmr_array.v top (last) into ``out_dir``;
+    return the .v paths."""
+    return _write(array, out_dir, _TEMPLATES + SANITY_TEMPLATES[:1] + TMR_TEMPLATES, "generate_tmr_array")
 
 
 def _write(array: ArrayConfig, out_dir, templates: tuple[str, ...], caller: str) -> list[Path]:
