@@ -52,7 +52,7 @@ async def test_regression(dut):
     faults = pe_faults(p, rng, cfg["k_max"], per_pe)     # whole PEs: per_pe * n_fault_pes >= n_faults
     Clock(dut.clk, 10, unit="ns", impl="gpi").start()
     for name in ("go", "k_len", "a_all", "b_all", "fi_arm", "fi_edge", "fi_row", "fi_col", "fi_bit", "fi_kind",
-                 "fi_part"):
+                 "fi_part", "fi_reg"):
         getattr(dut, name).value = 0
     dut.rst.value = 1
     await RisingEdge(dut.clk)
@@ -77,7 +77,7 @@ async def test_regression(dut):
         dut.k_len.value = k
         dut.fi_arm.value, dut.fi_edge.value = 1, fi.edge
         dut.fi_row.value, dut.fi_col.value, dut.fi_bit.value = fi.fi_row, fi.fi_col, fi.fi_bit
-        dut.fi_kind.value, dut.fi_part.value = fi.fi_kind, fi.fi_part
+        dut.fi_kind.value, dut.fi_part.value, dut.fi_reg.value = fi.fi_kind, fi.fi_part, fi.fi_reg
         dut.go.value = 1
         await RisingEdge(dut.clk)
         dut.go.value = 0
