@@ -3,8 +3,9 @@
 Synthesis (synth_xilinx, 7-series) of the production configuration (FI_EN = 0): every PE multiplier maps to one
 DSP48E1: lazy rows x (cols + 1) of them (the total-checksum column is the one extra DSP column: the partials are
 computed serially on it), eager rows x (cols + 1 + NP) (one PE per partial checksum); a 4x4 array costs more than
-a 2x2 one.
-Skipped when yosys is absent; about 15 s.
+a 2x2 one; the sanity_array variants of the area table have exact DSP counts and `module_breakdown` counts the PE
+instances; `area_table`'s sums, ratios and targets are checked on fixed counts. Skipped when yosys is absent;
+about 30 s.
 """
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import pytest
 
 from sanitas.config import ArrayConfig
 from sanitas.rtl import area as area_mod
-from sanitas.rtl.area import estimate_area
-from sanitas.rtl.generate import generate_systolic_array
+from sanitas.rtl.area import VARIANTS, area_table, estimate_area, module_breakdown
+from sanitas.rtl.generate import generate_sanity_array, generate_systolic_array
 
 needs_yosys = pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys not on PATH")
 
@@ -37,6 +38,47 @@ def test_area_grows_with_array_size(tmp_path):
     eager = estimate_area(generate_systolic_array(ArrayConfig(rows=2, cols=2, checksums="eager"), tmp_path / "e"),
                           "systolic_array", {"FI_EN": 0})
     assert eager["DSP"] == 2 * (2 + 1 + 2), f"eager: one DSP48 per data, total and partial PE, got {eager['DSP']}"
+
+
+@needs_yosys
+def test_variant_dsp_and_breakdown(tmp_path):
+    """The sanity_array variants of the table: unprotected (CHK_EN = 0) 2 x 2 DSPs, lazy one column more, eager
+    NP = 2 partial columns more; the hierarchical breakdown counts the 6 PE instances of the lazy array."""
+    files = generate_sanity_array(ArrayConfig(rows=2, cols=2, fault_injection=False), tmp_path)
+    dsp = {name: estimate_area(files, "sanity_array", params)["DSP"]
+           for name, params in (("unprotected", {"CHK_EN": 0}), ("lazy", {"EAGER": 0}), ("eager", {"EAGER": 1}))}
+    assert dsp == {"unprotected": 4, "lazy": 6, "eager": 10}
+    bd = module_breakdown(files, "sanity_array")
+    assert bd["systolic_pe"]["instances"] == 6 and bd["systolic_pe"]["DSP"] == 6
+    assert {"sanity_array", "sanity_unit", "systolic_array"} <= set(bd)
+
+
+def test_area_table_ratios_and_targets(tmp_path, monkeypatch):
+    """area_table sums the units of each variant and divides by the unprotected sum of the same run (yosys replaced
+    by fixed counts per (top, params), so the arithmetic is checked exactly)."""
+    counts = {("sanity_array", (("CHK_EN", 0), ("FI_EN", 0))): (1000, 1000, 4),
+              ("sanity_array", (("EAGER", 0), ("FI_EN", 0))): (1100, 1050, 6),
+              ("sanity_array", (("EAGER", 1), ("FI_EN", 0))): (1300, 1200, 10),
+              ("dmr_unit", (("DMR_EN", 0), ("FI_EN", 0))): (500, 0, 0),
+              ("dmr_unit", (("DMR_EN", 1), ("FI_EN", 0))): (600, 100, 0),
+              ("rollback_ctrl", (("FI_EN", 0),)): (10, 20, 0),
+              ("tmr_array", (("FI_EN", 0),)): (6000, 3000, 12)}
+    calls = []
+
+    def fake(files, top, params, **kw):
+        calls.append(top)
+        lut, ff, dsp = counts[top, tuple(sorted(params.items()))]
+        return {"LUT": lut, "FF": ff, "DSP": dsp, "BRAM": 0}
+    monkeypatch.setattr(area_mod, "estimate_area", fake)
+    tab = area_table(ArrayConfig(rows=2, cols=2), tmp_path)
+    assert list(tab["variants"]) == list(VARIANTS) and len(calls) == len(counts)   # shared units synthesised once
+    v = tab["variants"]
+    assert (v["unprotected"]["LUT"], v["unprotected"]["FF"]) == (1500, 1000)
+    assert (v["sanity+dmr"]["LUT"], v["sanity+dmr"]["FF"], v["sanity+dmr"]["DSP"]) == (1710, 1170, 6)
+    r = tab["ratios"]
+    assert r["sanity lazy"] == {"LUT+FF": 0.06, "LUT": 0.0667, "FF": 0.05, "extra_DSP": 2, "DSP_columns": 1.0}
+    assert r["sanity+dmr"]["LUT+FF"] == 0.152 and r["tmr"]["LUT+FF"] == 2.8 and r["sanity eager"]["extra_DSP"] == 6
+    assert tab["targets"] == {"sanity+dmr": False, "sanity lazy": True, "tmr": True}
 
 
 @needs_yosys
