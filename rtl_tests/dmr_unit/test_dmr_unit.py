@@ -61,6 +61,7 @@ class DmrBench:
                      "in_acc", "rd_valid", "rd_data", "chk", "ref_s0", "ref_f", "fi_en", "fi_sel", "fi_bit",
                      "fi_kind"):
             getattr(dut, name).value = 0
+        dut.rd_n.value = 1            # RD_N = 1: one word a read beat
         dut.rst.value = 1
         await RisingEdge(dut.clk)     # the first edge may come before the writes settle: hold reset for two
         await self.reset()
