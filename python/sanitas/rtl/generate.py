@@ -189,8 +189,10 @@ def _simulate(out: Path, array: ArrayConfig, cfg: dict, seed: int, testcase) -> 
 
 def run_bench(out: Path, array: ArrayConfig, cfg: dict, seed: int, testcase, *, toplevel: str, bench: str,
               sources, parameters: dict | None = None) -> tuple[int, int, int, Path, Path]:
-    """Build ``sources`` with Icarus (top ``toplevel``, Verilog ``parameters`` of the top) and run the cocotb tests ``testcase`` of rtl_tests/<bench>
-    with ``array`` + ``cfg`` as JSON in BENCH_ENV; returns (sim exit, tests, failed, results.xml, sim.log)."""
+    """Build ``sources`` with Icarus (top ``toplevel``, Verilog ``parameters`` of the top) and run the cocotb
+    tests ``testcase`` of rtl_tests/<bench> with ``array`` + ``cfg`` as JSON in BENCH_ENV; returns (sim exit, tests,
+    failed, results.xml, sim.log). A build folder is reused when the sources are unchanged: give each parameter
+    set its own ``out``."""
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
