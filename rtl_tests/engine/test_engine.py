@@ -14,6 +14,7 @@ The pytest entry is `sanitas.rtl.network.run_engine_network` (tests/rtl/test_rtl
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 
@@ -85,6 +86,8 @@ class Engine:
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
         self.src = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk, dut.rst)
         self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, dut.rst)
+        for drv in (self.axil.write_if, self.axil.read_if, self.src, self.sink):   # no per-transfer log lines
+            drv.log.setLevel(logging.WARNING)
 
     @classmethod
     async def start(cls, dut) -> "Engine":
@@ -230,7 +233,7 @@ RB = ("RB_DETECTED", "RB_ROLLED_BACK", "RB_UNCORR", "RB_ESCALATIONS")
 async def test_faults(dut):
     """Single faults of every kind the engine handles, on the first 4 images: PE / checksum accumulators (conv1,
     FI_*), output-stage registers (FI_DMR), stored input words, read-path words and checkpoint words (the host
-    memory, conv2 and conv1), and a sample of rollback_ctrl state faults (FI_RB, fc2); each outcome checked
+    memory, conv2 and conv1), and a sample of rollback_ctrl state faults (FI_RB, fc3); each outcome checked
     against the counters it must move, the bytes against the fault-free model. Skipped without FI_EN / PROT."""
     array, cfg = _cfg()
     eng = await Engine.start(dut)
@@ -307,7 +310,7 @@ async def test_faults(dut):
     # rollback_ctrl state faults (no golden equivalent): ok / flagged / stalled, never silent (done, no flag, a
     # wrong result)
     rng = np.random.default_rng(cfg.get("seed", 0))
-    cmd, a = layers[3][0], layers[3][1]
+    cmd, a = layers[4][0], layers[4][1]           # fc3 (6 tile GEMMs), its producer fc2
     regs = list(RB_REGS)
     ctrl = dict.fromkeys(("ok", "flagged", "stalled", "silent"), 0)
     for _ in range(cfg.get("ctrl_faults", 24)):
@@ -315,7 +318,7 @@ async def test_faults(dut):
         fbit, fkind, cyc = int(rng.integers(RB_REGS[reg])), int(rng.choice(3, p=[0.8, 0.1, 0.1])), \
             int(rng.integers(0, 400))
         await eng.write("FI_RB", 1 | regs.index(reg) << 1 | fbit << 4 | fkind << 7 | cyc << 16)
-        mem, prod = layer_memory(layers, 3, xq)
+        mem, prod = layer_memory(layers, 4, xq)
         r = await eng.command(cmd, a, array, mem, prod, max_polls=300)
         if r["stalled"]:
             o = "stalled"
@@ -365,3 +368,23 @@ async def test_network(dut):
         json.dump(dict(images=int(len(xq)), bit_exact=exact, layers=layers, wall_s=round(wall, 2), prot=eng.prot,
                        cycles=int(sum(lay["cycles"] for lay in layers))), f)
     assert exact == len(xq), f"{exact} of {len(xq)} images bit-exact"
+
+
+@cocotb.test()
+async def test_cycles(dut):
+    """Fault-free cycles of the commands of cfg["commands"] (`sanitas.rtl.cycles.save_cases`): each runs once on its
+    A rows and a stored input of its READ size; CYCLES per command into the summary."""
+    from sanitas.rtl.cycles import load_cases
+    array, cfg = _cfg()
+    cases = load_cases(cfg["commands"])
+    eng = await Engine.start(dut)
+    rng = np.random.default_rng(0)
+    out = []
+    for case in cases:
+        words = rng.integers(0, 256, case.read_words).astype(np.uint8).tobytes()
+        mem = Memory(words, checkpoint(words, not case.cmd.in_unsigned), source=words)
+        r = await eng.command(case.cmd, case.a, array, mem, None)
+        assert r["status"] & 7 == 2 and r["data"] == _want(r, case.cmd, case.a, array), f"{case.name}: wrong"
+        out.append(dict(name=case.name, cycles=r["cycles"], gemms=r["gemms"]))
+    with open(cfg["summary"], "w") as f:
+        json.dump(dict(cycles=out, prot=eng.prot), f)

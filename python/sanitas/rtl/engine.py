@@ -60,12 +60,16 @@ class EngineCmd:
         return int(self.in_unsigned) | (int(self.raw) << 1) | (self.pool_log2 << 2)
 
 
-def layer_commands(gm) -> list[EngineCmd]:
-    """The engine commands of golden model ``gm``, in order (SanitasError for ops the engine cannot run)."""
+def layer_commands(gm, skip_other: bool = False) -> list[EngineCmd]:
+    """The engine commands of golden model ``gm``, in order (SanitasError for ops the engine cannot run; with
+    ``skip_other`` they are left out, e.g. the residual adds and the global pool of a ResNet for cycle counts: a
+    conv whose output feeds an add then runs raw)."""
     nodes, cmds = gm.nodes, []
     consumers = {n.name: [m for m in nodes if n.name in m.inputs] for n in nodes}
     for n in nodes:
         if n.op in ("input", "act", "maxpool", "flatten"):
+            continue
+        if n.op not in ("conv", "linear") and skip_other:
             continue
         if n.op not in ("conv", "linear"):
             raise SanitasError(f"engine: op {n.op!r} of node {n.name!r} is not an engine layer")
