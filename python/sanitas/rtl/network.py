@@ -21,7 +21,7 @@ from .generate import generate_engine, run_bench
 
 def run_engine_network(out_dir, array: ArrayConfig, checkpoint, images: int, gm=None, prot: bool = True,
                        tests: tuple[str, ...] = ("test_registers", "test_faults", "test_network"),
-                       ctrl_faults: int = 24) -> dict:
+                       ctrl_faults: int = 16) -> dict:
     """Run ``images`` test images of ``checkpoint`` (a digits model) through the engine; returns {"images",
     "bit_exact", "total", "layers" (per layer M, K, N, cycles, GEMMs, stream beats), "cycles", "wall_s",
     "passed", "log", "faults" (with ``array.fault_injection``: the counter deltas of the bench's single faults in
