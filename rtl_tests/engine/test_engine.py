@@ -28,7 +28,7 @@ from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamSink
 from sanitas.config import ArrayConfig
 from sanitas.golden.model import GoldenModel
 from sanitas.rtl.engine import KMAX, checkpoint, engine_model, layer_commands, layer_input, layer_output, \
-    pack_stream, read_stream, split_frame, stored_words, tiles, unpack_output
+    pack_stream, read_stream, split_frame, stored_tensor, stored_words, tiles, unpack_output
 from sanitas.rtl.engine_regs import ENGINE_REGS as R
 from sanitas.rtl.rollback import CTRL_REGS as RB_REGS
 from sanitas.rtl.generate import BENCH_ENV
@@ -50,9 +50,10 @@ class Memory:
     checkpoint stored beside them) and the faults a test puts on it -- a stored word or checkpoint bit (persistent
     until the producer rewrites the tensor) or a read-path bit (the next READ stream only)."""
 
-    def __init__(self, words: bytes, ck: tuple[int, int], source: bytes | None = None):
+    def __init__(self, words: bytes, ck: tuple[int, int], source: bytes | None = None, to_a=None):
         self.words, self.ck, self.source = bytearray(words), ck, source
         self.read_fault: tuple[int, int] | None = None      # (byte, bit) of the next READ stream
+        self.to_a = to_a      # stored words -> the consumer's A (the host's im2col reads memory); None: A given
 
     def store(self, words: bytes, ck: tuple[int, int]) -> None:
         self.words, self.ck = bytearray(words), ck
@@ -147,6 +148,8 @@ class Engine:
                 await self.src.send(mem.read())
                 await self.src.wait()
             elif req == 2:
+                if mem.to_a is not None:                 # the host reads A from memory now
+                    stream = pack_stream(cmd, mem.to_a(bytes(mem.words)), array, KMAX)
                 await self.src.send(stream)
                 frame = bytes((await self.sink.recv()).tdata)
                 execs += 1
@@ -202,23 +205,40 @@ def _faults(array: ArrayConfig) -> list[tuple]:
 
 
 def chain(gm, xq: np.ndarray, array: ArrayConfig) -> list[tuple]:
-    """(cmd, A, the stored words it writes, their checkpoint) of every layer on ``xq``, by the host model."""
+    """(cmd, A, the stored words it writes, their checkpoint, its geometry) of every layer on ``xq``, by the host
+    model."""
     x, out = np.asarray(xq, np.int64), []
     for cmd in layer_commands(gm):
         a, geom = layer_input(cmd, x)
         data = engine_model(pack_stream(cmd, a, array, KMAX), cmd, a.shape[0], array, KMAX)
         words = stored_words(data, cmd, a.shape[0], array, KMAX)
-        out.append((cmd, a, words, checkpoint(words, cmd.lo < 0, cmd.raw)))
+        out.append((cmd, a, words, checkpoint(words, cmd.lo < 0, cmd.raw), geom))
         x = layer_output(cmd, unpack_output(data, cmd, a.shape[0], array, KMAX), geom)
     return out
 
 
-def layer_memory(layers, i: int, xq) -> tuple[Memory, tuple | None]:
-    """The stored input of layer i (fault-free) and its producer (None: the network input)."""
+def a_reader(cmd, array: ArrayConfig, shape, producer=None):
+    """stored words -> the A of ``cmd``: the host's im2col of the tensor in memory (the network input of ``shape``
+    when ``producer`` is None, else the output of producer = (its cmd, its A, its geometry))."""
+    def to_a(words: bytes) -> np.ndarray:
+        if producer is None:
+            x = np.frombuffer(words, np.int8).astype(np.int64).reshape(shape)
+        else:
+            pc, pa, pgeom = producer
+            x = stored_tensor(words, pc, pa.shape[0], pgeom, array, KMAX)
+        return layer_input(cmd, x)[0]
+    return to_a
+
+
+def layer_memory(layers, i: int, xq, array: ArrayConfig) -> tuple[Memory, tuple | None]:
+    """The stored input of layer i (fault-free; A read from it) and its producer (None: the network input)."""
+    cmd = layers[i][0]
     if i == 0:
-        return input_memory(xq), None
-    cmd, a, words, ck = layers[i - 1]
-    return Memory(words, ck), (cmd, a)
+        mem = input_memory(xq)
+        mem.to_a = a_reader(cmd, array, np.shape(xq))
+        return mem, None
+    pc, pa, words, ck, pgeom = layers[i - 1]
+    return Memory(words, ck, to_a=a_reader(cmd, array, None, (pc, pa, pgeom))), (pc, pa)
 
 
 def _want(r, cmd, a, array) -> bytes:
@@ -249,7 +269,7 @@ async def test_faults(dut):
         await eng.write("FI_EDGE", edge)
         await eng.write("FI_PE", row | col << 8 | part << 16)
         await eng.write("FI_CTRL", 1 | kind << 1 | bit << 3)
-        mem, prod = layer_memory(layers, 0, xq)
+        mem, prod = layer_memory(layers, 0, xq, array)
         r = await eng.command(cmd, a, array, mem, prod)
         got = tuple(r["delta"][k] for k in ("CNT_DETECTED", "CNT_CORRECTED", "CNT_UNCORR"))
         assert r["data"] == _want(r, cmd, a, array), f"{name}: wrong output under the fault"
@@ -270,7 +290,7 @@ async def test_faults(dut):
         await eng.write("FI_GEMM", 6)
         await eng.write("FI_EDGE", 8)
         await eng.write("FI_DMR", 1 | sel << 1 | bit << 4 | every << 12)
-        mem, prod = layer_memory(layers, 0, xq)
+        mem, prod = layer_memory(layers, 0, xq, array)
         r = await eng.command(cmd, a, array, mem, prod)       # (every try: 4 EXECs of conv1)
         got = (r["delta"]["CNT_ROLLBACK"], r["delta"]["CNT_ESCALATED"])
         assert got in allowed, f"{name}: (re-executed, escalated) {got}, allowed {allowed}"
@@ -290,7 +310,7 @@ async def test_faults(dut):
             ("checkpoint_f", 4, "ck", 1, 0, (1, 2)), ("read_path_checkpoint", 4, "readck", 3, 2, (1, 1)),
             ("input_word", 0, "word", 100, 6, (1, 2))):
         cmd, a = layers[layer][0], layers[layer][1]
-        mem, prod = layer_memory(layers, layer, xq)
+        mem, prod = layer_memory(layers, layer, xq, array)
         if how == "word":
             mem.flip_word(where, bit)
         elif how == "ck":
@@ -304,7 +324,8 @@ async def test_faults(dut):
         assert rb == (*want, 0, 0), f"{name}: rollback_ctrl counters {rb}"
         assert r["status"] & 7 == 2 and r["ok"] and r["execs"] == 1, f"{name}: STATUS {r['status']:#x}"
         assert r["delta"]["CNT_RD_BAD"] == want[1], f"{name}: reads bad {r['delta']['CNT_RD_BAD']}"
-        assert r["data"] == _want(r, cmd, a, array), f"{name}: wrong output"
+        assert r["data"] == _want(r, cmd, a, array) and r["stream"] == pack_stream(cmd, a, array, KMAX), \
+            f"{name}: wrong output"
         assert bytes(mem.words) == (layers[layer - 1][2] if layer else mem.source), f"{name}: tensor not restored"
         results[name] = list(rb)
     # rollback_ctrl state faults (no golden equivalent): ok / flagged / stalled, never silent (done, no flag, a
@@ -318,7 +339,7 @@ async def test_faults(dut):
         fbit, fkind, cyc = int(rng.integers(RB_REGS[reg])), int(rng.choice(3, p=[0.8, 0.1, 0.1])), \
             int(rng.integers(0, 400))
         await eng.write("FI_RB", 1 | regs.index(reg) << 1 | fbit << 4 | fkind << 7 | cyc << 16)
-        mem, prod = layer_memory(layers, 4, xq)
+        mem, prod = layer_memory(layers, 4, xq, array)
         r = await eng.command(cmd, a, array, mem, prod, max_polls=120)
         if r["stalled"]:
             o = "stalled"
@@ -345,10 +366,12 @@ async def test_network(dut):
     ref = np.load(cfg["reference"], allow_pickle=False)
     eng = await Engine.start(dut)
     t0 = time.time()
-    x, layers, mem, prod = np.asarray(xq, np.int64), [], input_memory(xq), None
+    x, layers, mem, prod, prev = np.asarray(xq, np.int64), [], input_memory(xq), None, None
     for cmd in layer_commands(gm):
         a, geom = layer_input(cmd, x)
+        mem.to_a = a_reader(cmd, array, xq.shape, prev)
         r = await eng.command(cmd, a, array, mem, prod)
+        assert r["stream"] == pack_stream(cmd, a, array, KMAX), f"{cmd.name}: A read from memory differs"
         assert r["data"] == _want(r, cmd, a, array), f"{cmd.name}: engine bytes differ from engine_model"
         assert r["status"] & 7 == 2, f"{cmd.name}: STATUS {r['status']:#x} (want done, no alarm)"
         assert r["gemms"] == r["expected_gemms"] and r["execs"] == 1, f"{cmd.name}: GEMMS {r['gemms']}"
@@ -360,7 +383,7 @@ async def test_network(dut):
         layers.append(dict(name=cmd.name, m=int(a.shape[0]), k=int(cmd.b.shape[0]), n=int(cmd.b.shape[1]),
                            cycles=r["cycles"], gemms=r["gemms"], in_beats=len(r["stream"]) // KMAX,
                            out_beats=len(r["data"]) // KMAX, read_words=len(mem.words)))
-        mem, prod = Memory(words, ck), (cmd, a)
+        mem, prod, prev = Memory(words, ck), (cmd, a), (cmd, a, geom)
         x = layer_output(cmd, unpack_output(r["data"], cmd, a.shape[0], array, KMAX), geom)
     wall = time.time() - t0
     exact = int((x == ref).all(axis=1).sum())
@@ -388,3 +411,36 @@ async def test_cycles(dut):
         out.append(dict(name=case.name, cycles=r["cycles"], gemms=r["gemms"]))
     with open(cfg["summary"], "w") as f:
         json.dump(dict(cycles=out, prot=eng.prot), f)
+
+
+@cocotb.test()
+async def test_levels(dut):
+    """The same input-word Fault records as the golden ProtectedModel and the HLS csim (tests/rtl/test_rtl_levels.py):
+    each flips one element of a layer's stored input (in every image: the golden hook is batched), then the
+    network runs from that layer to the logits through the engine; logits and the summed counters per record."""
+    array, cfg = _cfg()
+    gm = GoldenModel.load(cfg["golden"])
+    xq = np.load(cfg["images"], allow_pickle=False)
+    layers = chain(gm, xq, array)
+    eng = await Engine.start(dut)
+    out = []
+    for rec in cfg["level_faults"]:
+        i = rec["layer"]
+        mem, prod = layer_memory(layers, i, xq, array)
+        for off in rec["offsets"]:
+            mem.flip_word(off, rec["bit"])
+        total = dict.fromkeys(COUNTER_REGS, 0)
+        for j in range(i, len(layers)):
+            cmd, a, _, _, geom = layers[j]
+            r = await eng.command(cmd, a, array, mem, prod)
+            assert r["status"] & 3 == 2, f"{cmd.name}: STATUS {r['status']:#x}"
+            for k, v in r["delta"].items():
+                total[k] += v
+            words = stored_words(r["data"], cmd, a.shape[0], array, KMAX)
+            mem = Memory(words, r["ck"], to_a=None if j + 1 == len(layers) else
+                         a_reader(layers[j + 1][0], array, None, (cmd, a, geom)))
+            prod = (cmd, a)
+            logits = unpack_output(r["data"], cmd, a.shape[0], array, KMAX)
+        out.append(dict(logits=np.asarray(logits).tolist(), alarm=bool(r["status"] & 4), **total))
+    with open(cfg["summary"], "w") as f:
+        json.dump(out, f)

@@ -231,6 +231,33 @@ def stored_words(data: bytes, cmd: EngineCmd, m: int, array: ArrayConfig, kmax: 
     return np.frombuffer(data[: mt * nt * sb], np.uint8).reshape(mt * nt, sb)[:, :nb].tobytes()
 
 
+def stored_tensor(words: bytes, cmd: EngineCmd, m: int, geom: tuple, array: ArrayConfig,
+                  kmax: int = KMAX) -> np.ndarray:
+    """The tensor the next layer reads from the words ``cmd`` stored (`stored_words`; ``geom`` of `layer_input`):
+    what the host's im2col / DMA reads back from memory."""
+    mt, nt, _ = tiles(cmd, m, array, kmax)
+    nb, sb = tile_out_bytes(cmd, array, kmax)
+    t = np.zeros((mt * nt, sb), np.uint8)
+    t[:, :nb] = np.frombuffer(words, np.uint8).reshape(mt * nt, nb)
+    return layer_output(cmd, unpack_output(t.tobytes(), cmd, m, array, kmax), geom)
+
+
+def stored_offsets(cmd: EngineCmd, m: int, geom: tuple, array: ArrayConfig, kmax: int = KMAX) -> np.ndarray:
+    """For every element of the tensor the next layer reads (`layer_output` shape), its byte offset in the words
+    ``cmd`` stores (`stored_words`): where a fault on that element sits in memory. Raw (int32) outputs: the offset
+    of the word's low byte."""
+    mt, nt, _ = tiles(cmd, m, array, kmax)
+    nb, _ = tile_out_bytes(cmd, array, kmax)
+    rows, cols = array.rows, array.cols
+    ids = np.arange(mt * nt * nb, dtype=np.int64).reshape(mt, nt, nb)
+    if cmd.raw:
+        v = ids[:, :, ::4].reshape(mt, nt, rows, cols)
+    else:
+        v = ids.reshape(mt, nt, rows >> cmd.pool_log2, cols)
+    out = v.transpose(0, 2, 1, 3).reshape(mt * v.shape[2], nt * cols)[: m >> cmd.pool_log2, : cmd.b.shape[1]]
+    return layer_output(cmd, out, geom)
+
+
 def word_values(words: bytes, signed: bool, raw: bool = False) -> np.ndarray:
     """Stored words -> their values (int64): int32 words (raw), int8 (signed) or uint8 bytes."""
     if raw:
