@@ -2,9 +2,9 @@
 sequencer in hardware) under single accumulator faults, one Icarus simulation with a reset between faults.
 
 Every fault record (`sanitas.rtl.sanity.pe_faults`: PE accumulators of the data columns, the total-checksum column
-and the Hamming partial checksums; random bit, kind, wavefront cycle) runs on a fresh random GEMM (K in 1..K_MAX):
-the bench writes the operands and the fault debug register, pulses go and waits for tile_done (one trigger), then
-compares C, the three sanity_unit counters and the number of array passes with the golden
+and, eager, the Hamming partial checksum PEs; random bit, kind, wavefront cycle) runs on a fresh random GEMM (K in
+1..K_MAX): the bench writes the operands and the fault debug register, pulses go and waits for tile_done (one
+trigger), then compares C, the three sanity_unit counters and the number of array passes with the golden
 `sanitas.rtl.sanity.protected_gemm` for the same Fault record, and classifies the outcome (masked / corrected /
 uncorrectable / silent). Required: 0 silent, 0 mismatches. Faults/s is printed and written to the summary.
 The pytest function at the bottom builds the top with Icarus and runs it (4x4, lazy: N_FAULTS faults).
@@ -23,11 +23,10 @@ import pytest
 
 from sanitas.config import ArrayConfig
 from sanitas.golden.gemm import wrap
-from sanitas.protect.code import n_partials
 from sanitas.rtl.faults import fault_to_fi_ports
 from sanitas.rtl.generate import BENCH_ENV
 from sanitas.rtl.regress import run_regression
-from sanitas.rtl.sanity import OUTCOMES, eager, pe_faults, protected_gemm
+from sanitas.rtl.sanity import OUTCOMES, n_fault_pes, pe_faults, protected_gemm, rerun_sels
 
 import cocotb
 from cocotb.clock import Clock
@@ -49,9 +48,8 @@ async def test_regression(dut):
     names = set(ArrayConfig.__dataclass_fields__)
     p = ArrayConfig(**{k: v for k, v in cfg.items() if k in names})
     rng = np.random.default_rng(cfg["seed"])
-    n_pe = p.rows * (p.cols + 1 + n_partials(p.cols))
-    per_pe = -(-cfg["n_faults"] // n_pe)
-    faults = pe_faults(p, rng, cfg["k_max"], per_pe)     # whole PEs: per_pe * n_pe >= n_faults
+    per_pe = -(-cfg["n_faults"] // n_fault_pes(p))
+    faults = pe_faults(p, rng, cfg["k_max"], per_pe)     # whole PEs: per_pe * n_fault_pes >= n_faults
     Clock(dut.clk, 10, unit="ns", impl="gpi").start()
     for name in ("go", "k_len", "a_all", "b_all", "fi_arm", "fi_edge", "fi_row", "fi_col", "fi_bit", "fi_kind",
                  "fi_part"):
@@ -62,7 +60,7 @@ async def test_regression(dut):
     w = p.acc_width
     outcomes, sites, bad = collections.Counter(), collections.Counter(), []
     records, alarmed = [], 0
-    rerun_passes = 1 if eager(p) else n_partials(p.cols) + 1
+    rerun_passes = len(rerun_sels(p))   # eager 1, lazy 2 * NP + 1
     t0 = time.perf_counter()
     for f in faults:
         k = int(rng.integers(1, cfg["k_max"] + 1))
@@ -123,7 +121,6 @@ def test_sanity_tile_regression_10k():
     array = ArrayConfig(rows=4, cols=4)
     s = run_regression(ROOT / "build" / "rtl_tests" / "sanity_tile" / "lazy_4x4", array, N_FAULTS, seed=2026)
     assert s["passed"], f"cocotb regression failed (log: {s['log']}): {s.get('examples')}"
-    n_pe = array.rows * (array.cols + 1 + n_partials(array.cols))
-    assert s["faults"] == s["per_pe"] * n_pe >= N_FAULTS and s["mismatches"] == 0
+    assert s["faults"] == s["per_pe"] * n_fault_pes(array) >= N_FAULTS and s["mismatches"] == 0
     assert s["outcomes"]["silent"] == 0 and s["outcomes"]["corrected"] > 0 and s["outcomes"]["masked"] > 0
-    assert s["sites"] == {"pe_acc": s["per_pe"] * 16, "chk_acc": s["per_pe"] * 4, "part_acc": s["per_pe"] * 12}
+    assert s["sites"] == {"pe_acc": s["per_pe"] * 16, "chk_acc": s["per_pe"] * 4}   # lazy: no partial registers

@@ -2,15 +2,22 @@
 (systolic array with its total and Hamming partial checksum PEs + sanity_unit) under single accumulator faults.
 
 Golden: `sanitas.rtl.sanity` (built on `sanitas.protect.sanity` and `sanitas.golden.gemm`).
-  * test_unit_vectors (top sanity_unit): random rows -- consistent ones, one error in an output, in the total or
-    in a partial checksum, two errors, random junk -- on detection and location beats, with and without partials;
-    out_c / out_status / out_idx / out_alarm and the three counters equal `check_row` beat by beat.
+  * test_unit_vectors (top sanity_unit, eager: the parallel form): random rows -- consistent ones, one error in an
+    output, in the total or in a partial checksum, two errors, random junk -- on detection and location beats,
+    with and without partials; out_c / out_status / out_idx / out_alarm and the three counters equal `check_row`
+    beat by beat.
+  * test_unit_serial (top sanity_unit, lazy: the serial form): the same kinds of row, ROWS rows at a time, through
+    the lazy beat sequence -- a detection beat per row, then per column set of `rerun_sels` (partial m, its
+    complement, the total last) one beat per row with that set's checksum word; the detection beats must equal
+    `check_row(part=False)`, the beats after the total `check_row(part=True, fix=True)` (the serial pattern bits
+    give the parallel verdict), pattern beats must pass C through and count nothing.
   * test_fault_regression (top sanity_array): ``per_pe`` single accumulator faults (`sanitas.rtl.sanity.pe_faults`:
     random bit, kind, wavefront cycle) in every PE -- data, total and partial checksum columns -- each on a fresh
     random GEMM with a reset before it, all in one simulation. Each runs the sanity flow (pass 1 with the fault,
-    detection beats, on an alarm a re-run pass and location beats); C, S, P of both passes must equal the golden
-    values, the counters and the outcome (masked / corrected / uncorrectable / silent) `protected_gemm`'s, and no
-    outcome may be silent. Prints faults/s and writes the records and outcomes to the summary.
+    detection beats, on an alarm the re-run passes of `rerun_sels`, each followed by one beat per row); C, S, P of
+    every pass must equal the golden values, the counters and the outcome (masked / corrected / uncorrectable /
+    silent) `protected_gemm`'s, and no outcome may be silent. Prints faults/s and writes the records and outcomes
+    to the summary.
 The pytest functions at the bottom build and run each top with Icarus and re-derive the outcome counts of the
 written records from the golden model.
 """
@@ -32,7 +39,8 @@ from sanitas.golden.gemm import gemm_replay, wrap
 from sanitas.protect.code import DATA, SANITY, hamming_cover, n_partials
 from sanitas.rtl.bench import ArrayBench
 from sanitas.rtl.generate import BENCH_ENV, generate_sanity_array, run_bench
-from sanitas.rtl.sanity import OUTCOMES, check_row, eager, partial_checksums, pe_faults, protected_gemm
+from sanitas.rtl.sanity import (OUTCOMES, check_row, column_set, eager, n_fault_pes, partial_checksums, pe_faults,
+                                protected_gemm, rerun_sels)
 
 import cocotb
 from cocotb.clock import Clock
@@ -96,6 +104,16 @@ def _unit_row(rng, kind: str, n: int, w: int):
     return c, s, p
 
 
+async def _unit_reset(dut) -> None:
+    Clock(dut.clk, 10, unit="ns", impl="gpi").start()
+    for name in ("cnt_clr", "in_valid", "in_part", "in_fix", "in_sel", "in_row", "in_c", "in_s", "in_p"):
+        getattr(dut, name).value = 0
+    dut.rst.value = 1
+    await RisingEdge(dut.clk)
+    await RisingEdge(dut.clk)
+    dut.rst.value = 0
+
+
 @cocotb.test()
 async def test_unit_vectors(dut):
     """Random rows on detection / location beats: outputs and counters equal sanitas.rtl.sanity.check_row."""
@@ -103,13 +121,7 @@ async def test_unit_vectors(dut):
     arr = _array(cfg)
     n, w = arr.cols, arr.acc_width
     rng = np.random.default_rng(cfg["seed"])
-    Clock(dut.clk, 10, unit="ns", impl="gpi").start()
-    for name in ("cnt_clr", "in_valid", "in_part", "in_fix", "in_c", "in_s", "in_p"):
-        getattr(dut, name).value = 0
-    dut.rst.value = 1
-    await RisingEdge(dut.clk)
-    await RisingEdge(dut.clk)
-    dut.rst.value = 0
+    await _unit_reset(dut)
     counts = collections.Counter()
     statuses = collections.Counter()
     kinds = collections.Counter()
@@ -141,6 +153,67 @@ async def test_unit_vectors(dut):
     _write_summary(cfg, vectors=sum(kinds.values()), statuses={str(k): v for k, v in statuses.items()},
                    counters=got, golden_counters=dict(counts), mismatches=len(mismatches))
     assert not mismatches, f"{len(mismatches)} rows differ from check_row, e.g. {mismatches[:3]}"
+    assert got == dict(counts), f"counters {got} != golden {dict(counts)}"
+    assert set(statuses) == {0, 1, 2, 3}, f"every verdict must occur, got {statuses}"
+
+
+@cocotb.test()
+async def test_unit_serial(dut):
+    """Lazy beat sequence on ROWS random rows at a time: the serial pattern bits give check_row's verdicts."""
+    cfg = _cfg()
+    arr = _array(cfg)
+    n, w, rows = arr.cols, arr.acc_width, arr.rows
+    n_part, mod = n_partials(n), 1 << w
+    rng = np.random.default_rng(cfg["seed"])
+    await _unit_reset(dut)
+    counts, statuses, kinds = collections.Counter(), collections.Counter(), collections.Counter()
+    mismatches = []
+
+    async def beat(row: int, c, s: int, fix: bool, sel: int):
+        await FallingEdge(dut.clk)
+        dut.in_valid.value, dut.in_fix.value, dut.in_sel.value, dut.in_row.value = 1, int(fix), sel, row
+        dut.in_c.value, dut.in_s.value = _pack(c, w), int(s) % mod
+        await RisingEdge(dut.clk)
+        await ReadOnly()
+        return (_unpack(dut.out_c.value.to_unsigned(), n, w), int(dut.out_status.value), int(dut.out_idx.value),
+                int(dut.out_alarm.value), _unpack(dut.out_resid.value.to_unsigned(), 1, w)[0])
+
+    i = 0
+    while i < cfg["n_vectors"]:
+        group = []
+        for _ in range(rows):
+            kind = ROW_KINDS[i % len(ROW_KINDS)]
+            group.append((kind, *_unit_row(rng, kind, n, w)))
+            i += 1
+        for r, (kind, c, s, _) in enumerate(group):           # detection beats (lazy: the total residual alone)
+            want = check_row(c, s, np.zeros(n_part, np.int64), part=False, fix=False, acc_width=w)
+            got_c, status, _, alarm, resid = await beat(r, c, s, False, 0)
+            if not (np.array_equal(got_c, c) and status == want.status and alarm == want.alarm
+                    and resid == want.resid):
+                mismatches.append(("detect", kind, status, want.status))
+            counts["detected"] += want.alarm
+        for sel in rerun_sels(arr):                           # one beat per row and column set, the total last
+            for r, (kind, c, s, p) in enumerate(group):
+                word = s if sel == 0 else p[sel - 1] if sel <= n_part else s - p[sel - 1 - n_part]
+                got_c, status, idx, alarm, resid = await beat(r, c, word, True, sel)
+                if sel:
+                    if not np.array_equal(got_c, c) or status != 0:
+                        mismatches.append(("pattern", sel, kind))
+                    continue
+                want = check_row(c, s, p, part=True, fix=True, acc_width=w)
+                if not (np.array_equal(got_c, want.c) and status == want.status and resid == want.resid
+                        and (status not in (DATA, SANITY) or idx == want.idx)):
+                    mismatches.append(("locate", kind, status, want.status, idx, want.idx))
+                counts["corrected"] += want.status == DATA
+                counts["uncorrectable"] += want.status in (SANITY, 3)
+                statuses[want.status] += 1
+                kinds[kind] += 1
+    await FallingEdge(dut.clk)
+    dut.in_valid.value = 0
+    got = {k: int(getattr(dut, f"cnt_{k}").value) for k in ("detected", "corrected", "uncorrectable")}
+    _write_summary(cfg, vectors=sum(kinds.values()), statuses={str(k): v for k, v in statuses.items()},
+                   counters=got, golden_counters=dict(counts), mismatches=len(mismatches))
+    assert not mismatches, f"{len(mismatches)} beats differ from check_row, e.g. {mismatches[:3]}"
     assert got == dict(counts), f"counters {got} != golden {dict(counts)}"
     assert set(statuses) == {0, 1, 2, 3}, f"every verdict must occur, got {statuses}"
 
@@ -210,13 +283,15 @@ async def test_fault_regression(dut):
         det = await bench.check_rows(fix=False)
         final = res1.c
         if any(alarm for alarm, _, _ in det):
-            res2, _ = await bench.recheck(a, b)
-            if not (np.array_equal(res2.c, res1.c) and np.array_equal(res2.s, s0)
-                    and np.array_equal(res2.p, partial_checksums(a, b, p)) and res2.part_valid == 1):
-                bad.append((f, (f"re-run pass: C held {np.array_equal(res2.c, res1.c)}, S {res2.s} != {s0} or "
-                                f"P {res2.p.tolist()} != {partial_checksums(a, b, p).tolist()}, "
-                                f"part_valid {res2.part_valid}")))
-            loc = await bench.check_rows(fix=True)
+            p_fresh = partial_checksums(a, b, p) if eager(p) else np.zeros_like(p1)
+            for sel in rerun_sels(p):           # eager one pass; lazy one column set per pass, the total last
+                res2 = await bench.gemm(a, b, bench.schedule(k, 0.0), rerun=True, chk_sel=sel)
+                s_set = wrap(a @ -(b @ column_set(p, sel)), p.acc_width)
+                if not (np.array_equal(res2.c, res1.c) and np.array_equal(res2.s, s_set)
+                        and np.array_equal(res2.p, p_fresh) and res2.part_valid == int(eager(p))):
+                    bad.append((f, (f"re-run pass {sel}: C held {np.array_equal(res2.c, res1.c)}, S {res2.s} != "
+                                    f"{s_set} or P {res2.p.tolist()} != {p_fresh.tolist()}")))
+                loc = await bench.check_rows(fix=True)
             final = np.stack([row for _, _, row in loc])
         detected, corrected, unc = bench.counters()
         outcome = _classify(final, res1.c, c0, unc)
@@ -236,7 +311,7 @@ async def test_fault_regression(dut):
                    mismatches=len(bad), records=records)
     assert not bad, f"{len(bad)} faults differ from the golden, e.g. {bad[:3]}"
     assert outcomes["silent"] == 0
-    assert len(faults) == cfg["per_pe"] * p.rows * (p.cols + 1 + n_partials(p.cols))
+    assert len(faults) == cfg["per_pe"] * n_fault_pes(p)
 
 
 # ------------------------------------------------------------------------------------------------ pytest side
@@ -259,10 +334,13 @@ def _run(array: ArrayConfig, top: str, test: str, seed: int, **cfg) -> dict:
 
 
 @needs_iverilog
-@pytest.mark.parametrize("array", [ArrayConfig(rows=1, cols=5), ArrayConfig(rows=1, cols=8)], ids=ArrayConfig.tag)
+@pytest.mark.parametrize("array", [ArrayConfig(rows=1, cols=5, checksums="eager"),
+                                   ArrayConfig(rows=1, cols=8, checksums="eager"), ArrayConfig(rows=3, cols=5),
+                                   ArrayConfig(rows=2, cols=8)], ids=lambda a: f"{a.tag()}_{a.checksums.value}")
 def test_sanity_unit(array):
-    """The unit alone: every verdict occurs, outputs and counters bit-exact against check_row."""
-    s = _run(array, "sanity_unit", "test_unit_vectors", seed=7 * array.cols, n_vectors=N_VECTORS)
+    """The unit alone (eager: parallel, lazy: serial): every verdict occurs, outputs and counters == check_row."""
+    test = "test_unit_vectors" if eager(array) else "test_unit_serial"
+    s = _run(array, "sanity_unit", test, seed=7 * array.cols, n_vectors=N_VECTORS)
     assert s["vectors"] == N_VECTORS and s["mismatches"] == 0
     assert s["counters"] == s["golden_counters"]
     assert sorted(s["statuses"]) == ["0", "1", "2", "3"]
@@ -275,8 +353,7 @@ def test_sanity_regression(array):
     """Faults in every PE of the protected array: 0 silent; the outcome counts re-derived from the golden."""
     s = _run(array, "sanity_array", "test_fault_regression", seed=100 * array.rows + array.cols, per_pe=PER_PE,
              k_max=K_MAX)
-    n_pe = array.rows * (array.cols + 1 + n_partials(array.cols))
-    assert s["faults"] == PER_PE * n_pe == len(s["records"]) and s["mismatches"] == 0
+    assert s["faults"] == PER_PE * n_fault_pes(array) == len(s["records"]) and s["mismatches"] == 0
     golden = collections.Counter()
     for rec in s["records"]:
         o = protected_gemm(np.array(rec["a"]), np.array(rec["b"]), Fault.from_dict(rec["fault"]), array)
@@ -286,5 +363,7 @@ def test_sanity_regression(array):
     assert s["outcomes"]["silent"] == 0
     assert s["outcomes"]["corrected"] > 0 and s["outcomes"]["masked"] > 0
     sites = collections.Counter(rec["fault"]["site"] for rec in s["records"])
-    assert sites == {"pe_acc": PER_PE * array.rows * array.cols, "chk_acc": PER_PE * array.rows,
-                     "part_acc": PER_PE * array.rows * n_partials(array.cols)}
+    want = {"pe_acc": PER_PE * array.rows * array.cols, "chk_acc": PER_PE * array.rows}
+    if eager(array):
+        want["part_acc"] = PER_PE * array.rows * n_partials(array.cols)
+    assert sites == want

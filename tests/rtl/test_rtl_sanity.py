@@ -102,7 +102,10 @@ def test_pe_faults_cover_every_pe():
     arr = ArrayConfig(rows=3, cols=5)
     faults = pe_faults(arr, np.random.default_rng(0), 8, 2)
     sites = Counter((f.site, f.index) for f in faults)
-    assert len(sites) == 3 * 5 + 3 + 3 * 3 and set(sites.values()) == {2}
+    assert len(sites) == 3 * 5 + 3 and set(sites.values()) == {2}          # lazy: no partial registers
+    eager_sites = Counter((f.site, f.index) for f in pe_faults(ArrayConfig(rows=3, cols=5, checksums="eager"),
+                                                                np.random.default_rng(0), 8, 2))
+    assert len(eager_sites) == 3 * 5 + 3 + 3 * 3 and set(eager_sites.values()) == {2}
     outcomes = Counter(protected_gemm(A[:1].repeat(3, 0), B, f, arr).outcome for f in faults)
     assert outcomes["silent"] == 0 and outcomes["uncorrectable"] == 0
 

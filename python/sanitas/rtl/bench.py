@@ -164,9 +164,10 @@ class ArrayBench:
                           p=part, part_valid=int(arr.part_valid.value))
 
     async def recheck(self, a: np.ndarray, b: np.ndarray, gap_prob: float = 0.0) -> tuple[GemmResult, int]:
-        """The re-run after an alarm: eager one re-run pass; lazy NP + 1 (chk_sel = 1..NP: the partials on the
-        total-checksum column, then 0: the total). Returns (the last pass's result, re-run passes run)."""
-        sels = [0] if self.p.checksums.value == "eager" else [*range(1, self.n_part + 1), 0]
+        """The re-run passes after an alarm (`sanitas.rtl.sanity.rerun_sels`: eager one; lazy 2 * NP + 1, one
+        column set each on the total-checksum column, the total last). Returns (the last pass's result, passes)."""
+        from .sanity import rerun_sels
+        sels = rerun_sels(self.p)
         for sel in sels:
             res = await self.gemm(a, b, self.schedule(a.shape[1], gap_prob), rerun=True, chk_sel=sel)
         return res, len(sels)

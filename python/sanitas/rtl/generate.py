@@ -76,6 +76,11 @@ def fi_part_width(array: ArrayConfig) -> int:
     return max(1, clog2(n_partials(array) + 1))
 
 
+def sel_width(array: ArrayConfig) -> int:
+    """Width of the chk_sel port, bits (holds 0..2 * n_partials: the lazy column sets, `sanitas.rtl.sanity`)."""
+    return max(1, clog2(2 * n_partials(array) + 1))
+
+
 def n_partials(array: ArrayConfig) -> int:
     """Hamming partial checksum PEs per row: floor(log2 cols) + 1 (`sanitas.protect.code.n_partials`)."""
     return sanity_partials(array.cols)
@@ -102,6 +107,7 @@ def render_systolic_array(array: ArrayConfig, templates: tuple[str, ...] = _TEMP
     ctx = dict(rows=array.rows, cols=array.cols, data_width=array.data_width, acc_width=array.acc_width,
                k_width=array.k_width, max_k=array.max_k, chk_width=array.chk_width, fi_row_w=fi_row_width(array),
                fi_col_w=fi_col_width(array), fi_part_w=fi_part_width(array), n_part=n_partials(array),
+               sel_w=sel_width(array),
                fi_en=int(array.fault_injection), eager=verilog_parameters(array)["EAGER"],
                checksums=array.checksums.value, version=sanitas.__version__,
                regs=ENGINE_REG_TABLE, regs_by=ENGINE_REGS, addr_w=ENGINE_ADDR_W,
@@ -148,8 +154,9 @@ def generate_engine(array: ArrayConfig, out_dir) -> list[Path]:
 
 
 def generate_tmr_array(array: ArrayConfig, out_dir) -> list[Path]:
-    """Render the array's three files and the tmr_array.v top (last) into ``out_dir``; return the .v paths."""
-    return _write(array, out_dir, _TEMPLATES + TMR_TEMPLATES, "generate_tmr_array")
+    """Render the array's three files, sanity_unit.v (its drain) and the tmr_array.v top (last) into ``out_dir``;
+    return the .v paths."""
+    return _write(array, out_dir, _TEMPLATES + SANITY_TEMPLATES[:1] + TMR_TEMPLATES, "generate_tmr_array")
 
 
 def _write(array: ArrayConfig, out_dir, templates: tuple[str, ...], caller: str) -> list[Path]:

@@ -8,15 +8,19 @@ the pass sequence of the protected GEMM (`protected_gemm`):
 
 1. pass 1 with the fault: C, S (`sanitas.golden.gemm.gemm_replay`) and, eager only, P;
 2. one detection beat per row: alarm when the total residual (lazy) or any residual (eager) is non-zero;
-3. on any alarm, a re-run pass: C held, S and P recomputed (fault-free: the record is a single transient);
-   one location beat per row corrects the located output (DATA) or flags the row (SANITY / UNCORRECTABLE).
+3. on any alarm, the re-run passes (`rerun_sels`): C held, S and P recomputed (fault-free: the record is a single
+   transient); one location beat per row corrects the located output (DATA) or flags the row (SANITY /
+   UNCORRECTABLE). Eager: one pass with every partial. Lazy: 2 * NP + 1 passes on the total-checksum column, one
+   column set each (partial m, the complement of partial m, then the total), each followed by one beat per row;
+   the sanity_unit keeps the pattern bits per row (rp_m != 0; rt - rp_m == 0, the complement residual) and the
+   beats after the total pass locate with them -- the same verdict as one beat with every residual.
 
 Outcome of a record (`OUTCOMES`): ``uncorrectable`` when a row was flagged; else ``masked`` when the pass-1 C was
 already right, ``corrected`` when it was wrong and the final C is right; ``silent`` when the final C is wrong and
 nothing was flagged. Fault sites: ``pe_acc``, ``chk_acc`` (`sanitas.faults.fault`) and ``part_acc`` (m, p), the
-partial checksum p of row m (its PE when eager, its register when lazy; in a lazy pass 1 it holds 0, so the fault
-acts on 0 and is ignored by the check). Lazy re-runs compute the partials serially on the total-checksum column
-(NP + 1 passes); the outcome is the same as one re-run with all partials, which is what this model computes.
+partial checksum p of row m: eager, its PE; lazy has no partial register (the partials are recomputed on the
+total-checksum column in the re-run and checked serially), so a lazy record acts on nothing that is ever read:
+the model lets it act on a 0 that the check ignores (masked), and `pe_faults` draws none for lazy.
 """
 from __future__ import annotations
 
@@ -43,6 +47,21 @@ SANITY_SITES = ("pe_acc", "chk_acc", "part_acc")
 def eager(array: ArrayConfig) -> bool:
     """True when the partial checksum PEs run in every pass (``checksums = eager``)."""
     return array.checksums.value == "eager"
+
+
+def rerun_sels(array: ArrayConfig) -> list[int]:
+    """chk_sel of each re-run pass after an alarm, in order: eager [0]; lazy [1 .. 2 * NP, 0] -- m + 1 partial m,
+    NP + 1 + m its complement, 0 the total last (its beats locate and correct)."""
+    return [0] if eager(array) else [*range(1, 2 * n_partials(array.cols) + 1), 0]
+
+
+def column_set(array: ArrayConfig, sel: int) -> np.ndarray:
+    """(cols,) 0/1: the outputs whose weight columns the checksum column sums in a pass with chk_sel ``sel``."""
+    n_part = n_partials(array.cols)
+    if not 0 <= sel <= 2 * n_part:
+        raise SanitasError(f"chk_sel must be in [0, {2 * n_part}], got {sel}")
+    cover = hamming_cover(array.cols)
+    return cover[-1] if sel == 0 else cover[sel - 1] if sel <= n_part else 1 - cover[sel - 1 - n_part]
 
 
 def _as_chk(fault: Fault, array: ArrayConfig) -> Fault:
@@ -147,13 +166,20 @@ def protected_gemm(a, b, fault: Fault | None, array: ArrayConfig) -> GemmOutcome
     return GemmOutcome(final, c1, any(alarms), sum(alarms), corrected, unc, outcome)
 
 
+def n_fault_pes(array: ArrayConfig) -> int:
+    """Accumulator registers `pe_faults` draws from: rows x (cols + 1), plus rows x NP partial PEs when eager."""
+    return array.rows * (array.cols + 1 + (n_partials(array.cols) if eager(array) else 0))
+
+
 def pe_faults(array: ArrayConfig, rng: np.random.Generator, k: int, per_pe: int) -> list[Fault]:
     """``per_pe`` random single accumulator faults in every PE of ``array`` (data, total and partial columns) on a
     (rows, k) @ (k, cols) GEMM: random bit, kind (80 % bitflip, else stuck0 / stuck1 for one cycle) and
-    wavefront cycle (or read-out). Order: PE by PE, data PEs row-major, then the total PEs, then the partials."""
+    wavefront cycle (or read-out). Order: PE by PE, data PEs row-major, then the total PEs, then (eager) the
+    partial PEs; lazy has no partial registers (`n_fault_pes`)."""
     pes = [("pe_acc", (r, j)) for r in range(array.rows) for j in range(array.cols)]
     pes += [("chk_acc", (r,)) for r in range(array.rows)]
-    pes += [("part_acc", (r, q)) for r in range(array.rows) for q in range(n_partials(array.cols))]
+    if eager(array):
+        pes += [("part_acc", (r, q)) for r in range(array.rows) for q in range(n_partials(array.cols))]
     out = []
     for site, index in pes:
         for _ in range(per_pe):
