@@ -2,7 +2,8 @@
 it with the cocotb bench (Icarus, ``--sim``), run the N-fault regression of the protected datapath (``--regress N``:
 `sanitas.rtl.regress`; JSON keys faults, total, silent, detected (alarmed), corrected, rolled_back (handed to the
 rollback: uncorrectable in the tile), masked, bit_exact (RTL == golden for every record), faults_per_s) and estimate
-its area (yosys, ``--area``: the array alone, and the engine variants of `sanitas.rtl.area.variant_area`).
+its area (yosys, ``--area``: the array alone, and the engine variants of `sanitas.rtl.area.area_table`: JSON
+``area_variants``, ``area_ratios`` (against unprotected, same run) and ``area_targets``).
 ``--checkpoint P --images K`` runs the first K digits test images of checkpoint P layer by layer through the RTL
 ``engine`` (AXI4-Lite + AXI4-Stream, cocotbext-axi; `sanitas.rtl.network.run_engine_network`) and compares the
 logits with the golden model: JSON ``bit_exact`` (images whose logits all match) and ``total`` (images), ``engine``
@@ -90,11 +91,12 @@ def run(args) -> dict:
         except RuntimeError as e:
             raise SanitasError(str(e)) from None
         out["area"] = {k: a[k] for k in ("LUT", "FF", "DSP") if k in a}
-        from ..rtl.area import variant_area
+        from ..rtl.area import area_table
         try:
-            out["area_variants"] = variant_area(array, Path(args.out) / "area")
+            t = area_table(array, Path(args.out) / "area")
         except RuntimeError as e:
             raise SanitasError(str(e)) from None
+        out.update(area_variants=t["variants"], area_ratios=t["ratios"], area_targets=t["targets"])
     if args.regress:
         from ..rtl.regress import run_regression
         try:
