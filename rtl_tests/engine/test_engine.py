@@ -263,6 +263,7 @@ async def test_faults(dut):
     xq = np.load(cfg["images"], allow_pickle=False)[:4]
     layers, layers2 = chain(gm, xq, array), chain(gm, xq[:2], array)    # 4 images; 2 for the long case
     results = {}
+    t0 = time.time()
     cmd, a = layers[0][0], layers[0][1]          # conv1: 4 images, 32 tile GEMMs a command
     for name, gemm, edge, row, col, part, kind, bit, want in _faults(array):
         await eng.write("FI_GEMM", gemm)
@@ -354,6 +355,9 @@ async def test_faults(dut):
         assert o != "silent", f"silent controller fault {reg} bit {fbit} kind {fkind} cycle {cyc}"
     await eng.write("FI_RB", 0)
     results["controller"] = ctrl
+    n = len(results) - 1 + sum(ctrl.values())
+    print(f"engine single faults: {n} in {time.time() - t0:.1f} s, {n / (time.time() - t0):.2f} faults/s "
+          f"(controller: {ctrl})")
     with open(cfg["summary"] + ".faults.json", "w") as f:
         json.dump(results, f)
 
