@@ -1,21 +1,25 @@
 """RTL area and fault-free cycles of the protected systolic engine against its unprotected and TMR baselines (issue 14).
 
-Area (yosys ``synth_xilinx``, 7-series, FI_EN = 0; `sanitas.rtl.area.estimate_area`), each variant the sum of its
-units synthesised separately at ``--rows`` x ``--cols`` (default 16 x 16):
-  unprotected   systolic_array CHK_EN = 0 (no checksum PEs)      + dmr_unit DMR_EN = 0 (one-lane output stage)
-  sanity lazy   sanity_array EAGER = 0 (total PE column; partials serially on it in the re-run) + the same stage
-  sanity eager  sanity_array EAGER = 1 (total + NP partial PE columns)                          + the same stage
+Area (`sanitas.rtl.area.area_table`: yosys ``synth_xilinx -flatten``, 7-series, FI_EN = 0), each variant the sum of
+its units synthesised separately at ``--rows`` x ``--cols`` (default 16 x 16); every variant reads its results
+through the same drain (a ROWS:1 row multiplexer and a COLS-word output register):
+  unprotected   sanity_array CHK_EN = 0 (no checksum PEs, the drain only) + dmr_unit DMR_EN = 0 (one-lane stage)
+  sanity lazy   sanity_array EAGER = 0 (one total-checksum PE column; partial / complement sets serially on it in
+                the re-run; the residual checked on the drain, NP + 1 pattern bits per row)        + the same stage
+  sanity eager  sanity_array EAGER = 1 (total + NP partial PE columns, parallel check)            + the same stage
   sanity+dmr    sanity_array lazy + dmr_unit DMR_EN = 1 (two lanes, stream checksums) + rollback_ctrl
-  tmr           tmr_array (three unprotected arrays + bitwise voters)                           + the same stage
+  tmr           tmr_array (three unprotected arrays + bitwise voters + the drain)                 + the same stage
 BRAM is 0 for every variant: the units hold no tensor buffers (the engine's activation/weight memories are the
-same in all variants and are not part of this comparison).
+same in all variants and are not part of this comparison). Printed: the table, the ratios against unprotected
+(same run), the targets and the yosys seconds per variant; ``--breakdown`` adds LUT / FF per module of the lazy
+sanity_array (hierarchical synth_xilinx).
 
 Fault-free cycles per layer (LeNet-5 and ResNet-20 on 8x8 digits, per image): each conv/linear is an im2col GEMM
 (M = output pixels, N = output channels, K = C_in/groups * kh * kw) cut into ceil(M/rows) * ceil(N/cols) tiles; one
 tile pass of the RTL array takes K + rows + cols + 2 edges from start to done (start edge, K beats, the wavefront,
-the check edge: measured by rtl_tests/systolic_array). Lazy detection is the array's own row check (all rows in
-the check edge), so fault-free lazy sanity adds no beat; the unprotected array's wavefront is one column shorter
-(K + rows + cols + 1); eager adds the ``rows`` sanity_unit beats per tile (partial residuals). The DMR lanes and
+the check edge: measured by rtl_tests/systolic_array), then ``rows`` drain beats read the rows out (every variant).
+The sanity check runs on those drain beats (lazy: the total residual; eager: every residual), so fault-free sanity
+adds no beat; the unprotected array's wavefront is one column shorter (K + rows + cols + 1). The DMR lanes and
 checksums run beside the stream (no cycles). Targets: sanity+dmr <= +10 % LUT+FF and at most one extra DSP column
 (``cols``-wide array: rows extra DSPs) over unprotected; TMR >= +200 % LUT+FF; lazy fault-free cycles <= +10 %.
 
@@ -39,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 
 from sanitas.config import ArrayConfig  # noqa: E402
-from sanitas.rtl.area import variant_area  # noqa: E402
+from sanitas.rtl.area import area_table, module_breakdown  # noqa: E402
 
 
 def gemm_layers(model: str) -> list[tuple[str, int, int, int]]:
@@ -59,8 +63,8 @@ def gemm_layers(model: str) -> list[tuple[str, int, int, int]]:
 
 def tile_cycles(array: ArrayConfig, k: int, variant: str) -> int:
     """Edges of one fault-free tile pass of the RTL array (see the module doc)."""
-    base = k + array.rows + array.cols + 2
-    return {"unprotected": base - 1, "lazy": base, "eager": base + array.rows}[variant]
+    base = k + array.rows + array.cols + 2 + array.rows          # pass + drain beats
+    return {"unprotected": base - 1, "lazy": base, "eager": base}[variant]
 
 
 def cycle_table(array: ArrayConfig, model: str) -> list[dict]:
@@ -77,6 +81,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", type=int, default=16)
     ap.add_argument("--cols", type=int, default=16)
     ap.add_argument("--no-area", action="store_true", help="cycles only (no yosys)")
+    ap.add_argument("--breakdown", action="store_true", help="also LUT / FF per module of the lazy sanity_array")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     ap.add_argument("--checkpoint", type=Path, default=None, help="a digits LeNet-5 checkpoint: run the RTL engine")
     ap.add_argument("--images", type=int, default=10, help="images through the RTL engine (with --checkpoint)")
@@ -86,19 +91,29 @@ def main(argv=None) -> int:
     array = ArrayConfig(rows=args.rows, cols=args.cols, fault_injection=False)
     result: dict = {"rows": array.rows, "cols": array.cols}
     if not args.no_area:
-        print(f"area, {array.rows}x{array.cols} (yosys synth_xilinx, FI_EN = 0):")
+        print(f"area, {array.rows}x{array.cols} (yosys synth_xilinx -flatten, 7-series, FI_EN = 0):")
         with tempfile.TemporaryDirectory() as tmp:
-            table = variant_area(array, Path(tmp), progress=print)
-        base = table["unprotected"]
-        lf = base["LUT"] + base["FF"]
-        ratios = {v: {"LUT+FF": round((r["LUT"] + r["FF"]) / lf - 1, 4), "extra_DSP": r["DSP"] - base["DSP"]}
-                  for v, r in table.items()}
-        for v, r in ratios.items():
-            print(f"  {v:13s} LUT+FF {100 * r['LUT+FF']:+7.1f} %   DSP {r['extra_DSP']:+5d}")
-        sd, tmr = ratios["sanity+dmr"], ratios["tmr"]
-        print(f"targets: sanity+dmr LUT+FF <= +10 %: {sd['LUT+FF'] <= 0.10}; extra DSP <= one column "
-              f"({array.rows}): {sd['extra_DSP'] <= array.rows}; TMR >= +200 %: {tmr['LUT+FF'] >= 2.0}")
-        result.update(area=table, area_ratios=ratios)
+            tab = area_table(array, Path(tmp), progress=print)
+            if args.breakdown:
+                from sanitas.rtl.generate import generate_sanity_array
+                files = generate_sanity_array(array, Path(tmp) / "breakdown")
+                bd = module_breakdown(files, "sanity_array")
+                print("lazy sanity_array by module (hierarchical synth_xilinx; instances x their cells):")
+                for mod, r in sorted(bd.items(), key=lambda kv: -(kv[1]["LUT"] + kv[1]["FF"])):
+                    print(f"  {mod:16s} x{r['instances']:4d}  LUT {r['LUT']:6d}  FF {r['FF']:6d}  DSP {r['DSP']:4d}")
+                tab["breakdown"] = bd
+        print(f"  {'variant':13s} {'LUT':>7s} {'FF':>7s} {'DSP':>5s} {'BRAM':>5s}   {'LUT+FF':>8s} {'DSP+':>5s}"
+              "  yosys s")
+        for v, r in tab["variants"].items():
+            q = tab["ratios"][v]
+            print(f"  {v:13s} {r['LUT']:7d} {r['FF']:7d} {r['DSP']:5d} {r['BRAM']:5d}   "
+                  f"{100 * q['LUT+FF']:+7.1f}% {q['extra_DSP']:+5d}  {r['seconds']:7.1f}")
+        sd, tmr = tab["ratios"]["sanity+dmr"], tab["ratios"]["tmr"]
+        print(f"targets: sanity+dmr LUT+FF <= +10 %: {sd['LUT+FF'] <= 0.10} ({100 * sd['LUT+FF']:+.1f} %); extra DSP "
+              f"<= one column ({array.rows}): {sd['extra_DSP'] <= array.rows}; TMR >= +200 %: {tmr['LUT+FF'] >= 2.0} "
+              f"({100 * tmr['LUT+FF']:+.1f} %); yosys {tab['seconds']:.0f} s")
+        result.update(area=tab["variants"], area_ratios=tab["ratios"], area_targets=tab["targets"],
+                      area_seconds=tab["seconds"])
     result["cycles"] = {}
     for model in ("lenet5", "resnet20"):
         rows = cycle_table(array, model)

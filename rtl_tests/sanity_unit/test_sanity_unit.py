@@ -12,12 +12,14 @@ Golden: `sanitas.rtl.sanity` (built on `sanitas.protect.sanity` and `sanitas.gol
     `check_row(part=False)`, the beats after the total `check_row(part=True, fix=True)` (the serial pattern bits
     give the parallel verdict), pattern beats must pass C through and count nothing.
   * test_fault_regression (top sanity_array): ``per_pe`` single accumulator faults (`sanitas.rtl.sanity.pe_faults`:
-    random bit, kind, wavefront cycle) in every PE -- data, total and partial checksum columns -- each on a fresh
+    random bit, kind, wavefront cycle) in every PE -- data, total and partial checksum columns -- and ``per_reg`` in
+    every A and B operand register (`operand_faults`; the fi_reg port), each on a fresh
     random GEMM with a reset before it, all in one simulation. Each runs the sanity flow (pass 1 with the fault,
     detection beats, on an alarm the re-run passes of `rerun_sels`, each followed by one beat per row); C, S, P of
     every pass must equal the golden values, the counters and the outcome (masked / corrected / uncorrectable /
-    silent) `protected_gemm`'s, and no outcome may be silent. Prints faults/s and writes the records and outcomes
-    to the summary.
+    silent) `protected_gemm`'s, and no outcome may be silent but an A operand's (the row checksums' blind spot: a
+    faulty A reaches every column right of its register, from column 0 on it is an input error). Prints faults/s
+    and writes the records and outcomes to the summary.
 The pytest functions at the bottom build and run each top with Icarus and re-derive the outcome counts of the
 written records from the golden model.
 """
@@ -39,8 +41,8 @@ from sanitas.golden.gemm import gemm_replay, wrap
 from sanitas.protect.code import DATA, SANITY, hamming_cover, n_partials
 from sanitas.rtl.bench import ArrayBench
 from sanitas.rtl.generate import BENCH_ENV, generate_sanity_array, run_bench
-from sanitas.rtl.sanity import (OUTCOMES, check_row, column_set, eager, n_fault_pes, partial_checksums, pe_faults,
-                                protected_gemm, rerun_sels)
+from sanitas.rtl.sanity import (OUTCOMES, check_row, column_set, eager, n_fault_pes, operand_faults, partial_checksums,
+                                pe_faults, protected_gemm, rerun_sels)
 
 import cocotb
 from cocotb.clock import Clock
@@ -263,8 +265,9 @@ async def test_fault_regression(dut):
     bench = SanityBench(dut, cfg)
     await bench.init()
     p, rng = bench.p, bench.rng
-    faults = pe_faults(p, rng, cfg["k_max"], cfg["per_pe"])
+    faults = pe_faults(p, rng, cfg["k_max"], cfg["per_pe"]) + operand_faults(p, rng, cfg["k_max"], cfg["per_reg"])
     records, bad = [], []
+    silent_a = 0     # silent A-operand records: every column right of the register sees the same faulty A
     outcomes = collections.Counter()
     t0 = time.perf_counter()
     for f in faults:
@@ -300,6 +303,7 @@ async def test_fault_regression(dut):
             bad.append((f, (f"rtl {(detected, corrected, unc, outcome)} golden "
                             f"{(gold.detected, gold.corrected, gold.uncorrectable, gold.outcome)}")))
         outcomes[outcome] += 1
+        silent_a += outcome == "silent" and f.site == "pe_a"
         records.append({"fault": f.to_dict(), "a": a.tolist(), "b": b.tolist(), "outcome": outcome,
                         "counters": [detected, corrected, unc]})
     wall = time.perf_counter() - t0
@@ -308,10 +312,10 @@ async def test_fault_regression(dut):
     print(f"sanity regression {p.rows}x{p.cols} {p.checksums.value}: {len(faults)} faults, {rate:.1f} faults/s, "
           f"{dict(outcomes)}")
     _write_summary(cfg, faults=len(faults), outcomes={o: outcomes[o] for o in OUTCOMES}, faults_per_s=rate,
-                   mismatches=len(bad), records=records)
+                   mismatches=len(bad), records=records, silent_operand_a=silent_a)
     assert not bad, f"{len(bad)} faults differ from the golden, e.g. {bad[:3]}"
-    assert outcomes["silent"] == 0
-    assert len(faults) == cfg["per_pe"] * n_fault_pes(p)
+    assert outcomes["silent"] == silent_a, "only an A operand register may end silent (the golden's blind spot)"
+    assert len(faults) == cfg["per_pe"] * n_fault_pes(p) + cfg["per_reg"] * 2 * p.rows * (p.cols + 1)
 
 
 # ------------------------------------------------------------------------------------------------ pytest side
@@ -319,6 +323,7 @@ async def test_fault_regression(dut):
 needs_iverilog = pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog (Icarus Verilog) not on PATH")
 N_VECTORS = 600   # rows per sanity_unit simulation
 PER_PE = 8        # faults per PE in the regression (the 10k regression is rtl_tests/sanity_tile)
+PER_REG = 3       # faults per operand register (A and B of every PE position) in the regression
 K_MAX = 10        # longest random reduction of a regression GEMM
 
 
@@ -352,18 +357,24 @@ def test_sanity_unit(array):
 def test_sanity_regression(array):
     """Faults in every PE of the protected array: 0 silent; the outcome counts re-derived from the golden."""
     s = _run(array, "sanity_array", "test_fault_regression", seed=100 * array.rows + array.cols, per_pe=PER_PE,
-             k_max=K_MAX)
-    assert s["faults"] == PER_PE * n_fault_pes(array) == len(s["records"]) and s["mismatches"] == 0
+             per_reg=PER_REG, k_max=K_MAX)
+    n_reg = 2 * array.rows * (array.cols + 1)
+    assert s["faults"] == PER_PE * n_fault_pes(array) + PER_REG * n_reg == len(s["records"]) and s["mismatches"] == 0
     golden = collections.Counter()
     for rec in s["records"]:
         o = protected_gemm(np.array(rec["a"]), np.array(rec["b"]), Fault.from_dict(rec["fault"]), array)
         golden[o.outcome] += 1
         assert rec["outcome"] == o.outcome and rec["counters"] == [o.detected, o.corrected, o.uncorrectable]
     assert s["outcomes"] == {o: golden[o] for o in OUTCOMES}
-    assert s["outcomes"]["silent"] == 0
+    # 0 silent except A operand records (a faulty A[m, kk] reaches every column right of its register; from column 0
+    # on it is an input error the row checksums cannot see -- input DMR's domain)
+    silent_a = sum(r["outcome"] == "silent" and r["fault"]["site"] == "pe_a" for r in s["records"])
+    assert s["outcomes"]["silent"] == s["silent_operand_a"] == silent_a
     assert s["outcomes"]["corrected"] > 0 and s["outcomes"]["masked"] > 0
+    assert any(r["outcome"] == "corrected" and r["fault"]["site"] == "pe_b" for r in s["records"])
     sites = collections.Counter(rec["fault"]["site"] for rec in s["records"])
-    want = {"pe_acc": PER_PE * array.rows * array.cols, "chk_acc": PER_PE * array.rows}
+    want = {"pe_acc": PER_PE * array.rows * array.cols, "chk_acc": PER_PE * array.rows, "pe_a": PER_REG * n_reg // 2,
+            "pe_b": PER_REG * n_reg // 2}
     if eager(array):
         want["part_acc"] = PER_PE * array.rows * n_partials(array.cols)
     assert sites == want

@@ -13,6 +13,8 @@ One Icarus simulation per array configuration runs the cocotb tests against the 
     GEMM before each. C and S must equal `gemm_replay` of the same record, chk_err must rise exactly when they
     differ from the fault-free golden values, row_err must name the faulty row, and a flip must move the faulty
     result by +-2**bit (mod 2**ACC_W) and nothing else.
+  * test_fault_injection also drives ``n_operand`` operand-register faults (`sanitas.rtl.sanity.operand_faults`, the
+    fi_reg port): C and S must equal `gemm_replay`, row_err exactly the rows whose extended product is not 0.
   * test_fault_replay (run by `sanitas.rtl.generate.run_cocotb_replay` only): the given Fault records on the given
     GEMMs, back to back; writes the outputs for the caller to compare with the golden and HLS levels.
 Each test writes its counts into the JSON summary (path in the bench config). The pytest function at the bottom
@@ -34,7 +36,7 @@ from sanitas.faults import Fault
 from sanitas.golden.gemm import gemm_replay, gemm_with_checksum, wrap
 from sanitas.rtl.bench import ArrayBench
 from sanitas.rtl.generate import BENCH_ENV, run_cocotb_smoke
-from sanitas.rtl.sanity import column_set, eager, partial_checksums, rerun_sels
+from sanitas.rtl.sanity import column_set, eager, operand_faults, partial_checksums, rerun_sels
 
 import cocotb
 
@@ -182,6 +184,23 @@ async def test_fault_injection(dut):
     assert injected == cfg["n_faults"]
     assert corrupting >= flips > 0, "every bit flip must corrupt an output"
     assert detected == corrupting == located
+    # operand registers (fi_reg): C and S equal gemm_replay, and the row check flags exactly the rows whose extended
+    # product no longer sums to 0
+    op_bad, op_flagged = [], 0
+    n_op = cfg.get("n_operand", 0)
+    faults = operand_faults(p, rng, 16, -(-n_op // (2 * p.rows * (p.cols + 1))))   # every register, then a sample
+    for fault in [faults[i] for i in rng.permutation(len(faults))[:n_op]]:
+        k = int(rng.integers(1, 17))
+        a, b = _operand(rng, (p.rows, k), p), _operand(rng, (k, p.cols), p)
+        res = await bench.gemm(a, b, bench.schedule(k, float(rng.choice([0.0, 0.25]))), fault=fault, reset_first=True)
+        c_rep, s_rep = gemm_replay(a, b, fault, p)
+        rows_bad = wrap(c_rep.sum(axis=1) + s_rep, p.acc_width) != 0
+        want = int(sum(1 << r for r in np.flatnonzero(rows_bad)))
+        if not (np.array_equal(res.c, c_rep) and np.array_equal(res.s, s_rep) and res.row_err == want):
+            op_bad.append((fault.to_dict(), res.row_err, want))
+        op_flagged += res.row_err != 0
+    _update_summary(cfg, operand_faults=min(len(faults), n_op), operand_flagged=op_flagged)
+    assert not op_bad, f"{len(op_bad)} operand faults differ from gemm_replay, e.g. {op_bad[:3]}"
 
 
 @cocotb.test()
@@ -206,6 +225,7 @@ async def test_fault_replay(dut):
 
 N_RANDOM = 100  # random GEMMs per size (plus N_EDGE_CASES fixed ones)
 N_FAULTS = 400  # injected faults per size
+N_OPERAND = 60  # injected operand-register faults per size (A / B registers, fi_reg)
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog (Icarus Verilog) not on PATH")
@@ -216,12 +236,13 @@ def test_systolic_array(array):
     """Build the array with Icarus, run both smoke tests in one simulation, check the counts."""
     out = ROOT / "build" / "rtl_tests" / "systolic_array" / (array.tag() + ("_eager" if eager(array) else ""))
     summary = run_cocotb_smoke(out, array, seed=1000 * array.rows + array.cols, n_random=N_RANDOM,
-                               n_faults=N_FAULTS)
+                               n_faults=N_FAULTS, n_operand=N_OPERAND)
     assert summary["passed"], f"cocotb bench failed: {summary} (log: {summary['log']})"
     assert summary["tests"] == 2 and summary["failed"] == 0
     assert summary["gemms_checked"] == N_RANDOM + N_EDGE_CASES
     assert summary["reruns_checked"] == (N_RANDOM + N_EDGE_CASES + 3) // 4
     assert summary["faults_injected"] == N_FAULTS
     assert summary["faults_corrupting"] > 0
+    assert summary["operand_faults"] == N_OPERAND and summary["operand_flagged"] > 0
     assert summary["faults_detected"] == summary["faults_corrupting"] == summary["faults_located"]
     assert summary["false_alarms"] == 0

@@ -122,10 +122,18 @@ def test_fault_to_fi_ports():
     assert fault_to_fi_ports(read_out, arr, k).edge == k + arr.rows + arr.cols
     late = Fault("pe_acc", "gemm", (1, 2), 4, cycle=100)               # kk >= K - 1: same as read-out
     assert fault_to_fi_ports(late, arr, k).edge == k + arr.rows + arr.cols
+    # operand registers: the edge that uses reduction step kk (the same as an accumulator fault of that step),
+    # fi_reg 1 (A) / 2 (B); a cycle whose step is a padding operand has no effect (fi_kind 3)
+    # pe_a (1, 2) at cycle 5: kk = 2, beat 2 at edge 3 -> edge 3 + 1 + 1 + 2
+    assert fault_to_fi_ports(Fault("pe_a", "gemm", (1, 2), 7, cycle=5), arr, k) == FiPorts(1, 2, 7, 0, 7, 0, 1)
+    assert fault_to_fi_ports(Fault("pe_b", "gemm", (2, 4), 10, "stuck1", cycle=9), arr, k, list(range(2, 12))) == \
+        FiPorts(2, 4, 10, 2, 12, 0, 2)                                   # chk_width 11; kk = 3: edge 5 + 1 + 2 + 4
+    assert fault_to_fi_ports(Fault("pe_a", "gemm", (3, 3), 1, cycle=2), arr, k) == FiPorts(3, 3, 1, 3, 0, 0, 1)
     bad = [
-        (Fault("weight", "gemm", (0, 0), 1), "RTL replay supports the sites pe_acc, chk_acc, part_acc, got 'weight'"),
-        (Fault("pe_a", "gemm", (0, 0), 1, cycle=2),
-         "RTL replay supports the sites pe_acc, chk_acc, part_acc, got 'pe_a'"),
+        (Fault("weight", "gemm", (0, 0), 1),
+         "RTL replay supports the sites pe_acc, chk_acc, part_acc, pe_a, pe_b, got 'weight'"),
+        (Fault("pe_a", "gemm", (0, 0), 8, cycle=2), "bit 8 out of range for the 8-bit pe_a register"),
+        (Fault("pe_b", "gemm", (0, 0), 1), "pe_b faults need a cycle"),
         (Fault("pe_acc", "gemm", (0, 0), 3, "multibit"), "RTL replay supports the kinds bitflip, stuck0, stuck1"),
         (Fault("pe_acc", "gemm", (4, 0), 1), "pe_acc index must be (row, col) in [0, 4) x [0, 4), got (4, 0)"),
         (Fault("pe_acc", "gemm", (0, 4), 1), "pe_acc index must be (row, col)"),

@@ -94,8 +94,22 @@ def test_protected_gemm_outcomes():
     assert (eager.outcome, eager.rerun, eager.detected, eager.corrected) == ("masked", True, 1, 0)
     none = protected_gemm(A, B, None, arr)
     assert (none.outcome, none.rerun) == ("masked", False)
-    with pytest.raises(SanitasError, match="the sanity flow models the sites pe_acc, chk_acc, part_acc, got 'pe_a'"):
-        protected_gemm(A, B, Fault("pe_a", "gemm", (0, 0), 1, cycle=0), arr)
+    # operand registers: a faulty B[kk, 3] from PE row 0 down is located and corrected in every row it reaches
+    ob = protected_gemm(A, B, Fault("pe_b", "gemm", (0, 3), 6, cycle=3), arr)
+    assert ob.outcome == "corrected" and np.array_equal(ob.c, gold) and ob.corrected == ob.detected > 0
+    # eager: a faulty A reaches the partial PEs too (they share the checksum PE's A register)
+    e = ArrayConfig(rows=2, cols=5, checksums="eager")
+    fa = Fault("pe_a", "gemm", (1, 2), 4, cycle=2)
+    kk = 2 - 1 - 2                                    # cycle - pe_row - pe_col: a padding step, no effect
+    assert kk < 0 and np.array_equal(partial_checksums(A, B, e, fa), partial_checksums(A, B, e))
+    fa = Fault("pe_a", "gemm", (1, 2), 4, cycle=4)    # kk = 1
+    delta = (int(A[1, 1]) ^ 16) - int(A[1, 1])
+    want = partial_checksums(A, B, e).copy()
+    want[1] += delta * -(hamming_cover(5)[:-1] @ B[1])
+    assert np.array_equal(partial_checksums(A, B, e, fa), want)
+    with pytest.raises(SanitasError, match="the sanity flow models the sites pe_acc, chk_acc, part_acc, pe_a, pe_b, "
+                                           "got 'weight'"):
+        protected_gemm(A, B, Fault("weight", "gemm", (0, 0), 1), arr)
 
 
 def test_pe_faults_cover_every_pe():

@@ -59,7 +59,7 @@ class ArrayBench:
         dut = self.dut
         Clock(dut.clk, 10, unit="ns", impl="gpi").start()
         for name in ("start", "k_len", "rerun", "chk_sel", "in_valid", "a_col", "b_row", "fi_en", "fi_row", "fi_col",
-                     "fi_bit", "fi_kind", "fi_part") + self.extra_inputs:
+                     "fi_bit", "fi_kind", "fi_part", "fi_reg") + self.extra_inputs:
             getattr(dut, name).value = 0
         dut.rst.value = 1
         await RisingEdge(dut.clk)
@@ -96,6 +96,7 @@ class ArrayBench:
         if fi is not None and fi.edge == edge:
             dut.fi_row.value, dut.fi_col.value = fi.fi_row, fi.fi_col
             dut.fi_bit.value, dut.fi_kind.value, dut.fi_part.value = fi.fi_bit, fi.fi_kind, fi.fi_part
+            dut.fi_reg.value = fi.fi_reg
             dut.fi_en.value = 1
             self._fi_on = True
         elif self._fi_on:

@@ -10,8 +10,14 @@ The RTL streams beats at edges chosen by the bench (bubbles allowed), so cycle -
 beat kk accepted at edge E reaches PE (i, j) i + j edges later and is accumulated at edge E + 1 + i + j.  Hence
 `fault_to_fi_ports` maps t to edge ``beat_edge[kk] + 1 + i + j`` for 0 <= kk < K - 1, to edge 0 (the start edge,
 after the clear) for kk < 0, and to the last accumulation edge ``e_last + rows + cols`` for kk >= K - 1 and for
-``cycle=None`` (read-out).  Edges count from the start edge 0.  Operand-register sites (pe_a, pe_b) and the kinds
-multibit / random have no RTL port yet (one-line SanitasError); they replay at golden and HLS level.
+``cycle=None`` (read-out).  Edges count from the start edge 0.
+
+Operand registers (``pe_a``, ``pe_b`` (row, j), j == cols: the checksum PE; fi_reg 1 / 2): the value entering PE
+(i, j) at the edge where it runs reduction step kk is the faulty one, used there and forwarded (A to the right,
+into the checksum PE and, eager, the partial PEs that share its A register; B downwards), so the edge is the same
+``beat_edge[kk] + 1 + i + j``; a cycle whose kk is outside [0, K) meets a padding operand and has no effect (the
+golden's rule): the port gets fi_kind 3 (none).  The kinds multibit / random have no RTL port (one-line
+SanitasError); they replay at golden and HLS level.
 
 ``part_acc`` (index (m, p)) is Hamming partial checksum p of GEMM row m (`sanitas.rtl.sanity`; registered in
 `sanitas.faults.fault` as an array site without golden equivalent): eager, the accumulator of partial PE p at the
@@ -31,7 +37,9 @@ from ..golden.gemm import locate
 #: fi_kind encoding of the generated PE: `sanitas.faults.KINDS` name -> 2-bit code.
 FI_KINDS = {"bitflip": 0, "stuck0": 1, "stuck1": 2}
 #: Array sites the RTL fault port reaches.
-FI_SITES = ("pe_acc", "chk_acc", "part_acc")
+FI_SITES = ("pe_acc", "chk_acc", "part_acc", "pe_a", "pe_b")
+#: fi_reg code of each site: the register of PE (fi_row, fi_col) the fault acts on.
+FI_REGS = {"pe_acc": 0, "chk_acc": 0, "part_acc": 0, "pe_a": 1, "pe_b": 2}
 
 
 class FiPorts(NamedTuple):
@@ -42,6 +50,7 @@ class FiPorts(NamedTuple):
     fi_kind: int
     edge: int
     fi_part: int = 0   # 0: the PE named by fi_col; p + 1: partial checksum PE p of row fi_row
+    fi_reg: int = 0    # 0 accumulator, 1 A operand register, 2 B operand register (FI_REGS)
 
 
 def fault_to_fi_ports(fault, array: ArrayConfig, k: int, beat_edges: Sequence[int] | None = None) -> FiPorts:
@@ -65,6 +74,12 @@ def fault_to_fi_ports(fault, array: ArrayConfig, k: int, beat_edges: Sequence[in
     if len(edges) != k or any(b <= a for a, b in zip([0, *edges], edges, strict=False)):
         raise SanitasError(f"beat_edges must be {k} increasing edges >= 1, got {edges}")
     t = locate(fault, array, array.rows, k, array.cols)
+    reg = FI_REGS[fault.site]
+    if reg:                                 # operand register: the edge that uses step kk; padding: no effect
+        if not 0 <= t.kk < k:
+            return FiPorts(t.pe_row, t.pe_col, fault.bit, 3, 0, 0, reg)
+        return FiPorts(t.pe_row, t.pe_col, fault.bit, FI_KINDS[fault.kind], edges[t.kk] + 1 + t.pe_row + t.pe_col,
+                       0, reg)
     last = (edges[-1] if edges else 0) + array.latency     # every accumulator is final after this edge
     if t.kk is None or t.kk >= k - 1:
         edge = last

@@ -226,21 +226,23 @@ def run_bench(out: Path, array: ArrayConfig, cfg: dict, seed: int, testcase, *, 
 
 
 def run_cocotb_smoke(out_dir, array: ArrayConfig, seed: int = 0, *, n_random: int = 40,
-                     n_faults: int = 150) -> dict:
+                     n_faults: int = 150, n_operand: int = 0) -> dict:
     """Generate ``array``, build it with Icarus and run the cocotb bench once (its smoke tests, one simulation).
 
     Layout under ``out_dir``: rtl/ (Verilog), sim/ (Icarus build), results.xml, sim.log, summary.json (written
-    by the bench). Returns {"passed", "tests", "failed", "gemms_checked", "reruns_checked", "faults_injected",
-    "faults_corrupting", "faults_detected", "faults_located", "false_alarms", "rows", "cols", "data_width",
+    by the bench). ``n_operand`` operand-register faults (fi_reg) follow the accumulator faults. Returns {"passed",
+    "tests", "failed", "gemms_checked", "reruns_checked", "faults_injected", "faults_corrupting", "faults_detected",
+    "faults_located", "false_alarms", "operand_faults", "operand_flagged", "rows", "cols", "data_width",
     "acc_width", "seed", "results_xml", "log"}. Raises RuntimeError when iverilog is not on PATH, SanitasError on
     bad counts.
     """
     _check_count("n_random", n_random)
     _check_count("n_faults", n_faults)
+    _check_count("n_operand", n_operand)
     out = Path(out_dir).resolve()
     summary_path = out / "summary.json"
     summary_path.unlink(missing_ok=True)
-    cfg = dict(seed=int(seed), n_random=n_random, n_faults=n_faults, summary=str(summary_path))
+    cfg = dict(seed=int(seed), n_random=n_random, n_faults=n_faults, n_operand=n_operand, summary=str(summary_path))
     sim_exit, n_tests, n_failed, results_xml, log = _simulate(out, array, cfg, seed, SMOKE_TESTS)
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     return {
@@ -254,6 +256,8 @@ def run_cocotb_smoke(out_dir, array: ArrayConfig, seed: int = 0, *, n_random: in
         "faults_detected": summary.get("faults_detected", 0),
         "faults_located": summary.get("faults_located", 0),
         "false_alarms": summary.get("false_alarms", 0),
+        "operand_faults": summary.get("operand_faults", 0),
+        "operand_flagged": summary.get("operand_flagged", 0),
         "rows": array.rows,
         "cols": array.cols,
         "data_width": array.data_width,

@@ -17,7 +17,8 @@ the pass sequence of the protected GEMM (`protected_gemm`):
 
 Outcome of a record (`OUTCOMES`): ``uncorrectable`` when a row was flagged; else ``masked`` when the pass-1 C was
 already right, ``corrected`` when it was wrong and the final C is right; ``silent`` when the final C is wrong and
-nothing was flagged. Fault sites: ``pe_acc``, ``chk_acc`` (`sanitas.faults.fault`) and ``part_acc`` (m, p), the
+nothing was flagged. Fault sites: ``pe_acc``, ``chk_acc``, the operand registers ``pe_a`` / ``pe_b``
+(`sanitas.faults.fault`; `operand_faults`) and ``part_acc`` (m, p), the
 partial checksum p of row m: eager, its PE; lazy has no partial register (the partials are recomputed on the
 total-checksum column in the re-run and checked serially), so a lazy record acts on nothing that is ever read:
 the model lets it act on a 0 that the check ignores (masked), and `pe_faults` draws none for lazy.
@@ -40,8 +41,8 @@ from ..protect.code import DATA, OK, SANITY, UNCORRECTABLE, hamming_cover, locat
 OUTCOMES = ("masked", "corrected", "uncorrectable", "silent")
 #: Verdict codes of the sanity_unit (out_status), the `sanitas.protect.code.locate` codes.
 VERDICTS = {"ok": OK, "data": DATA, "sanity": SANITY, "uncorrectable": UNCORRECTABLE}
-#: Accumulator sites the sanity flow models.
-SANITY_SITES = ("pe_acc", "chk_acc", "part_acc")
+#: Array sites the sanity flow models: the accumulators and the operand registers.
+SANITY_SITES = ("pe_acc", "chk_acc", "part_acc", "pe_a", "pe_b")
 
 
 def eager(array: ArrayConfig) -> bool:
@@ -76,13 +77,21 @@ def partial_checksums(a, b, array: ArrayConfig, fault: Fault | None = None, *, r
     """P (m, NP) int64 of A (m, k) @ B (k, n): P[r, p] = sum_k A[r, k] * -sum_{covered j} B[k, j], acc_width wrap.
 
     ``fault`` (site part_acc) acts on its PE like a chk_acc fault acts on the total PE (the partial PEs share its
-    wavefront position); other sites leave P alone. ``running=False`` (a lazy pass 1): the PEs hold 0 and the
+    wavefront position); a pe_a fault reaches every partial of its row (they share the total PE's A register,
+    right of every data column); other sites leave P alone. ``running=False`` (a lazy pass 1): the PEs hold 0 and the
     fault acts on that 0.
     """
     a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
     cover = hamming_cover(b.shape[1])[:-1]                       # (NP, n): the partial rows
     p = np.zeros((a.shape[0], len(cover)), np.int64) if not running else \
         wrap(a @ (-(b @ cover.T)), array.acc_width)
+    if fault is not None and fault.site == "pe_a" and running:
+        # the partial PEs share the checksum PE's A register: a faulty A[m, kk] at any PE column <= cols reaches them
+        t = locate(fault, array, a.shape[0], a.shape[1], b.shape[1])
+        if t.kk is not None and 0 <= t.kk < a.shape[1]:
+            old = int(a[t.row, t.kk])
+            delta = int(apply_masks(np.int64(old), *t.masks, t.width, True)) - old
+            p[t.row] = wrap(p[t.row] + delta * -(cover @ b[t.kk]), array.acc_width)
     if fault is not None and fault.site == "part_acc":
         chk = _as_chk(fault, array)
         row, q = fault.index
@@ -164,6 +173,24 @@ def protected_gemm(a, b, fault: Fault | None, array: ArrayConfig) -> GemmOutcome
     else:
         outcome = "silent"
     return GemmOutcome(final, c1, any(alarms), sum(alarms), corrected, unc, outcome)
+
+
+def operand_faults(array: ArrayConfig, rng: np.random.Generator, k: int, per_reg: int) -> list[Fault]:
+    """``per_reg`` random single faults in every operand register of ``array`` on a (rows, k) @ (k, cols) GEMM: the
+    A and B registers of every PE position (rows x (cols + 1); column cols: the checksum PE, its B register
+    chk_width bits), random bit of the register, kind (80 % bitflip, else stuck0 / stuck1 for one cycle) and
+    wavefront cycle in [0, k + rows + cols) (operand sites need one). Order: site (pe_a, pe_b), then PE row-major."""
+    out = []
+    for site in ("pe_a", "pe_b"):
+        for r in range(array.rows):
+            for j in range(array.cols + 1):
+                width = array.data_width if site == "pe_a" or j < array.cols else array.chk_width
+                for _ in range(per_reg):
+                    u = rng.random()
+                    kind = "bitflip" if u < 0.8 else ("stuck0" if u < 0.9 else "stuck1")
+                    out.append(Fault(site, "gemm", (r, j), int(rng.integers(width)), kind,
+                                     cycle=int(rng.integers(0, k + array.rows + array.cols))))
+    return out
 
 
 def n_fault_pes(array: ArrayConfig) -> int:
