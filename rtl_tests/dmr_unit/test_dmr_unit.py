@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -23,12 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sanitas.config import ArrayConfig
 from sanitas.rtl.dmr import DMR_OUTCOMES, DMR_REGS, DmrFault, classify, golden_checksum, run_stream, to_golden
-from sanitas.rtl.generate import BENCH_ENV, generate_dmr_unit, run_bench
+from sanitas.rtl.bench import UnitBench, bench_config, run_unit
+from sanitas.rtl.generate import generate_dmr_unit
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,8 +36,7 @@ BOUNDS = ((-128, 127), (-127, 127), (0, 255))
 MASK64 = (1 << 64) - 1
 
 
-def _cfg() -> dict:
-    return json.loads(os.environ[BENCH_ENV])
+_cfg = bench_config
 
 
 def _s64(v: int) -> int:
@@ -47,28 +44,14 @@ def _s64(v: int) -> int:
     return v - (1 << 64) if v >> 63 else v
 
 
-class DmrBench:
+class DmrBench(UnitBench):
     """Drives one dmr_unit: reset, one tensor (accumulator beats, then read beats, then chk), read-back."""
 
-    def __init__(self, dut, cfg):
-        self.dut, self.cfg = dut, cfg
-        self.rng = np.random.default_rng(cfg["seed"])
+    inputs = ("clr", "cnt_clr", "shift", "lo", "hi", "rd_signed", "in_valid", "in_first", "in_last", "in_acc",
+              "rd_valid", "rd_data", "chk", "ref_s0", "ref_f", "fi_en", "fi_sel", "fi_bit", "fi_kind")
 
-    async def init(self):
-        dut = self.dut
-        Clock(dut.clk, 10, unit="ns", impl="gpi").start()
-        for name in ("clr", "cnt_clr", "shift", "lo", "hi", "rd_signed", "in_valid", "in_first", "in_last",
-                     "in_acc", "rd_valid", "rd_data", "chk", "ref_s0", "ref_f", "fi_en", "fi_sel", "fi_bit",
-                     "fi_kind"):
-            getattr(dut, name).value = 0
-        dut.rst.value = 1
-        await RisingEdge(dut.clk)     # the first edge may come before the writes settle: hold reset for two
-        await self.reset()
-
-    async def reset(self):
-        self.dut.rst.value = 1
-        await RisingEdge(self.dut.clk)
-        self.dut.rst.value = 0
+    def defaults(self):
+        self.dut.rd_n.value = 1       # RD_N = 1: one word a read beat
 
     def tensor(self):
         """(windows, shift, lo, hi): a random tensor of 1..24 windows of 1 or 4 accumulators."""
@@ -218,15 +201,7 @@ PER_REG = 40
 
 
 def _run(test: str, seed: int, **cfg) -> dict:
-    array = ArrayConfig()
-    out = ROOT / "build" / "rtl_tests" / "dmr_unit" / test
-    summary = out / "summary.json"
-    summary.unlink(missing_ok=True)
-    sim_exit, n_tests, n_failed, _, log = run_bench(
-        out, array, dict(cfg, seed=seed, summary=str(summary)), seed, (test,), toplevel="dmr_unit",
-        bench="dmr_unit", sources=generate_dmr_unit(array, out / "rtl"))
-    assert (sim_exit, n_tests, n_failed) == (0, 1, 0), f"cocotb {test} failed (log: {log})"
-    return json.loads(summary.read_text())
+    return run_unit(ROOT / "build" / "rtl_tests" / "dmr_unit" / test, "dmr_unit", test, seed, generate_dmr_unit, **cfg)
 
 
 @needs_iverilog

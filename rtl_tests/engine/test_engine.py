@@ -14,6 +14,7 @@ The pytest entry is `sanitas.rtl.network.run_engine_network` (tests/rtl/test_rtl
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 
@@ -26,9 +27,10 @@ from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamSink
 
 from sanitas.config import ArrayConfig
 from sanitas.golden.model import GoldenModel
-from sanitas.rtl.engine import KMAX, engine_model, layer_commands, layer_input, layer_output, pack_stream, tiles, \
-    unpack_output
+from sanitas.rtl.engine import KMAX, checkpoint, engine_model, layer_commands, layer_input, layer_output, \
+    pack_stream, read_stream, split_frame, stored_tensor, stored_words, tiles, unpack_output
 from sanitas.rtl.engine_regs import ENGINE_REGS as R
+from sanitas.rtl.rollback import CTRL_REGS as RB_REGS
 from sanitas.rtl.generate import BENCH_ENV
 
 
@@ -38,8 +40,43 @@ def _cfg() -> tuple[ArrayConfig, dict]:
     return ArrayConfig(**{k: v for k, v in cfg.items() if k in names}), cfg
 
 
+#: Counter registers a command's deltas are read from.
+COUNTER_REGS = ("CNT_DETECTED", "CNT_CORRECTED", "CNT_UNCORR", "CNT_LANE_BAD", "CNT_ROLLBACK", "CNT_ESCALATED",
+                "CNT_RD_BAD", "RB_DETECTED", "RB_ROLLED_BACK", "RB_UNCORR", "RB_ESCALATIONS")
+
+
+class Memory:
+    """The host memory the engine reads and writes: one stored tensor (the running layer's input: its words and the
+    checkpoint stored beside them) and the faults a test puts on it -- a stored word or checkpoint bit (persistent
+    until the producer rewrites the tensor) or a read-path bit (the next READ stream only)."""
+
+    def __init__(self, words: bytes, ck: tuple[int, int], source: bytes | None = None, to_a=None):
+        self.words, self.ck, self.source = bytearray(words), ck, source
+        self.read_fault: tuple[int, int] | None = None      # (byte, bit) of the next READ stream
+        self.to_a = to_a      # stored words -> the consumer's A (the host's im2col reads memory); None: A given
+
+    def store(self, words: bytes, ck: tuple[int, int]) -> None:
+        self.words, self.ck = bytearray(words), ck
+
+    def flip_word(self, byte: int, bit: int) -> None:
+        self.words[byte] ^= 1 << bit
+
+    def flip_checkpoint(self, which: int, bit: int) -> None:
+        ck = list(self.ck)
+        ck[which] ^= 1 << bit
+        self.ck = tuple(ck)
+
+    def read(self) -> bytes:
+        data = bytearray(read_stream(bytes(self.words), self.ck, KMAX))
+        if self.read_fault is not None:
+            byte, bit = self.read_fault
+            data[byte] ^= 1 << bit
+            self.read_fault = None
+        return bytes(data)
+
+
 class Engine:
-    """The engine behind its three AXI ports."""
+    """The engine behind its three AXI ports; `command` answers its REQ as the host memory does."""
 
     def __init__(self, dut):
         self.dut = dut
@@ -50,6 +87,8 @@ class Engine:
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
         self.src = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk, dut.rst)
         self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, dut.rst)
+        for drv in (self.axil.write_if, self.axil.read_if, self.src, self.sink):   # no per-transfer log lines
+            drv.log.setLevel(logging.WARNING)
 
     @classmethod
     async def start(cls, dut) -> "Engine":
@@ -61,6 +100,7 @@ class Engine:
         await Timer(1, "ns")
         eng = cls(dut)
         await eng.reset()
+        eng.prot = bool((await eng.read("STATUS")) >> 6 & 1)
         return eng
 
     async def reset(self) -> None:
@@ -76,24 +116,66 @@ class Engine:
     async def read(self, name: str) -> int:
         return await self.axil.read_dword(R[name].offset)
 
-    async def layer(self, cmd, a: np.ndarray, array: ArrayConfig) -> tuple[bytes, bytes, dict]:
-        """Run one command on A; (engine bytes, stream sent, register figures)."""
+    async def counters(self, names=COUNTER_REGS) -> dict:
+        return {n: await self.read(n) for n in names}
+
+    async def command(self, cmd, a: np.ndarray, array: ArrayConfig, mem: Memory, producer=None,
+                      max_polls: int = 4000) -> dict:
+        """Run one layer command on A; the engine's REQs are answered from ``mem`` (READ), the layer's stream
+        (EXEC) and ``producer`` = (its cmd, its A) or None (REEXEC: the producer's stream; None: reload the network
+        input). Returns {data, stream, ck, ok (the last EXEC frame), execs, status, cycles, gemms, polls, stalled,
+        expected_gemms} and the counter deltas under "delta"."""
         mt, nt, kc = tiles(cmd, a.shape[0], array, KMAX)
-        for name, v in (("TILES", mt * nt), ("KCHUNKS", kc), ("SHIFT", cmd.shift), ("LO", cmd.lo),
-                        ("HI", cmd.hi), ("MODE", cmd.mode())):
+        regs = [("TILES", mt * nt), ("KCHUNKS", kc), ("SHIFT", cmd.shift), ("LO", cmd.lo), ("HI", cmd.hi),
+                ("MODE", cmd.mode()), ("IN_WORDS", len(mem.words))]
+        if producer is not None:
+            pc, pa = producer
+            pmt, pnt, pkc = tiles(pc, pa.shape[0], array, KMAX)
+            regs += [("P_TILES", pmt * pnt), ("P_KCHUNKS", pkc), ("P_SHIFT", pc.shift), ("P_LO", pc.lo),
+                     ("P_HI", pc.hi), ("P_MODE", pc.mode())]
+        else:
+            regs += [("P_TILES", 0)]
+        for name, v in regs:
             await self.write(name, v)
-        det0 = await self.read("CNT_DETECTED")
-        await self.write("CTRL", 1)
+        before = await self.counters()
         stream = pack_stream(cmd, a, array, KMAX)
-        await self.src.send(stream)
-        frame = await self.sink.recv()
+        await self.write("CTRL", 1)
+        data, ck, ok, execs, polls = b"", None, False, 0, 0
         status = await self.read("STATUS")
-        while status & 1:
+        while not (status & 2) and polls < max_polls:
+            req = status >> 3 & 7
+            if req == 1:
+                await self.src.send(mem.read())
+                await self.src.wait()
+            elif req == 2:
+                if mem.to_a is not None:                 # the host reads A from memory now
+                    stream = pack_stream(cmd, mem.to_a(bytes(mem.words)), array, KMAX)
+                await self.src.send(stream)
+                frame = bytes((await self.sink.recv()).tdata)
+                execs += 1
+                if self.prot:
+                    data, ck, ok = split_frame(frame, KMAX)
+                else:
+                    data, ok = frame, True
+            elif req == 3 and producer is not None:
+                await self.src.send(pack_stream(pc, pa, array, KMAX))
+                pdata, pck, _ = split_frame(bytes((await self.sink.recv()).tdata), KMAX)
+                mem.store(stored_words(pdata, pc, pa.shape[0], array, KMAX), pck)
+            elif req == 3:                      # the network input: reload it from its source
+                mem.store(mem.source, checkpoint(mem.source, True))
+                await self.write("CTRL", 2)
+            polls += 1
             status = await self.read("STATUS")
-        figs = dict(status=status, cycles=await self.read("CYCLES"), gemms=await self.read("GEMMS"),
-                    detected=await self.read("CNT_DETECTED") - det0, lane_bad=await self.read("CNT_LANE_BAD"),
-                    expected_gemms=mt * nt * kc)
-        return bytes(frame.tdata), stream, figs
+        after = await self.counters()
+        return dict(data=data, stream=stream, ck=ck, ok=ok, execs=execs, status=status, polls=polls,
+                    stalled=not status & 2, cycles=await self.read("CYCLES"), gemms=await self.read("GEMMS"),
+                    expected_gemms=mt * nt * kc, delta={k: after[k] - before[k] for k in after})
+
+
+def input_memory(xq: np.ndarray) -> Memory:
+    """The network input as the first layer's stored tensor: int8 images, NCHW order, the host's checkpoint."""
+    words = (np.asarray(xq, np.int64).ravel() & 0xFF).astype(np.uint8).tobytes()
+    return Memory(words, checkpoint(words, True), source=words)
 
 
 @cocotb.test()
@@ -107,7 +189,7 @@ async def test_registers(dut):
             await eng.write(reg.name, 0xFFFFFFFF)
             assert await eng.read(reg.name) == (1 << reg.bits) - 1, reg.name
             await eng.write(reg.name, 0)
-    assert await eng.read("STATUS") == 0
+    assert await eng.read("STATUS") == int(eng.prot) << 6      # idle, not done, no alarm; bit 6: PROT
     assert await eng.read("CTRL") == 0
 
 
@@ -122,82 +204,249 @@ def _faults(array: ArrayConfig) -> list[tuple]:
             ("partial_checksum", 5, 6, 2, 0, 1, 0, 9, (0, 0, 0) if lazy else (1, 0, 0))]
 
 
+def chain(gm, xq: np.ndarray, array: ArrayConfig) -> list[tuple]:
+    """(cmd, A, the stored words it writes, their checkpoint, its geometry) of every layer on ``xq``, by the host
+    model."""
+    x, out = np.asarray(xq, np.int64), []
+    for cmd in layer_commands(gm):
+        a, geom = layer_input(cmd, x)
+        data = engine_model(pack_stream(cmd, a, array, KMAX), cmd, a.shape[0], array, KMAX)
+        words = stored_words(data, cmd, a.shape[0], array, KMAX)
+        out.append((cmd, a, words, checkpoint(words, cmd.lo < 0, cmd.raw), geom))
+        x = layer_output(cmd, unpack_output(data, cmd, a.shape[0], array, KMAX), geom)
+    return out
+
+
+def a_reader(cmd, array: ArrayConfig, shape, producer=None):
+    """stored words -> the A of ``cmd``: the host's im2col of the tensor in memory (the network input of ``shape``
+    when ``producer`` is None, else the output of producer = (its cmd, its A, its geometry))."""
+    def to_a(words: bytes) -> np.ndarray:
+        if producer is None:
+            x = np.frombuffer(words, np.int8).astype(np.int64).reshape(shape)
+        else:
+            pc, pa, pgeom = producer
+            x = stored_tensor(words, pc, pa.shape[0], pgeom, array, KMAX)
+        return layer_input(cmd, x)[0]
+    return to_a
+
+
+def layer_memory(layers, i: int, xq, array: ArrayConfig) -> tuple[Memory, tuple | None]:
+    """The stored input of layer i (fault-free; A read from it) and its producer (None: the network input)."""
+    cmd = layers[i][0]
+    if i == 0:
+        mem = input_memory(xq)
+        mem.to_a = a_reader(cmd, array, np.shape(xq))
+        return mem, None
+    pc, pa, words, ck, pgeom = layers[i - 1]
+    return Memory(words, ck, to_a=a_reader(cmd, array, None, (pc, pa, pgeom))), (pc, pa)
+
+
+def _want(r, cmd, a, array) -> bytes:
+    return engine_model(r["stream"], cmd, a.shape[0], array, KMAX)
+
+
+#: Rollback counters of a command: (RB_DETECTED, RB_ROLLED_BACK, RB_UNCORR, RB_ESCALATIONS).
+RB = ("RB_DETECTED", "RB_ROLLED_BACK", "RB_UNCORR", "RB_ESCALATIONS")
+
+
 @cocotb.test()
 async def test_faults(dut):
-    """conv1 of the first 4 images with one fault per command: the engine's bytes stay fault-free (corrected or
-    recognised) and the sanity counters move as expected; skipped (passes) without FI_EN."""
+    """Single faults of every kind the engine handles, on the first 4 images: PE / checksum accumulators (conv1,
+    FI_*), output-stage registers (FI_DMR), stored input words, read-path words and checkpoint words (the host
+    memory, fc3 and conv1), and a sample of rollback_ctrl state faults (FI_RB, fc3); each outcome checked
+    against the counters it must move, the bytes against the fault-free model. Skipped without FI_EN / PROT."""
     array, cfg = _cfg()
-    if not array.fault_injection:
+    eng = await Engine.start(dut)
+    if not array.fault_injection or not eng.prot:
         return
     gm = GoldenModel.load(cfg["golden"])
-    xq = np.load(cfg["images"], allow_pickle=False)
-    eng = await Engine.start(dut)
-    cmd = layer_commands(gm)[0]
-    a, _ = layer_input(cmd, np.asarray(xq[:4], np.int64))    # 4 images: 32 tile GEMMs a command
+    xq = np.load(cfg["images"], allow_pickle=False)[:4]
+    layers, layers2 = chain(gm, xq, array), chain(gm, xq[:2], array)    # 4 images; 2 for the long case
     results = {}
+    t0 = time.time()
+    cmd, a = layers[0][0], layers[0][1]          # conv1: 4 images, 32 tile GEMMs a command
     for name, gemm, edge, row, col, part, kind, bit, want in _faults(array):
         await eng.write("FI_GEMM", gemm)
         await eng.write("FI_EDGE", edge)
         await eng.write("FI_PE", row | col << 8 | part << 16)
         await eng.write("FI_CTRL", 1 | kind << 1 | bit << 3)
-        before = [await eng.read(r) for r in ("CNT_DETECTED", "CNT_CORRECTED", "CNT_UNCORR")]
-        data, stream, figs = await eng.layer(cmd, a, array)
-        after = [await eng.read(r) for r in ("CNT_DETECTED", "CNT_CORRECTED", "CNT_UNCORR")]
-        got = tuple(x - y for x, y in zip(after, before))
-        assert data == engine_model(stream, cmd, a.shape[0], array, KMAX), f"{name}: wrong output under the fault"
+        mem, prod = layer_memory(layers, 0, xq, array)
+        r = await eng.command(cmd, a, array, mem, prod)
+        got = tuple(r["delta"][k] for k in ("CNT_DETECTED", "CNT_CORRECTED", "CNT_UNCORR"))
+        assert r["data"] == _want(r, cmd, a, array), f"{name}: wrong output under the fault"
         assert got == want, f"{name}: counter deltas {got}, want {want}"
-        assert figs["status"] == 2, f"{name}: STATUS {figs['status']:#x}"
+        assert r["status"] & 7 == 2, f"{name}: STATUS {r['status']:#x}"
         results[name] = list(got)
     await eng.write("FI_CTRL", 0)
     # output-stage faults (dmr_unit registers) in output tile 6 at step 8 (the first beat of its third pooling
-    # window): (name, register, bit, every try, allowed (rolled back, escalated)). A lane sum fault always makes
-    # the lanes disagree: one re-execution (or, on every try, RETRIES and an escalation with STATUS alarm); a window
-    # max fault (bit 7: +-128) is masked when a later beat of the window is still the max, else rolled back --
-    # the words sent unflagged are always the fault-free ones.
+    # window): (name, register, bit, every try, allowed (tile re-executions, tiles escalated)). A lane sum fault
+    # always makes the lanes disagree: one re-execution of the tile's output stage; on every try the tile is
+    # escalated in every EXEC, so rollback_ctrl re-runs the layer RETRIES times, reloads, runs it once more and
+    # flags it (STATUS alarm). A window max fault (bit 7: +-128) is masked when a later beat of the window is still
+    # the max, else re-executed -- the words sent unflagged are always the fault-free ones.
     for name, sel, bit, every, allowed in (("lane_a_s0", 2, 40, 0, {(1, 0)}), ("lane_b_f", 5, 2, 0, {(1, 0)}),
                                            ("lane_a_max", 0, 7, 0, {(0, 0), (1, 0)}),
                                            ("lane_b_max", 1, 7, 0, {(0, 0), (1, 0)}),
-                                           ("lane_a_s0_every_try", 2, 40, 1, {(2, 1)})):
+                                           ("lane_a_s0_every_try", 2, 40, 1, {(8, 4)})):
         await eng.write("FI_GEMM", 6)
         await eng.write("FI_EDGE", 8)
         await eng.write("FI_DMR", 1 | sel << 1 | bit << 4 | every << 12)
-        before = [await eng.read(r) for r in ("CNT_ROLLBACK", "CNT_ESCALATED")]
-        data, stream, figs = await eng.layer(cmd, a, array)
-        got = tuple(x - y for x, y in zip([await eng.read(r) for r in ("CNT_ROLLBACK", "CNT_ESCALATED")], before))
-        assert got in allowed, f"{name}: (rolled back, escalated) {got}, allowed {allowed}"
-        assert figs["status"] == (6 if got[1] else 2), f"{name}: STATUS {figs['status']:#x}"
-        assert data == engine_model(stream, cmd, a.shape[0], array, KMAX), f"{name}: wrong output"
-        results[name] = list(got)
+        lay = layers2 if every else layers                     # every try: 4 EXECs of conv1, on 2 images
+        cmd, a = lay[0][0], lay[0][1]
+        mem, prod = layer_memory(lay, 0, xq[:2] if every else xq, array)
+        r = await eng.command(cmd, a, array, mem, prod)
+        got = (r["delta"]["CNT_ROLLBACK"], r["delta"]["CNT_ESCALATED"])
+        assert got in allowed, f"{name}: (re-executed, escalated) {got}, allowed {allowed}"
+        rb = tuple(r["delta"][k] for k in RB)
+        assert rb == ((0, 2, 1, 1) if every else (0, 0, 0, 0)), f"{name}: rollback_ctrl counters {rb}"
+        assert r["status"] & 7 == (6 if every else 2), f"{name}: STATUS {r['status']:#x}"
+        assert r["ok"] == (not every) and r["execs"] == (4 if every else 1), f"{name}: {r['execs']} EXECs"
+        assert r["data"] == _want(r, cmd, a, array), f"{name}: wrong output"
+        results[name] = list(got) + list(rb)
     await eng.write("FI_DMR", 0)
+    # the stored input (host memory): a word or checkpoint bit in the stored tensor is still there on the re-read,
+    # so the producer is re-executed (it rewrites the tensor): detected 1, rolled back 2; a read-path bit is gone on
+    # the re-read: rolled back 1. fc3's producer is fc2 (re-run by the engine), conv1's the network input.
+    for name, layer, how, where, bit, want in (
+            ("stored_word", 4, "word", 17, 3, (1, 2)), ("stored_word_msb", 4, "word", 95, 7, (1, 2)),
+            ("read_path_word", 4, "read", 40, 7, (1, 1)), ("checkpoint_s0", 4, "ck", 0, 50, (1, 2)),
+            ("checkpoint_f", 4, "ck", 1, 0, (1, 2)), ("read_path_checkpoint", 4, "readck", 3, 2, (1, 1)),
+            ("input_word", 0, "word", 100, 6, (1, 2))):
+        cmd, a = layers[layer][0], layers[layer][1]
+        mem, prod = layer_memory(layers, layer, xq, array)
+        if how == "word":
+            mem.flip_word(where, bit)
+        elif how == "ck":
+            mem.flip_checkpoint(where, bit)
+        elif how == "read":
+            mem.read_fault = (where, bit)
+        else:                                    # a byte of the checkpoint beat on the read path
+            mem.read_fault = (len(mem.words) + (-len(mem.words) % KMAX) + where, bit)
+        r = await eng.command(cmd, a, array, mem, prod)
+        rb = tuple(r["delta"][k] for k in RB)
+        assert rb == (*want, 0, 0), f"{name}: rollback_ctrl counters {rb}"
+        assert r["status"] & 7 == 2 and r["ok"] and r["execs"] == 1, f"{name}: STATUS {r['status']:#x}"
+        assert r["delta"]["CNT_RD_BAD"] == want[1], f"{name}: reads bad {r['delta']['CNT_RD_BAD']}"
+        assert r["data"] == _want(r, cmd, a, array) and r["stream"] == pack_stream(cmd, a, array, KMAX), \
+            f"{name}: wrong output"
+        assert bytes(mem.words) == (layers[layer - 1][2] if layer else mem.source), f"{name}: tensor not restored"
+        results[name] = list(rb)
+    # rollback_ctrl state faults (no golden equivalent): ok / flagged / stalled, never silent (done, no flag, a
+    # wrong result)
+    rng = np.random.default_rng(cfg.get("seed", 0))
+    cmd, a = layers[4][0], layers[4][1]           # fc3 (6 tile GEMMs), its producer fc2
+    regs = list(RB_REGS)
+    ctrl = dict.fromkeys(("ok", "flagged", "stalled", "silent"), 0)
+    for _ in range(cfg.get("ctrl_faults", 16)):
+        reg = regs[int(rng.integers(len(regs)))]
+        fbit, fkind, cyc = int(rng.integers(RB_REGS[reg])), int(rng.choice(3, p=[0.8, 0.1, 0.1])), \
+            int(rng.integers(0, 400))
+        await eng.write("FI_RB", 1 | regs.index(reg) << 1 | fbit << 4 | fkind << 7 | cyc << 16)
+        mem, prod = layer_memory(layers, 4, xq, array)
+        r = await eng.command(cmd, a, array, mem, prod, max_polls=120)
+        if r["stalled"]:
+            o = "stalled"
+            await eng.reset()
+        elif r["status"] & 4:
+            o = "flagged"
+        else:
+            o = "ok" if r["data"] == _want(r, cmd, a, array) and r["ok"] else "silent"
+        ctrl[o] += 1
+        assert o != "silent", f"silent controller fault {reg} bit {fbit} kind {fkind} cycle {cyc}"
+    await eng.write("FI_RB", 0)
+    results["controller"] = ctrl
+    n = len(results) - 1 + sum(ctrl.values())
+    print(f"engine single faults: {n} in {time.time() - t0:.1f} s, {n / (time.time() - t0):.2f} faults/s "
+          f"(controller: {ctrl})")
     with open(cfg["summary"] + ".faults.json", "w") as f:
         json.dump(results, f)
 
 
 @cocotb.test()
 async def test_network(dut):
-    """The network layer by layer through the engine: bytes == engine_model per layer, logits == golden."""
+    """The network layer by layer through the engine: bytes == engine_model per layer, the checkpoint each EXEC
+    writes == that of its words, each layer's input read back and checked (PROT = 1), logits == golden."""
     array, cfg = _cfg()
     gm = GoldenModel.load(cfg["golden"])
     xq = np.load(cfg["images"], allow_pickle=False)
     ref = np.load(cfg["reference"], allow_pickle=False)
     eng = await Engine.start(dut)
     t0 = time.time()
-    x, layers = np.asarray(xq, np.int64), []
+    x, layers, mem, prod, prev = np.asarray(xq, np.int64), [], input_memory(xq), None, None
     for cmd in layer_commands(gm):
         a, geom = layer_input(cmd, x)
-        data, stream, figs = await eng.layer(cmd, a, array)
-        want = engine_model(stream, cmd, a.shape[0], array, KMAX)
-        assert data == want, f"{cmd.name}: engine bytes differ from engine_model"
-        assert figs["status"] == 2, f"{cmd.name}: STATUS {figs['status']:#x} (want done, no alarm)"
-        assert figs["gemms"] == figs["expected_gemms"], f"{cmd.name}: GEMMS {figs['gemms']}"
-        assert figs["detected"] == 0 and figs["lane_bad"] == 0, f"{cmd.name}: alarms fault-free {figs}"
+        mem.to_a = a_reader(cmd, array, xq.shape, prev)
+        r = await eng.command(cmd, a, array, mem, prod)
+        assert r["stream"] == pack_stream(cmd, a, array, KMAX), f"{cmd.name}: A read from memory differs"
+        assert r["data"] == _want(r, cmd, a, array), f"{cmd.name}: engine bytes differ from engine_model"
+        assert r["status"] & 7 == 2, f"{cmd.name}: STATUS {r['status']:#x} (want done, no alarm)"
+        assert r["gemms"] == r["expected_gemms"] and r["execs"] == 1, f"{cmd.name}: GEMMS {r['gemms']}"
+        assert not any(r["delta"].values()), f"{cmd.name}: alarms fault-free {r['delta']}"
+        words = stored_words(r["data"], cmd, a.shape[0], array, KMAX)
+        ck = checkpoint(words, cmd.lo < 0, cmd.raw)
+        if eng.prot:
+            assert r["ck"] == ck and r["ok"], f"{cmd.name}: written checkpoint {r['ck']} != {ck}"
         layers.append(dict(name=cmd.name, m=int(a.shape[0]), k=int(cmd.b.shape[0]), n=int(cmd.b.shape[1]),
-                           cycles=figs["cycles"], gemms=figs["gemms"], in_beats=len(stream) // KMAX,
-                           out_beats=len(data) // KMAX))
-        x = layer_output(cmd, unpack_output(data, cmd, a.shape[0], array, KMAX), geom)
+                           cycles=r["cycles"], gemms=r["gemms"], in_beats=len(r["stream"]) // KMAX,
+                           out_beats=len(r["data"]) // KMAX, read_words=len(mem.words)))
+        mem, prod, prev = Memory(words, ck), (cmd, a), (cmd, a, geom)
+        x = layer_output(cmd, unpack_output(r["data"], cmd, a.shape[0], array, KMAX), geom)
     wall = time.time() - t0
     exact = int((x == ref).all(axis=1).sum())
     with open(cfg["summary"], "w") as f:
-        json.dump(dict(images=int(len(xq)), bit_exact=exact, layers=layers, wall_s=round(wall, 2),
+        json.dump(dict(images=int(len(xq)), bit_exact=exact, layers=layers, wall_s=round(wall, 2), prot=eng.prot,
                        cycles=int(sum(lay["cycles"] for lay in layers))), f)
     assert exact == len(xq), f"{exact} of {len(xq)} images bit-exact"
+
+
+@cocotb.test()
+async def test_cycles(dut):
+    """Fault-free cycles of the commands of cfg["commands"] (`sanitas.rtl.cycles.save_cases`): each runs once on its
+    A rows and a stored input of its READ size; CYCLES per command into the summary."""
+    from sanitas.rtl.cycles import load_cases
+    array, cfg = _cfg()
+    cases = load_cases(cfg["commands"])
+    eng = await Engine.start(dut)
+    rng = np.random.default_rng(0)
+    out = []
+    for case in cases:
+        words = rng.integers(0, 256, case.read_words).astype(np.uint8).tobytes()
+        mem = Memory(words, checkpoint(words, not case.cmd.in_unsigned), source=words)
+        r = await eng.command(case.cmd, case.a, array, mem, None)
+        assert r["status"] & 7 == 2 and r["data"] == _want(r, case.cmd, case.a, array), f"{case.name}: wrong"
+        out.append(dict(name=case.name, cycles=r["cycles"], gemms=r["gemms"]))
+    with open(cfg["summary"], "w") as f:
+        json.dump(dict(cycles=out, prot=eng.prot), f)
+
+
+@cocotb.test()
+async def test_levels(dut):
+    """The same input-word Fault records as the golden ProtectedModel and the HLS csim (tests/rtl/test_rtl_levels.py):
+    each flips one element of a layer's stored input (in every image: the golden hook is batched), then the
+    network runs from that layer to the logits through the engine; logits and the summed counters per record."""
+    array, cfg = _cfg()
+    gm = GoldenModel.load(cfg["golden"])
+    xq = np.load(cfg["images"], allow_pickle=False)
+    layers = chain(gm, xq, array)
+    eng = await Engine.start(dut)
+    out = []
+    for rec in cfg["level_faults"]:
+        i = rec["layer"]
+        mem, prod = layer_memory(layers, i, xq, array)
+        for off in rec["offsets"]:
+            mem.flip_word(off, rec["bit"])
+        total = dict.fromkeys(COUNTER_REGS, 0)
+        for j in range(i, len(layers)):
+            cmd, a, _, _, geom = layers[j]
+            r = await eng.command(cmd, a, array, mem, prod)
+            assert r["status"] & 3 == 2, f"{cmd.name}: STATUS {r['status']:#x}"
+            for k, v in r["delta"].items():
+                total[k] += v
+            words = stored_words(r["data"], cmd, a.shape[0], array, KMAX)
+            mem = Memory(words, r["ck"], to_a=None if j + 1 == len(layers) else
+                         a_reader(layers[j + 1][0], array, None, (cmd, a, geom)))
+            prod = (cmd, a)
+            logits = unpack_output(r["data"], cmd, a.shape[0], array, KMAX)
+        out.append(dict(logits=np.asarray(logits).tolist(), alarm=bool(r["status"] & 4), **total))
+    with open(cfg["summary"], "w") as f:
+        json.dump(out, f)

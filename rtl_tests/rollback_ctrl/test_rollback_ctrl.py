@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from sanitas.config import ArrayConfig
-from sanitas.rtl.generate import BENCH_ENV, generate_rollback_ctrl, run_bench
+from sanitas.rtl.bench import UnitBench, bench_config, run_unit
+from sanitas.rtl.generate import generate_rollback_ctrl
 from sanitas.rtl.rollback import COUNTERS, CTRL_OUTCOMES, CTRL_REGS, OPS, sequence
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,30 +31,14 @@ KINDS = ("bitflip", "stuck0", "stuck1")
 MAX_CYCLES = 300   # watchdog: a command not done by then is stalled
 
 
-def _cfg() -> dict:
-    return json.loads(os.environ[BENCH_ENV])
+_cfg = bench_config
 
 
-class CtrlBench:
+class CtrlBench(UnitBench):
     """One rollback_ctrl and its scripted datapath."""
 
-    def __init__(self, dut, cfg):
-        self.dut, self.rng = dut, np.random.default_rng(cfg["seed"])
-
-    async def init(self):
-        dut = self.dut
-        Clock(dut.clk, 10, unit="ns", impl="gpi").start()
-        for name in ("cnt_clr", "start", "op_done", "op_ok", "fi_en", "fi_sel", "fi_bit", "fi_kind"):
-            getattr(dut, name).value = 0
-        dut.rst.value = 1
-        await RisingEdge(dut.clk)
-        await self.reset()
-
-    async def reset(self):
-        self.dut.rst.value = 1
-        await RisingEdge(self.dut.clk)
-        self.dut.rst.value = 0
-        await FallingEdge(self.dut.clk)
+    inputs = ("cnt_clr", "start", "op_done", "op_ok", "fi_en", "fi_sel", "fi_bit", "fi_kind")
+    settle = True
 
     def answers(self, p_fail: float, n: int = 64) -> list[bool]:
         return [bool(v) for v in self.rng.random(n) >= p_fail]
@@ -163,15 +144,8 @@ PER_REG = 40
 
 
 def _run(test: str, seed: int, **cfg) -> dict:
-    array = ArrayConfig()
-    out = ROOT / "build" / "rtl_tests" / "rollback_ctrl" / test
-    summary = out / "summary.json"
-    summary.unlink(missing_ok=True)
-    sim_exit, n_tests, n_failed, _, log = run_bench(
-        out, array, dict(cfg, seed=seed, summary=str(summary)), seed, (test,), toplevel="rollback_ctrl",
-        bench="rollback_ctrl", sources=generate_rollback_ctrl(array, out / "rtl"))
-    assert (sim_exit, n_tests, n_failed) == (0, 1, 0), f"cocotb {test} failed (log: {log})"
-    return json.loads(summary.read_text())
+    return run_unit(ROOT / "build" / "rtl_tests" / "rollback_ctrl" / test, "rollback_ctrl", test, seed,
+                    generate_rollback_ctrl, **cfg)
 
 
 @needs_iverilog

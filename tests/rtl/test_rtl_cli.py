@@ -91,6 +91,9 @@ def test_hls_csynth_part_and_clock_come_from_the_array(tmp_path):
     (("--images", "2"), "sanitas: error: rtl: --checkpoint and --images go together"),
     (("--images", "0", "--checkpoint", "pyproject.toml"),
      "sanitas: error: rtl: argument --images: must be >= 1, got 0"),
+    (("--scheme", "none"), "sanitas: error: rtl: --scheme goes with --checkpoint and --images"),
+    (("--scheme", "tmr"),
+     "sanitas: error: rtl: argument --scheme: invalid choice: 'tmr' (choose from 'sanity+dmr', 'none')"),
 ])
 def test_rtl_engine_options_are_checked(tmp_path, args, message):
     r = sanitas("rtl", *args, "--out", str(tmp_path / "x"))
@@ -100,11 +103,12 @@ def test_rtl_engine_options_are_checked(tmp_path, args, message):
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog (Icarus Verilog) not on PATH")
 def test_rtl_checkpoint_images_json(tmp_path, lenet5_ckpt):
-    """--checkpoint P --images K: K digits images through the RTL engine, bit_exact / total in the JSON."""
+    """--checkpoint P --images K: K digits images through the RTL engine, bit_exact / total in the JSON; --scheme
+    none: the unprotected engine (PROT = 0; the protected one runs 50 images in test_rtl_engine)."""
     r = sanitas("rtl", "--rows", "8", "--cols", "8", "--checkpoint", str(lenet5_ckpt), "--images", "3",
-                "--out", str(tmp_path / "e"), "--json")
+                "--scheme", "none", "--out", str(tmp_path / "e"), "--json")
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout.strip().splitlines()[-1])
-    assert (s["bit_exact"], s["total"], s["ok"]) == (3, 3, True)
+    assert (s["bit_exact"], s["total"], s["ok"], s["scheme"]) == (3, 3, True, "none")
     assert [lay["name"] for lay in s["engine"]["layers"]] == ["conv1", "conv2", "fc1", "fc2", "fc3"]
-    assert (tmp_path / "e" / "engine" / "rtl" / "engine.v").is_file()
+    assert (tmp_path / "e" / "engine_none" / "rtl" / "engine.v").is_file()

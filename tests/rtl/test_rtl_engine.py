@@ -95,8 +95,9 @@ def test_layer_commands_reject_other_ops(lenet):
 
 @needs_iverilog
 def test_lenet5_through_the_rtl_engine(tmp_path, lenet, lenet5_ckpt):
-    """Icarus + cocotbext-axi: 50 images layer by layer through the engine, every logit bit-exact; five single
-    faults through the fault debug registers corrected or recognised."""
+    """Icarus + cocotbext-axi: 50 images layer by layer through the engine (rollback_ctrl sequencing every command,
+    every stored input read back and checked), every logit bit-exact; single faults in the PEs, the output stage,
+    the stored tensors, their checkpoints, the read path and the controller state, each with its exact counters."""
     from sanitas.rtl.network import run_engine_network
     gm, _ = lenet
     s = run_engine_network(tmp_path, ARRAY, lenet5_ckpt, N_IMAGES, gm=gm)
@@ -106,11 +107,20 @@ def test_lenet5_through_the_rtl_engine(tmp_path, lenet, lenet5_ckpt):
     assert [lay["gemms"] for lay in s["layers"]] == [400, 100 * 2 * 5, 7 * 15 * 2, 7 * 11 * 4, 7 * 2 * 3]
     assert s["cycles"] == sum(lay["cycles"] for lay in s["layers"]) > 0
     # single faults through the FI_* registers in conv1: outputs exact, (detected, corrected, uncorrectable)
-    assert s["faults"] == {"data_pe_bitflip": [1, 1, 0], "data_pe_stuck1": [1, 1, 0], "data_pe_last_row_col": [1, 1, 0],
-                           "total_checksum_pe": [1, 0, 0], "partial_checksum": [0, 0, 0],
-                           # output stage: (rolled back, escalated); the window-max faults could be masked on other data
-                           "lane_a_s0": [1, 0], "lane_b_f": [1, 0], "lane_a_max": [1, 0], "lane_b_max": [1, 0],
-                           "lane_a_s0_every_try": [2, 1]}
+    ctrl = s["faults"].pop("controller")
+    assert s["faults"] == {
+        "data_pe_bitflip": [1, 1, 0], "data_pe_stuck1": [1, 1, 0], "data_pe_last_row_col": [1, 1, 0],
+        "total_checksum_pe": [1, 0, 0], "partial_checksum": [0, 0, 0],
+        # output stage: (tile re-executions, tiles escalated, RB_DETECTED, RB_ROLLED_BACK, RB_UNCORR,
+        # RB_ESCALATIONS); the window-max faults could be masked on other data
+        "lane_a_s0": [1, 0, 0, 0, 0, 0], "lane_b_f": [1, 0, 0, 0, 0, 0], "lane_a_max": [1, 0, 0, 0, 0, 0],
+        "lane_b_max": [1, 0, 0, 0, 0, 0], "lane_a_s0_every_try": [8, 4, 0, 2, 1, 1],
+        # stored input (host memory): (RB_DETECTED, RB_ROLLED_BACK, RB_UNCORR, RB_ESCALATIONS)
+        "stored_word": [1, 2, 0, 0], "stored_word_msb": [1, 2, 0, 0], "read_path_word": [1, 1, 0, 0],
+        "checkpoint_s0": [1, 2, 0, 0], "checkpoint_f": [1, 2, 0, 0], "read_path_checkpoint": [1, 1, 0, 0],
+        "input_word": [1, 2, 0, 0]}
+    # rollback_ctrl state faults: never silent (done, no flag, wrong result); each one ends somewhere
+    assert sum(ctrl.values()) == 16 and ctrl["silent"] == 0 and ctrl["ok"] > 0
 
 
 @needs_iverilog
@@ -118,7 +128,10 @@ def test_lenet5_through_the_rtl_engine(tmp_path, lenet, lenet5_ckpt):
     (ArrayConfig(rows=8, cols=8, checksums="eager"), {}, ()),
     (ArrayConfig(rows=4, cols=4), {"FI_EN": 0, "RETRIES": 0}, ()),
     (ArrayConfig(rows=8, cols=8), {"KMAX": 6}, ("engine: KMAX*DATA_W must be a multiple of 32 and KMAX <= 2**K_W - 1",
-                                                "engine: ROWS*COLS*32 must be a multiple of KMAX*DATA_W")),
+                                                "engine: ROWS*COLS*32 must be a multiple of KMAX*DATA_W",
+                                                "engine: the checkpoint beat needs KMAX*DATA_W > 160")),
+    (ArrayConfig(rows=4, cols=4), {"PROT": 0}, ()),
+    (ArrayConfig(rows=4, cols=4), {"PROT": 2}, ("engine: PROT must be 0 or 1",)),
     (ArrayConfig(rows=1, cols=2), {}, ("engine: ROWS*COLS*32 must be a multiple of KMAX*DATA_W",)),
 ])
 def test_engine_compiles_cleanly_and_guards_fire(tmp_path, array, params, errors):

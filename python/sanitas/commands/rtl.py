@@ -2,12 +2,16 @@
 it with the cocotb bench (Icarus, ``--sim``), run the N-fault regression of the protected datapath (``--regress N``:
 `sanitas.rtl.regress`; JSON keys faults, total, silent, detected (alarmed), corrected, rolled_back (handed to the
 rollback: uncorrectable in the tile), masked, bit_exact (RTL == golden for every record), faults_per_s) and estimate
-its area (yosys, ``--area``: the array alone, and the engine variants of `sanitas.rtl.area.variant_area`).
+its area (yosys, ``--area``: the array alone, and the engine variants of `sanitas.rtl.area.area_table`: JSON
+``area_variants``, ``area_ratios`` (against unprotected, same run) and ``area_targets``).
 ``--checkpoint P --images K`` runs the first K digits test images of checkpoint P layer by layer through the RTL
 ``engine`` (AXI4-Lite + AXI4-Stream, cocotbext-axi; `sanitas.rtl.network.run_engine_network`) and compares the
 logits with the golden model: JSON ``bit_exact`` (images whose logits all match) and ``total`` (images), ``engine``
 (per-layer cycles and GEMMs); with ``--regress`` too, the regression's own pair becomes ``regress_bit_exact`` /
-``regress_total``.
+``regress_total``. ``--scheme`` picks the engine: ``sanity+dmr`` (PROT = 1, the default: sanity_tile, two-lane
+dmr_unit, read checks, rollback_ctrl) or ``none`` (PROT = 0, the same architecture without the units).
+``--cycles`` measures fault-free cycles per layer, protected vs unprotected (`sanitas.rtl.cycles.cycle_table`:
+LeNet-5 of ``--checkpoint`` on ``--images`` images when given, the distinct ResNet-20 shapes): JSON ``cycles``.
 
 The array is `sanitas.config.ArrayConfig`, the [array] section: ``--config FILE`` loads a sanitas Config, and
 ``--rows`` / ``--cols`` / ``--data-width`` / ``--acc-width`` / ``--max-k`` override single fields; their defaults
@@ -24,6 +28,8 @@ from ..config import ArrayConfig
 from ._common import existing_file, output_dir, positive_int
 from ._config import configure
 
+#: Engine protection schemes of ``--scheme`` (the engine's PROT parameter: 1, 0).
+SCHEMES = ("sanity+dmr", "none")
 #: CLI option -> ArrayConfig field, for the fields a command line may override.
 _ARRAY_OPTIONS = (("--rows", "rows"), ("--cols", "cols"), ("--data-width", "data_width"),
                   ("--acc-width", "acc_width"), ("--max-k", "max_k"))
@@ -59,6 +65,11 @@ def add_parser(sub):
                    help="a digits checkpoint to run layer by layer through the RTL engine (with --images)")
     p.add_argument("--images", type=positive_int, default=None, metavar="K",
                    help="test images of --checkpoint through the engine (batched along the GEMM M dimension)")
+    p.add_argument("--scheme", choices=SCHEMES, default=None,
+                   help="the engine of --checkpoint: sanity+dmr (protected, default) or none (unprotected)")
+    p.add_argument("--cycles", action=argparse.BooleanOptionalAction, default=None,
+                   help="also measure fault-free engine cycles per layer, protected vs unprotected (LeNet-5 of "
+                        "--checkpoint, ResNet-20 shapes)")
     p.set_defaults(func=run)
     return configure(p, "rtl", "array")
 
@@ -69,6 +80,8 @@ def run(args) -> dict:
     array = array_from_args(args)
     if (args.checkpoint is None) != (args.images is None):
         raise SanitasError("rtl: --checkpoint and --images go together")
+    if args.scheme is not None and args.checkpoint is None:
+        raise SanitasError("rtl: --scheme goes with --checkpoint and --images")
     files = generate_systolic_array(array, args.out)
     out = {"files": [str(f) for f in files], "rows": array.rows, "cols": array.cols, "array": array.to_dict()}
     if args.area:
@@ -78,11 +91,12 @@ def run(args) -> dict:
         except RuntimeError as e:
             raise SanitasError(str(e)) from None
         out["area"] = {k: a[k] for k in ("LUT", "FF", "DSP") if k in a}
-        from ..rtl.area import variant_area
+        from ..rtl.area import area_table
         try:
-            out["area_variants"] = variant_area(array, Path(args.out) / "area")
+            t = area_table(array, Path(args.out) / "area")
         except RuntimeError as e:
             raise SanitasError(str(e)) from None
+        out.update(area_variants=t["variants"], area_ratios=t["ratios"], area_targets=t["targets"])
     if args.regress:
         from ..rtl.regress import run_regression
         try:
@@ -101,14 +115,22 @@ def run(args) -> dict:
         from ..rtl.network import run_engine_network
         if "bit_exact" in out:
             out["regress_bit_exact"], out["regress_total"] = out.pop("bit_exact"), out.pop("total")
+        prot = (args.scheme or "sanity+dmr") != "none"
         try:
-            s = run_engine_network(Path(args.out) / "engine", dataclasses.replace(array, fault_injection=False),
-                                   args.checkpoint, args.images)
+            s = run_engine_network(Path(args.out) / ("engine" if prot else "engine_none"),
+                                   dataclasses.replace(array, fault_injection=False), args.checkpoint, args.images,
+                                   prot=prot, tests=("test_registers", "test_network"))
         except RuntimeError as e:
             raise SanitasError(str(e)) from None
-        out.update(bit_exact=s["bit_exact"], total=s["total"],
+        out.update(bit_exact=s["bit_exact"], total=s["total"], scheme="sanity+dmr" if prot else "none",
                    engine={k: s[k] for k in ("layers", "cycles", "wall_s") if k in s})
         out["ok"] = bool(s["passed"]) and out.get("ok", True)
+    if args.cycles:
+        from ..rtl.cycles import cycle_table
+        try:
+            out["cycles"] = cycle_table(Path(args.out) / "cycles", array, args.checkpoint, args.images or 10)
+        except RuntimeError as e:
+            raise SanitasError(str(e)) from None
     if args.sim:
         try:
             r = run_cocotb_smoke(Path(args.out) / "sim", array)

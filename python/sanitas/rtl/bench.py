@@ -1,5 +1,6 @@
-"""cocotb driver of the generated systolic array (shared by the benches in rtl_tests/): reset, GEMM passes with an
-optional fault record, result read-back.
+"""cocotb drivers shared by the benches in rtl_tests/: the systolic array's (reset, GEMM passes with an optional
+fault record, result read-back) and the unit benches' common loops (`UnitBench`: clock, inputs, reset;
+`run_unit`: the pytest side that renders a unit, runs one cocotb test and returns its summary).
 
 `ArrayBench` drives one `systolic_array` (or a wrapper top that instantiates it as ``u_array`` and passes its
 inputs through, e.g. ``sanity_array``): it streams the beats of C = A @ B on a schedule with bubbles, applies a
@@ -15,7 +16,7 @@ import numpy as np
 
 import cocotb  # noqa: F401  (the simulator must be running)
 from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 from ..config import ArrayConfig
 from ..faults import Fault
@@ -171,3 +172,63 @@ class ArrayBench:
         for sel in sels:
             res = await self.gemm(a, b, self.schedule(a.shape[1], gap_prob), rerun=True, chk_sel=sel)
         return res, len(sels)
+
+
+# ---- the shared loops of the unit benches (rtl_tests/dmr_unit, rtl_tests/rollback_ctrl) ----
+def bench_config() -> dict:
+    """The JSON bench configuration of the running simulation (`sanitas.rtl.generate.BENCH_ENV`)."""
+    import json
+    import os
+    from .generate import BENCH_ENV
+    return json.loads(os.environ[BENCH_ENV])
+
+
+class UnitBench:
+    """Clock, inputs and reset of one unit top: ``inputs`` are driven to 0 by `init` (then `defaults`), reset is
+    held for two edges; `reset` pulses it for one edge (``settle``: then waits for the falling edge, so the caller
+    drives the next inputs between edges). ``rng`` is seeded from the bench configuration."""
+
+    inputs: tuple[str, ...] = ()
+    settle: bool = False
+
+    def __init__(self, dut, cfg: dict):
+        self.dut, self.cfg = dut, cfg
+        self.rng = np.random.default_rng(cfg["seed"])
+
+    def defaults(self) -> None:
+        """Non-zero idle values of inputs (after the zeros)."""
+
+    async def init(self) -> None:
+        dut = self.dut
+        Clock(dut.clk, 10, unit="ns", impl="gpi").start()
+        for name in self.inputs:
+            getattr(dut, name).value = 0
+        self.defaults()
+        dut.rst.value = 1
+        await RisingEdge(dut.clk)     # the first edge may come before the writes settle: hold reset for two
+        await self.reset()
+
+    async def reset(self) -> None:
+        self.dut.rst.value = 1
+        await RisingEdge(self.dut.clk)
+        self.dut.rst.value = 0
+        if self.settle:
+            await FallingEdge(self.dut.clk)
+
+
+def run_unit(out, module: str, test: str, seed: int, generate, **cfg) -> dict:
+    """pytest side of a unit bench: render ``module`` with ``generate(ArrayConfig(), out / "rtl")``, run the cocotb
+    test ``test`` of rtl_tests/<module> with ``cfg`` (+ seed, summary path) and return its JSON summary; an
+    AssertionError names the log when the simulation fails."""
+    import json
+    from pathlib import Path
+    from .generate import run_bench
+    array = ArrayConfig()
+    out = Path(out)
+    summary = out / "summary.json"
+    summary.unlink(missing_ok=True)
+    sim_exit, n_tests, n_failed, _, log = run_bench(
+        out, array, dict(cfg, seed=seed, summary=str(summary)), seed, (test,), toplevel=module, bench=module,
+        sources=generate(array, out / "rtl"))
+    assert (sim_exit, n_tests, n_failed) == (0, 1, 0), f"cocotb {test} failed (log: {log})"
+    return json.loads(summary.read_text())

@@ -14,7 +14,11 @@ stage). What it does not do is done here, in numpy, as a DMA engine and a host d
   the s_axis byte stream and the m_axis bytes back to the layer's output tensor;
 * `engine_model`: the engine's arithmetic on the same stream (int32 wrap, requantise, pool), so the stream format
   is checked without a simulator (tests/rtl/test_rtl_engine.py) and the RTL bench compares bytes with it;
-* `run_network`: a whole network through a ``run_layer(cmd, a) -> y`` function (the RTL bench, or the model).
+* `run_network`: a whole network through a ``run_layer(cmd, a) -> y`` function (the RTL bench, or the model);
+* the stored tensors (the host is the memory the engine reads and writes): `stored_words` (the words an EXEC wrote,
+  the tensor its checkpoint covers), `checkpoint` (their (S0, F), `sanitas.rtl.dmr.fletcher`), `read_stream` (what
+  the engine's READ op takes: the words and the checkpoint beat), `split_frame` (an m_axis frame -> words, the
+  checkpoint beat, the EXEC's status bit).
 """
 from __future__ import annotations
 
@@ -56,12 +60,16 @@ class EngineCmd:
         return int(self.in_unsigned) | (int(self.raw) << 1) | (self.pool_log2 << 2)
 
 
-def layer_commands(gm) -> list[EngineCmd]:
-    """The engine commands of golden model ``gm``, in order (SanitasError for ops the engine cannot run)."""
+def layer_commands(gm, skip_other: bool = False) -> list[EngineCmd]:
+    """The engine commands of golden model ``gm``, in order (SanitasError for ops the engine cannot run; with
+    ``skip_other`` they are left out, e.g. the residual adds and the global pool of a ResNet for cycle counts: a
+    conv whose output feeds an add then runs raw)."""
     nodes, cmds = gm.nodes, []
     consumers = {n.name: [m for m in nodes if n.name in m.inputs] for n in nodes}
     for n in nodes:
         if n.op in ("input", "act", "maxpool", "flatten"):
+            continue
+        if n.op not in ("conv", "linear") and skip_other:
             continue
         if n.op not in ("conv", "linear"):
             raise SanitasError(f"engine: op {n.op!r} of node {n.name!r} is not an engine layer")
@@ -175,9 +183,11 @@ def unpack_output(data: bytes, cmd: EngineCmd, m: int, array: ArrayConfig, kmax:
     return out[: m >> cmd.pool_log2, : cmd.b.shape[1]]
 
 
-def engine_model(stream: bytes, cmd: EngineCmd, m: int, array: ArrayConfig, kmax: int = KMAX) -> bytes:
+def engine_model(stream: bytes, cmd: EngineCmd, m: int, array: ArrayConfig, kmax: int = KMAX,
+                 prot: bool = False) -> bytes:
     """What the engine sends back for ``stream`` (its arithmetic, fault-free): parse the tiles, GEMM with int32
-    wrap, bias, output stage (requantise, saturate, pool over consecutive rows) or raw words."""
+    wrap, bias, output stage (requantise, saturate, pool over consecutive rows) or raw words; ``prot`` (PROT = 1):
+    the checkpoint beat of the written words (status: passed) after the tiles."""
     rows, cols = array.rows, array.cols
     mt, nt, kc = tiles(cmd, m, array, kmax)
     nbb = _ceil(cols, kmax // 4)
@@ -204,7 +214,88 @@ def engine_model(stream: bytes, cmd: EngineCmd, m: int, array: ArrayConfig, kmax
         tile_b = np.zeros(sb, np.uint8)
         tile_b[:nb] = words
         out.append(tile_b.tobytes())
-    return b"".join(out)
+    data = b"".join(out)
+    if prot:
+        data += checkpoint_beat(checkpoint(stored_words(data, cmd, m, array, kmax), cmd.lo < 0, cmd.raw), True, kmax)
+    return data
+
+
+# ---- stored tensors: the words an EXEC writes, their checkpoint, the READ stream ----
+_M64 = (1 << 64) - 1
+
+
+def stored_words(data: bytes, cmd: EngineCmd, m: int, array: ArrayConfig, kmax: int = KMAX) -> bytes:
+    """The words a command wrote (each tile's meaningful bytes, stream order) from its m_axis tile bytes."""
+    mt, nt, _ = tiles(cmd, m, array, kmax)
+    nb, sb = tile_out_bytes(cmd, array, kmax)
+    return np.frombuffer(data[: mt * nt * sb], np.uint8).reshape(mt * nt, sb)[:, :nb].tobytes()
+
+
+def stored_tensor(words: bytes, cmd: EngineCmd, m: int, geom: tuple, array: ArrayConfig,
+                  kmax: int = KMAX) -> np.ndarray:
+    """The tensor the next layer reads from the words ``cmd`` stored (`stored_words`; ``geom`` of `layer_input`):
+    what the host's im2col / DMA reads back from memory."""
+    mt, nt, _ = tiles(cmd, m, array, kmax)
+    nb, sb = tile_out_bytes(cmd, array, kmax)
+    t = np.zeros((mt * nt, sb), np.uint8)
+    t[:, :nb] = np.frombuffer(words, np.uint8).reshape(mt * nt, nb)
+    return layer_output(cmd, unpack_output(t.tobytes(), cmd, m, array, kmax), geom)
+
+
+def stored_offsets(cmd: EngineCmd, m: int, geom: tuple, array: ArrayConfig, kmax: int = KMAX) -> np.ndarray:
+    """For every element of the tensor the next layer reads (`layer_output` shape), its byte offset in the words
+    ``cmd`` stores (`stored_words`): where a fault on that element sits in memory. Raw (int32) outputs: the offset
+    of the word's low byte."""
+    mt, nt, _ = tiles(cmd, m, array, kmax)
+    nb, _ = tile_out_bytes(cmd, array, kmax)
+    rows, cols = array.rows, array.cols
+    ids = np.arange(mt * nt * nb, dtype=np.int64).reshape(mt, nt, nb)
+    if cmd.raw:
+        v = ids[:, :, ::4].reshape(mt, nt, rows, cols)
+    else:
+        v = ids.reshape(mt, nt, rows >> cmd.pool_log2, cols)
+    out = v.transpose(0, 2, 1, 3).reshape(mt * v.shape[2], nt * cols)[: m >> cmd.pool_log2, : cmd.b.shape[1]]
+    return layer_output(cmd, out, geom)
+
+
+def word_values(words: bytes, signed: bool, raw: bool = False) -> np.ndarray:
+    """Stored words -> their values (int64): int32 words (raw), int8 (signed) or uint8 bytes."""
+    if raw:
+        return np.frombuffer(words, "<i4").astype(np.int64)
+    v = np.frombuffer(words, np.uint8).astype(np.int64)
+    return np.where(v > 127, v - 256, v) if signed else v
+
+
+def checkpoint(words: bytes, signed: bool, raw: bool = False) -> tuple[int, int]:
+    """(S0, F) of stored words as unsigned 64-bit ints: S0 = sum x_i, F = sum (n - i) x_i mod 2**64 (the engine's
+    dmr_unit Fletcher form, `sanitas.rtl.dmr.fletcher`)."""
+    x = word_values(words, signed, raw)
+    n = len(x)
+    with np.errstate(over="ignore"):
+        s0 = int(np.sum(x, dtype=np.int64))
+        f = int(np.sum((n - np.arange(n, dtype=np.int64)) * x, dtype=np.int64))
+    return s0 & _M64, f & _M64
+
+
+def checkpoint_beat(ck: tuple[int, int], ok: bool = True, kmax: int = KMAX) -> bytes:
+    """One stream beat: bytes 0..7 S0, 8..15 F (little endian), 16..19 status (bit 0: ok), zeros."""
+    b = (ck[0] & _M64).to_bytes(8, "little") + (ck[1] & _M64).to_bytes(8, "little") + int(ok).to_bytes(4, "little")
+    return b + bytes(kmax - len(b))
+
+
+def read_stream(words: bytes, ck: tuple[int, int], kmax: int = KMAX) -> bytes:
+    """The s_axis bytes of a READ: the words (IN_WORDS = len(words)) in beats of kmax, the last one zero padded,
+    then the checkpoint beat."""
+    pad = -len(words) % kmax
+    return bytes(words) + bytes(pad) + checkpoint_beat(ck, True, kmax)[:16] + bytes(kmax - 16)
+
+
+def split_frame(frame: bytes, kmax: int = KMAX) -> tuple[bytes, tuple[int, int], bool]:
+    """An EXEC's m_axis frame (PROT = 1) -> (tile bytes, its checkpoint (S0, F), status bit 0: passed)."""
+    if len(frame) < kmax or len(frame) % kmax:
+        raise SanitasError(f"engine: a frame of {len(frame)} bytes is not whole beats of {kmax} with a checkpoint")
+    cb = frame[-kmax:]
+    return frame[:-kmax], (int.from_bytes(cb[:8], "little"), int.from_bytes(cb[8:16], "little")), bool(cb[16] & 1)
 
 
 def layer_input(cmd: EngineCmd, x: np.ndarray) -> tuple[np.ndarray, tuple]:

@@ -24,10 +24,15 @@ class EngineReg(NamedTuple):
 
 #: The engine's registers, by offset.
 ENGINE_REG_TABLE: tuple[EngineReg, ...] = (
-    EngineReg("CTRL", 0x00, "w1", 1, "cmd_start", "bit 0: start the command (one layer) written below"),
-    EngineReg("STATUS", 0x04, "ro", 3, "{alarm, done_q, busy}",
+    EngineReg("CTRL", 0x00, "w1", 2, "cmd_start",
+              "bit 0: start the command (one layer) written below; bit 1: the network input was reloaded (the "
+              "answer to REQ 3 when P_TILES = 0)"),
+    EngineReg("STATUS", 0x04, "ro", 8, "{err_state, prot_bit, req, alarm, done_q, busy}",
               "bit 0 busy, bit 1 done (sticky until the next start), bit 2 alarm in the last command "
-              "(uncorrectable sanity check or output-lane mismatch)"),
+              "(rollback_ctrl flag: uncorrectable after its retries), bits 5:3 REQ (the stream the engine waits "
+              "for: 0 none, 1 the stored input tensor + its checkpoint beat, 2 the layer's tile stream, 3 the "
+              "producer's tile stream (P_* registers; P_TILES = 0: reload the network input, then CTRL bit 1)), "
+              "bit 6 PROT, bit 7 rollback_ctrl state self-check fired"),
     EngineReg("TILES", 0x08, "rw", 24, "r_tiles", "output tiles (ROWS x COLS each) of the command"),
     EngineReg("KCHUNKS", 0x0C, "rw", 16, "r_kchunks", "K chunks (KMAX each, zero padded) per output tile"),
     EngineReg("SHIFT", 0x10, "rw", 7, "r_shift", "requantisation shift e_out - e_in (signed)"),
@@ -58,7 +63,25 @@ ENGINE_REG_TABLE: tuple[EngineReg, ...] = (
     EngineReg("CNT_ROLLBACK", 0x54, "ro", 32, "cnt_rollback",
               "output stages re-executed after a lane mismatch (bounded: RETRIES a tile)"),
     EngineReg("CNT_ESCALATED", 0x58, "ro", 32, "cnt_escalated",
-              "tiles whose lanes still disagreed after RETRIES re-executions (STATUS alarm raised)"),
+              "tiles whose lanes still disagreed after RETRIES re-executions (their EXEC fails: rollback_ctrl)"),
+    EngineReg("IN_WORDS", 0x5C, "rw", 24, "r_in_words",
+              "words (bytes) of the stored input tensor the READ op reads (then one checkpoint beat)"),
+    # the producer's command (the layer that wrote this layer's input): re-executed by REEXEC
+    EngineReg("P_TILES", 0x60, "rw", 24, "r_p_tiles", "producer's TILES (0: the input is the network input)"),
+    EngineReg("P_KCHUNKS", 0x64, "rw", 16, "r_p_kchunks", "producer's KCHUNKS"),
+    EngineReg("P_SHIFT", 0x68, "rw", 7, "r_p_shift", "producer's SHIFT"),
+    EngineReg("P_LO", 0x6C, "rw", 10, "r_p_lo", "producer's LO"),
+    EngineReg("P_HI", 0x70, "rw", 10, "r_p_hi", "producer's HI"),
+    EngineReg("P_MODE", 0x74, "rw", 6, "r_p_mode", "producer's MODE"),
+    EngineReg("FI_RB", 0x78, "rw", 32, "r_fi_rb",
+              "rollback_ctrl state fault: bit 0 arm, bits 3:1 register (sanitas.rtl.rollback.CTRL_REGS), bits 6:4 "
+              "bit, bits 8:7 kind, bits 31:16 the command's cycle (CYCLES count) it acts at"),
+    EngineReg("CNT_RD_BAD", 0x7C, "ro", 32, "cnt_rd_bad", "input reads whose sums differed from the checkpoint"),
+    # rollback_ctrl counters (sanitas.protect.base.Report names), cumulative since reset
+    EngineReg("RB_DETECTED", 0x80, "ro", 32, "rb_detected", "input checkpoint mismatches (first read of a READ)"),
+    EngineReg("RB_ROLLED_BACK", 0x84, "ro", 32, "rb_rolled_back", "re-reads, producer re-executions, layer re-runs"),
+    EngineReg("RB_UNCORR", 0x88, "ro", 32, "rb_uncorrectable", "reads / layers still bad after the retries (alarm)"),
+    EngineReg("RB_ESCALATIONS", 0x8C, "ro", 32, "rb_escalations", "layers escalated (weights reloaded, run once more)"),
 )
 
 #: Registers by name.

@@ -148,7 +148,8 @@ def generate_sanity_tile(array: ArrayConfig, out_dir) -> list[Path]:
 def generate_engine(array: ArrayConfig, out_dir) -> list[Path]:
     """Render the engine top and everything under it (the tile's datapath, dmr_unit) into ``out_dir``; the .v
     paths, engine.v last."""
-    return _write(array, out_dir, _TEMPLATES + SANITY_TEMPLATES + TILE_TEMPLATES + DMR_TEMPLATES + ENGINE_TEMPLATES,
+    return _write(array, out_dir, _TEMPLATES + SANITY_TEMPLATES + TILE_TEMPLATES + DMR_TEMPLATES + ROLLBACK_TEMPLATES
+                  + ENGINE_TEMPLATES,
                   "generate_engine")
 
 
@@ -194,9 +195,11 @@ def _simulate(out: Path, array: ArrayConfig, cfg: dict, seed: int, testcase) -> 
 
 
 def run_bench(out: Path, array: ArrayConfig, cfg: dict, seed: int, testcase, *, toplevel: str, bench: str,
-              sources) -> tuple[int, int, int, Path, Path]:
-    """Build ``sources`` with Icarus (top ``toplevel``) and run the cocotb tests ``testcase`` of rtl_tests/<bench>
-    with ``array`` + ``cfg`` as JSON in BENCH_ENV; returns (sim exit, tests, failed, results.xml, sim.log)."""
+              sources, parameters: dict | None = None) -> tuple[int, int, int, Path, Path]:
+    """Build ``sources`` with Icarus (top ``toplevel``, Verilog ``parameters`` of the top) and run the cocotb
+    tests ``testcase`` of rtl_tests/<bench> with ``array`` + ``cfg`` as JSON in BENCH_ENV; returns (sim exit, tests,
+    failed, results.xml, sim.log). A build folder is reused when the sources are unchanged: give each parameter
+    set its own ``out``."""
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
@@ -206,7 +209,7 @@ def run_bench(out: Path, array: ArrayConfig, cfg: dict, seed: int, testcase, *, 
     results_xml.unlink(missing_ok=True)
     runner = get_runner("icarus")
     runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=out / "sim", timescale=("1ns", "1ps"),
-                 log_file=out / "build.log")
+                 parameters=dict(parameters or {}), log_file=out / "build.log")
     sim_exit = 0
     try:
         runner.test(test_module=f"test_{bench}", hdl_toplevel=toplevel, test_dir=bench_dir(bench),

@@ -19,12 +19,15 @@ from .engine import check_array, layer_commands
 from .generate import generate_engine, run_bench
 
 
-def run_engine_network(out_dir, array: ArrayConfig, checkpoint, images: int, gm=None) -> dict:
+def run_engine_network(out_dir, array: ArrayConfig, checkpoint, images: int, gm=None, prot: bool = True,
+                       tests: tuple[str, ...] = ("test_registers", "test_faults", "test_network"),
+                       ctrl_faults: int = 16) -> dict:
     """Run ``images`` test images of ``checkpoint`` (a digits model) through the engine; returns {"images",
     "bit_exact", "total", "layers" (per layer M, K, N, cycles, GEMMs, stream beats), "cycles", "wall_s",
     "passed", "log", "faults" (with ``array.fault_injection``: the counter deltas of the bench's single faults in
     conv1, each output still exact)}. ``gm``: the golden model, when the caller has it (else exported from the
-    checkpoint)."""
+    checkpoint). ``prot`` False: the unprotected engine (PROT = 0, `sanitas rtl --scheme none`); ``tests``: the
+    bench's cocotb tests to run; ``ctrl_faults``: rollback_ctrl state faults of test_faults."""
     if isinstance(images, bool) or not isinstance(images, int) or images < 1:
         raise SanitasError(f"the engine network run needs images >= 1, got {images!r}")
     from ..data import load_dataset
@@ -49,13 +52,14 @@ def run_engine_network(out_dir, array: ArrayConfig, checkpoint, images: int, gm=
     paths["summary"].unlink(missing_ok=True)
     paths["summary"].with_name("summary.json.faults.json").unlink(missing_ok=True)
     sim_exit, n_tests, n_failed, _, log = run_bench(
-        out, array, {k: str(v) for k, v in paths.items()}, 0, ("test_registers", "test_faults", "test_network"),
-        toplevel="engine", bench="engine", sources=generate_engine(array, out / "rtl"))
+        out, array, dict({k: str(v) for k, v in paths.items()}, ctrl_faults=int(ctrl_faults), seed=0), 0, tests,
+        toplevel="engine", bench="engine", sources=generate_engine(array, out / "rtl"),
+        parameters={"PROT": int(bool(prot))})
     s = json.loads(paths["summary"].read_text()) if paths["summary"].is_file() else {}
     faults = paths["summary"].with_name("summary.json.faults.json")
     s["faults"] = json.loads(faults.read_text()) if faults.is_file() else {}
     s.setdefault("bit_exact", 0)
     s["total"] = images
-    s["passed"] = (sim_exit, n_tests, n_failed) == (0, 3, 0) and s["bit_exact"] == images
+    s["passed"] = (sim_exit, n_tests, n_failed) == (0, len(tests), 0) and s["bit_exact"] == images
     s["log"] = str(log)
     return s
