@@ -129,20 +129,41 @@ def plot_protection(plan: dict, path: Path) -> bool:
     return True
 
 
+AREA_CLASSES = ("LUT", "FF", "DSP", "BRAM")
+AREA_COLOURS = {"unprotected": "#bbb", "sanity lazy": "tab:blue", "sanity eager": "tab:cyan",
+                "sanity+dmr": "tab:purple", "tmr": "tab:red"}
+
+
+def area_rows(area: dict) -> list[dict]:
+    """The yosys table of the engine variants (rtl step, ``rtl.area.variant_area``): per variant its LUT / FF /
+    DSP / BRAM and each as a multiple of the unprotected variant's."""
+    v = (area or {}).get("variants") or {}
+    base = v.get("unprotected", {})
+    rows = []
+    for name, d in v.items():
+        rows.append({"variant": name, **{k: d.get(k, 0) for k in AREA_CLASSES},
+                     **{f"{k}_x": (f"{d.get(k, 0) / base[k]:.2f}x" if base.get(k) else "—") for k in AREA_CLASSES}})
+    return rows
+
+
 def _plot_area(area: dict, path: Path) -> bool:
+    """Bars per resource class, one per engine variant, as multiples of the unprotected engine (yosys counts)."""
+    rows = area_rows(area)
+    base = {k: v for k, v in next((r for r in rows if r["variant"] == "unprotected"), {}).items()}
+    keys = [k for k in AREA_CLASSES if base.get(k)]
+    if not rows or not keys:
+        return False
     plt = _plt()
-    keys = ["LUT", "FF", "DSP", "CARRY"]
-    cols = [("unprotected (R x C PEs)", area["unprotected_estimate"], "#bbb"),
-            ("sanity array (yosys)", area["protected"], "tab:blue"), ("TMR (3 x data PEs only)",
-                                                                      area["tmr_estimate"], "tab:red")]
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, ax = plt.subplots(figsize=(6.4, 3))
     x = np.arange(len(keys))
-    for j, (name, d, c) in enumerate(cols):
-        ax.bar(x + (j - 1) * 0.27, [d[k] for k in keys], 0.27, label=name, color=c)
+    w = 0.8 / len(rows)
+    for j, r in enumerate(rows):
+        ax.bar(x + (j - (len(rows) - 1) / 2) * w, [r[k] / base[k] for k in keys], w, label=r["variant"],
+               color=AREA_COLOURS.get(r["variant"], "k"))
     ax.set_xticks(x, keys)
-    ax.set_ylabel("cells")
-    ax.legend(fontsize=8)
-    ax.set_title("RTL area: sanity checksum array vs TMR")
+    ax.set_ylabel("x unprotected engine")
+    ax.legend(fontsize=7, ncol=3)
+    ax.set_title(f"RTL area, {area.get('array', '?')} array (yosys synth_xilinx): protection vs TMR", fontsize=9)
     _save(fig, path)
     return True
 
@@ -193,6 +214,14 @@ def scheme_rows(plan: dict) -> list[dict]:
     return rows
 
 
+def _restricted(r: dict) -> str:
+    """How much of the plan a hardware level ran: the plan, or the plan without the schemes it does not generate."""
+    if r.get("scheme") != "plan restricted":
+        return r.get("scheme", "?")
+    drop = ", ".join(f"{k} on {n} nodes" for k, n in r.get("dropped", {}).items())
+    return f"plan restricted to {'+'.join(['none', *r.get('built_schemes', [])])} ({drop} not generated yet)"
+
+
 def cross_level(steps: dict) -> list[dict]:
     """One row per level: what was compared with golden, how many were bit-exact, and fault agreement."""
     g, c, r, b = (steps.get(k, {}) for k in ("golden", "csim", "rtl", "board"))
@@ -204,22 +233,37 @@ def cross_level(steps: dict) -> list[dict]:
     if "bit_exact" in h:
         rows.append({"level": "hls4ml (g++)", "what": "test images (predictions)",
                      "exact": f"{h['bit_exact']}/{h['total']}", "faults": "—"})
-    if "cases" in c:
-        rows.append({"level": f"HLS csim ({c.get('kernel', 'gemm')})", "what": "GEMMs vs golden GEMM",
-                     "exact": f"{c['cases'] - (c.get('mismatches') or 0)}/{c['cases']}",
-                     "faults": f"{c.get('faults_located', '?')}/{c.get('faults', '?')} located in their row"})
-    if "sim" in r:
-        s = r["sim"]
-        rows.append({"level": "RTL (cocotb, Icarus)", "what": "GEMMs vs golden GEMM",
-                     "exact": f"{s.get('gemms_checked', '?')}/{s.get('gemms_checked', '?')}" if s.get("passed")
-                     else "failed", "faults": f"{s.get('faults_detected', '?')}/{s.get('faults_corrupting', '?')} "
-                     f"corrupting detected, {s.get('false_alarms', '?')} false alarms"})
+    if "bit_exact" in c:
+        rows.append({"level": f"HLS csim: sanitas_top, {_restricted(c)}", "what": "test images (logits)",
+                     "exact": f"{c['bit_exact']}/{c['total']}",
+                     "faults": f"{c['fault_agreement']}/{c['faults']} fault records: logits and counters equal "
+                               f"ProtectedModel's ({c['fault_images']} images each)"})
+    k = c.get("kernel") or {}
+    if "cases" in k:
+        rows.append({"level": f"HLS csim: {k.get('kernel', 'gemm')} kernel", "what": "GEMMs vs golden GEMM",
+                     "exact": f"{k['cases'] - (k.get('mismatches') or 0)}/{k['cases']}",
+                     "faults": f"{k.get('faults_located', '?')}/{k.get('faults', '?')} located in their row"})
+    rg = r.get("regress") or {}
+    if "faults" in rg:
+        rows.append({"level": f"RTL sanity_tile regression ({r.get('array', '?')}, cocotb + Icarus)",
+                     "what": "fault records vs golden protected GEMM", "exact": f"{rg['bit_exact']}/{rg['faults']}",
+                     "faults": f"{rg['silent']} silent, {rg['corrected']} corrected, {rg['rolled_back']} to rollback, "
+                               f"{rg['masked']} masked; {rg['faults_per_s']:.0f} faults/s"})
+    e = r.get("engine") or {}
+    if "bit_exact" in e:
+        ef = e.get("faults")
+        rows.append({"level": f"RTL engine, {e['network']} ({e['name']}) layer by layer",
+                     "what": "test images (logits)", "exact": f"{e['bit_exact']}/{e['total']}",
+                     "faults": (f"{ef['directed']} directed faults, outputs exact: {ef['corrected']} corrected, "
+                                f"{ef['rolled_back']} rolled back, {ef['escalated']} escalated") if ef else "—"})
+    elif "skipped" in e:
+        rows.append({"level": "RTL engine", "what": "not run", "exact": "—", "faults": e["skipped"]})
     if "bit_exact" in b:
-        prot = "protected" if b.get("protected") else "unprotected"
-        rows.append({"level": f"board ({b.get('backend')} {b.get('board')}, {b.get('ip', '?')} IP, {prot})",
+        rows.append({"level": f"board ({b.get('backend')} {b.get('board')}, {b.get('ip', '?')} IP, "
+                              f"{_restricted(b) if b.get('protected') else 'unprotected'})",
                      "what": "test images (logits)", "exact": f"{b['bit_exact']}/{b['total']}",
-                     "faults": f"{b['fault_agreement']}/{b['faults']} faults agree with golden"
-                     if "faults" in b else "—"})
+                     "faults": f"{b['fault_agreement']}/{b['faults']} faults: logits and counters equal "
+                               "ProtectedModel's" if "faults" in b else "—"})
     return rows
 
 
@@ -261,8 +305,9 @@ def write_report(flow_dir, out_dir) -> Path:
     if plan:
         fig("plan", _plot_plan(plan, steps, out / "plan.png"))
         fig("protection", plot_protection(plan, out / "protection.png"))
-    area = steps.get("rtl", {}).get("area")
-    if area:
+        plot_protection(plan, out / "protection.svg")      # the README's picture (docs/img/flow_protection.svg)
+    area = steps.get("rtl", {}).get("area") or {}
+    if area.get("variants"):
         fig("area", _plot_area(area, out / "area.png"))
     fig("training", _plot_training(steps.get("train", {}).get("history"), out / "training.png"))
     srows = step_rows(steps)
@@ -274,7 +319,8 @@ def write_report(flow_dir, out_dir) -> Path:
            "steps": steps, "step_rows": srows, "figs": figs, "search": summ, "plan": plan,
            "plan_layers": [(n, s) for n, s in m.items() if s != "none"],
            "plan_counts": {s: sum(v == s for v in m.values()) for s in dict.fromkeys(m.values())},
-           "scheme_rows": scheme_rows(plan), "cross": cross_level(steps), "area": area, "pct": _pct,
+           "scheme_rows": scheme_rows(plan), "cross": cross_level(steps), "area": area, "area_rows": area_rows(area),
+           "pct": _pct,
            "config": json.dumps(cfg, indent=1)}
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                              autoescape=jinja2.select_autoescape(("html.j2",)),
@@ -285,4 +331,4 @@ def write_report(flow_dir, out_dir) -> Path:
     return p
 
 
-__all__ = ["cross_level", "plot_protection", "scheme_rows", "step_rows", "vulnerability", "write_report"]
+__all__ = ["area_rows", "cross_level", "plot_protection", "scheme_rows", "step_rows", "vulnerability", "write_report"]
