@@ -57,23 +57,33 @@ def vulnerability(db: Path) -> dict:
     return res
 
 
-def _plot_heatmaps(vul: dict, path: Path) -> bool:
+def _plot_heatmaps(vul: dict, path: Path, order: list | None = None) -> bool:
+    """One critical-rate map (layer x bit) per site, on one shared layer axis: every layer any site hit, in graph
+    order (``order``: the golden node names; else by first fault), so the labels of the first map hold for all."""
     sites = [s for s in ("weight", "bias", "input", "acc", "output") if s in vul]
     if not sites:
         return False
     plt = _plt()
-    h = max(len(vul[s]["layers"]) for s in sites)
-    fig, axs = plt.subplots(1, len(sites), figsize=(3.3 * len(sites), 1.2 + 0.16 * h), squeeze=False)
+    rank = {n: i for i, n in enumerate(order or [])}
+    first: dict = {}
+    for s in sites:
+        for i, lay in enumerate(vul[s]["layers"]):
+            first.setdefault(lay, (rank.get(lay, len(rank)), i))
+    layers = sorted(first, key=first.get)
+    fig, axs = plt.subplots(1, len(sites), figsize=(2.6 * len(sites) + 1.6, 1.2 + 0.13 * len(layers)),
+                            squeeze=False, sharey=True)
+    cmap = plt.get_cmap("magma_r").with_extremes(bad="#f4f4f4")    # grey: no fault drawn there
     for ax, s in zip(axs[0], sites):
         v = vul[s]
-        cmap = plt.get_cmap("magma_r").with_extremes(bad="#f4f4f4")    # grey: no fault drawn there
-        im = ax.imshow(v["critical"], aspect="auto", cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        grid = np.full((len(layers), len(v["bits"])), np.nan)
+        for i, lay in enumerate(v["layers"]):
+            grid[layers.index(lay)] = v["critical"][i]
+        im = ax.imshow(grid, aspect="auto", cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(f"{s}: critical rate", fontsize=9)
         ax.set_xlabel("bit", fontsize=8)
         step = max(1, len(v["bits"]) // 8)
         ax.set_xticks(range(0, len(v["bits"]), step), [str(b) for b in v["bits"][::step]], fontsize=6)
-        ax.set_yticks(range(len(v["layers"])), v["layers"] if s == sites[0] else [""] * len(v["layers"]),
-                      fontsize=5)
+    axs[0][0].set_yticks(range(len(layers)), layers, fontsize=5)
     fig.colorbar(im, ax=axs[0].tolist(), shrink=0.8, label="P(top-1 changed)")
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -300,7 +310,8 @@ def write_report(flow_dir, out_dir) -> Path:
         fig("cells", _plot_cells(geno["genotype"], int(geno["space"]["nodes"]), out / "cells.png"))
     db = flow_dir / "campaign" / "results.sqlite"
     if steps.get("campaign", {}).get("status") == "ok" and db.is_file():
-        fig("heatmap", _plot_heatmaps(vulnerability(db), out / "heatmap.png"))
+        order = [n for n, _op in steps.get("golden", {}).get("nodes") or []]
+        fig("heatmap", _plot_heatmaps(vulnerability(db), out / "heatmap.png", order))
     plan = steps.get("plan", {}) if "scheme_map" in steps.get("plan", {}) else {}
     if plan:
         fig("plan", _plot_plan(plan, steps, out / "plan.png"))
