@@ -110,7 +110,7 @@ def test_resume_reuses_unchanged_steps(flow):
 
 
 def test_report_files(flow):
-    d, *_ = flow
+    d, _, _, rec = flow
     rep = d / "report"
     html, md = (rep / "index.html").read_text(), (rep / "index.md").read_text()
     for fig in ("reward", "pareto", "cells", "heatmap", "plan", "timings"):
@@ -119,6 +119,10 @@ def test_report_files(flow):
     for text in ("Architecture search", "Vulnerability", "Protection plan", "Across levels", "Timings"):
         assert text in html and text in md
     assert "| Brevitas vs golden | test images (logits) | 270/270 |" in md
+    p = rec["plan"]                                   # schemes x coverage x overhead: the plan, then uniform costs
+    plan_row = next(ln for ln in md.splitlines() if ln.startswith("| plan (per layer) |"))
+    assert plan_row.endswith(f"| {100 * p['cost'] / p['macs']:.1f} % |")
+    assert f"| tmr (uniform, cost only) | {'— | ' * 10}{100 * p['uniform']['tmr'] / p['macs']:.1f} % |" in md
     row = "| test images (logits) | 270/270 | 12/12 fault records: logits and counters equal ProtectedModel's (2 images"
     assert row + " each) |" in md
     assert "test images (logits) | 16/16 | 5/5 faults: logits and counters equal ProtectedModel's |" in md

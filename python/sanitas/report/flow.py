@@ -210,9 +210,16 @@ def _pct(x, digits: int = 2) -> str:
 
 
 def scheme_rows(plan: dict) -> list[dict]:
-    """The schemes x coverage x overhead table of the plan's verification campaign."""
+    """The schemes x coverage x overhead table: the plan and the schemes of its verification campaign (coverage,
+    extra MACs and memory), then every other uniform scheme with its cost only (MAC-equivalents per image, % of the
+    net's MACs: the planner's overhead model)."""
     v = plan.get("verify") or {}
+    uniform, macs = plan.get("uniform") or {}, plan.get("macs") or 0
+    cost = {"plan": plan.get("cost"), **uniform}
     rows = []
+
+    def frac(name):
+        return _pct(cost[name] / macs, 1) if macs and cost.get(name) is not None else "—"
     for name, c in (v.get("coverage") or {}).items():
         o = (v.get("overhead") or {}).get(name, {})
         rows.append({"scheme": "plan (per layer)" if name == "plan" else name, "effective": c.get("effective"),
@@ -220,7 +227,12 @@ def scheme_rows(plan: dict) -> list[dict]:
                      "lo95": _pct(c.get("critical_corrected_lower95"), 1), "corrected": _pct(c.get("corrected")),
                      "silent": c.get("silent"), "state_bit_exact": _pct(c.get("state_bit_exact"), 1),
                      "false_alarms": c.get("false_alarms"), "extra_macs": _pct(o.get("extra_macs"), 1),
-                     "extra_mem": _pct(o.get("extra_mem"), 1)})
+                     "extra_mem": _pct(o.get("extra_mem"), 1), "cost": frac(name)})
+    for name in uniform:
+        if name not in (v.get("coverage") or {}) and name != "none":
+            rows.append({**dict.fromkeys(("effective", "critical", "critical_corrected", "lo95", "corrected",
+                                          "silent", "state_bit_exact", "false_alarms", "extra_macs", "extra_mem"),
+                                         "—"), "scheme": f"{name} (uniform, cost only)", "cost": frac(name)})
     return rows
 
 
