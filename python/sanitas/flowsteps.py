@@ -192,7 +192,8 @@ def step_csim(ctx: FlowContext, cfg: Config) -> dict:
 
 def _engine_net(ctx: FlowContext, array):
     """(label, checkpoint, golden model, None) of the first net the RTL engine runs (conv/linear + ReLU + 2x2 pool
-    layers: LeNet-5-shaped): the flow's network, else the search's LeNet-5 baseline; (None, None, None, why)."""
+    layers: LeNet-5-shaped): the flow's network, else the search's LeNet-5 baseline, and why the ones before it
+    were passed over ("" for the flow's network); (None, None, None, why) when none runs."""
     from .errors import SanitasError
     from .golden import export_golden
     from .rtl.engine import check_array, layer_commands
@@ -211,7 +212,7 @@ def _engine_net(ctx: FlowContext, array):
         except SanitasError as e:
             why.append(f"{label}: {e}")
             continue
-        return label, ck, gm, None
+        return label, ck, gm, "; ".join(why)
     return None, None, None, "; ".join(why)
 
 
@@ -292,7 +293,7 @@ def step_rtl(ctx: FlowContext, cfg: Config) -> dict:
             e = run_engine_network(d / "engine", array, ck, f.rtl_images, gm=gm)
             rec["engine"] = {"network": label, "name": gm.spec.get("name"), "bit_exact": e["bit_exact"],
                              "total": e["total"], "cycles": e.get("cycles"), "wall_s": e.get("wall_s"),
-                             "passed": bool(e["passed"])}
+                             "passed": bool(e["passed"]), **({"passed_over": why} if why else {})}
             if e.get("faults"):
                 rec["engine"]["faults"] = _engine_faults(e["faults"])
             ok = ok and e["passed"]

@@ -183,7 +183,7 @@ def _plot_timings(rows: list, path: Path) -> bool:
     if not rows:
         return False
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.3 * len(rows)))
+    fig, ax = plt.subplots(figsize=(6, max(1.8, 0.5 + 0.3 * len(rows))))
     ax.barh([r["name"] for r in rows][::-1], [r["seconds"] for r in rows][::-1], color="tab:green")
     ax.set_xlabel("seconds")
     ax.set_title("Time per step")
