@@ -448,7 +448,11 @@ class FlowConfig:
     test_fault_samples: int = 4    # fault draws of the final faulty test accuracy
     campaign_faults: int = 600     # single-bit flips of the campaign, uniform over weight/bias/input/acc/output bits
     campaign_inputs: int = 32      # test images per fault (the first K; the planner and board use the same)
-    rtl_area: bool = True          # yosys area of the protected array against TMR (skipped without yosys)
+    csim_faults: int = 200         # fault records through sanitas_top's csim, each compared with ProtectedModel
+    csim_fault_images: int = 4     # test images each csim fault record runs on (the first K)
+    rtl_faults: int = 500          # single accumulator faults of the RTL regression (sanity_tile, one simulation)
+    rtl_images: int = 4            # test images through the RTL engine layer by layer (an engine-shaped net)
+    rtl_area: bool = True          # yosys area of the engine variants, TMR included, for [array] (needs yosys)
     board_faults: int = 20         # faults through the fake board's fault-injection registers, compared with golden
 
     def __post_init__(self):
@@ -456,13 +460,13 @@ class FlowConfig:
         for s in self.steps:
             _one_of("flow", "step", s, list(STEPS))
         for k in ("search_budget", "search_float_epochs", "search_epochs", "final_epochs", "baseline_epochs",
-                  "test_fault_samples", "campaign_faults", "board_faults"):
+                  "test_fault_samples", "campaign_faults", "csim_faults", "board_faults"):
             if getattr(self, k) < 0:
                 raise SanitasError(f"flow: {k} must be >= 0, got {getattr(self, k)}")
         from .models.zoo import ZOO
         for b in self.baselines:
             _one_of("flow", "baseline", b, sorted(ZOO))
-        for k in ("search_cells", "search_nodes", "campaign_inputs"):
+        for k in ("search_cells", "search_nodes", "campaign_inputs", "csim_fault_images", "rtl_faults", "rtl_images"):
             if getattr(self, k) < 1:
                 raise SanitasError(f"flow: {k} must be >= 1, got {getattr(self, k)}")
 

@@ -5,8 +5,10 @@ The default steps ([flow] steps) are the co-design end to end on digits: ``searc
 then the FTT training of the best derived net and of the best baseline), ``golden`` (the searched net's integer
 model, bit-exact against Brevitas), ``campaign`` (single-bit flips over every golden site: vulnerability per
 layer, site and bit), ``plan`` (the cheapest per-layer protection map reaching the target, verified on fresh
-faults and a soak: ``protect/planner.py``), ``csim`` (HLS C simulation), ``rtl`` (the generated engine, a cocotb
-regression sample, yosys area against TMR), ``board`` (the PYNQ driver on the fake device) and ``report``. ``train``,
+faults and a soak: ``protect/planner.py``), ``csim`` (``sanitas_top`` of the protected network in C simulation:
+bit-exact on the test split, fault agreement with ``ProtectedModel``; and the GEMM kernel testbench), ``rtl`` (the
+sanity_tile fault regression, the RTL engine layer by layer on a LeNet-5-shaped net, yosys area of the engine
+variants against TMR), ``board`` (the PYNQ driver on the fake device whose IP is the csim) and ``report``. ``train``,
 ``hls``, ``protect`` are optional steps. The step bodies live in ``flowsteps.py``; this file is the runner.
 
 Each step returns its record (the numbers it measured); the runner adds ``status`` (``ok`` unless the record says
@@ -171,8 +173,9 @@ def _table() -> dict[str, Step]:
         Step(s.step_campaign, ("data", "checkpoint"), ("data", "campaign", "flow.campaign_*"), net),
         Step(s.step_plan, ("data", "checkpoint"), ("data", "plan", "flow.campaign_inputs"), (*net, "campaign")),
         Step(s.step_protect, ("checkpoint",), ("data", "protect"), net),
-        Step(s.step_csim, (), ("csim", "array")),
-        Step(s.step_rtl, (), ("rtl", "array", "flow.rtl_area")),
+        Step(s.step_csim, ("data", "checkpoint"), ("data", "csim", "array", "campaign.seed", "flow.csim_*"),
+             (*net, "plan")),
+        Step(s.step_rtl, (), ("rtl", "array", "flow.rtl_*"), net),
         Step(s.step_board, ("checkpoint",), ("data", "board", "array", "flow.campaign_inputs", "flow.board_faults"),
              (*net, "plan")),
         Step(s.step_report, (), (), (), cache=False),
@@ -291,7 +294,7 @@ def run_flow(cfg: Config, out, report_dir, steps, progress: bool = True) -> dict
     if st["report"]["status"] == "ok":
         summary["report"] = st["report"]["path"]
     summary["ok"] = all(v in ("ok", "skipped") for v in summary["steps"].values())
-    for k in ("train", "golden", "hls", "board"):
+    for k in ("train", "golden", "hls", "csim", "board"):
         if "test_acc" in st[k]:
             summary["test_acc"] = st[k]["test_acc"]
         if "bit_exact" in st[k]:

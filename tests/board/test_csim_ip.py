@@ -126,6 +126,20 @@ def test_cli_board_fake_says_csim(lenet5_ckpt, net, board):
     assert s["faults"] == want and want["changed_images"] > 0
 
 
+def test_cli_board_fake_protected_csim_is_bit_exact(lenet5_ckpt):
+    """Protection on: ``--scheme`` with what sanitas_top generates (``hls.firmware.BUILT_SCHEMES``) compiles it into
+    the csim IP; the digits test split stays bit-exact, no counter moves, and the summary names the scheme."""
+    from sanitas.hls.firmware import BUILT_SCHEMES
+    scheme = "+".join(BUILT_SCHEMES)
+    r = subprocess.run([sys.executable, "-m", "sanitas.cli", "board", "--checkpoint", str(lenet5_ckpt),
+                        "--backend", "fake", "--scheme", scheme, "--limit", "270", "--json"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (s["ok"], s["ip"], s["scheme"], s["bit_exact"], s["total"]) == (True, "csim", scheme, 270, 270)
+    assert s["status"] == ZERO
+
+
 def test_golden_ip_decodes_the_fault_registers_like_the_csim(board, net, tmp_path):
     """ip='golden': the fi_* words decoded into a golden hook give the csim's logits (spec none) and, protected,
     the counters ProtectedModel gives for the same Fault record; a download restores the trusted memories."""

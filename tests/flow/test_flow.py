@@ -32,9 +32,25 @@ def test_table_names_and_default_steps():
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs iverilog")
-def test_steps_rtl_alone_succeeds(tmp_path, capsys):
+def test_steps_rtl_alone_succeeds(tmp_path, capsys, monkeypatch):
+    """rtl alone on a 2x2 array: the sanity_tile regression (every record equal to the golden protected GEMM, none
+    silent), the engine skipped with the reason (no checkpoint), and the area table of ``rtl.area.variant_area``
+    (replaced here by a recording stand-in: its yosys numbers are rtl-array's tests; this checks the flow's
+    wiring, its content-hash cache and the report) in the record and the report."""
+    from sanitas import flowsteps
+    from sanitas.rtl import area
+    calls = []
+
+    def variant_area(array, out):
+        calls.append((array.rows, array.cols, out))
+        return {v: {"LUT": 100 * (i + 1), "FF": 50 * (i + 1), "DSP": 4 + i, "BRAM": 0, "seconds": 0.1}
+                for i, v in enumerate(area.VARIANTS)}
+    monkeypatch.setattr(area, "variant_area", variant_area)
+    monkeypatch.setattr(flowsteps, "AREA_CACHE", tmp_path / "area-cache")
     out, rep = tmp_path / "f", tmp_path / "rep"
-    rc, s, err = _run(capsys, "--steps", "rtl,report", "--out", str(out), "--report", str(rep))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("array: {rows: 2, cols: 2}\nflow: {rtl_faults: 30}\n")
+    rc, s, err = _run(capsys, "--steps", "rtl,report", "--out", str(out), "--report", str(rep), "--config", str(cfg))
     assert rc == 0, err
     assert s["ok"] and s["steps"] == {n: ("ok" if n in ("rtl", "report") else "skipped") for n in STEPS}
     flow = json.loads((out / "flow.json").read_text())
@@ -42,13 +58,29 @@ def test_steps_rtl_alone_succeeds(tmp_path, capsys):
     assert all({"status", "seconds"} <= set(r) for r in flow["steps"].values())
     assert flow["steps"]["train"] == {"status": "skipped", "seconds": 0.0, "reason": "not selected"}
     rtl = flow["steps"]["rtl"]
-    assert rtl["sim"]["passed"] and rtl["files"] == ["systolic_pe.v", "systolic_delay.v", "systolic_array.v"]
-    assert rtl["area"]["protected"]["DSP"] > rtl["area"]["unprotected_estimate"]["DSP"]    # checksum PEs
-    assert rtl["area"]["tmr_estimate"]["DSP"] == 3 * rtl["area"]["unprotected_estimate"]["DSP"] == 3 * 16
+    assert rtl["files"] == ["systolic_pe.v", "systolic_delay.v", "systolic_array.v"] and rtl["array"] == "2x2"
+    r = rtl["regress"]
+    assert r["passed"] and r["faults"] >= 30 and r["bit_exact"] == r["faults"] and r["silent"] == 0
+    assert r["corrected"] + r["masked"] + r["rolled_back"] == r["faults"] and r["corrected"] > 0
+    assert rtl["engine"] == {"skipped": "flow network: no checkpoint; search baseline lenet5: no checkpoint"}
+    assert calls == [(2, 2, out / "rtl" / "area")]
+    assert rtl["area"] == {"array": "2x2", "variants": variant_area(Config().array, None), "cached": False}
     assert flow["config"]["flow"]["steps"] == ["rtl", "report"]
     assert not list(out.glob("*.pt"))                          # nothing trained
     md = (rep / "index.md").read_text()
     assert "| rtl | ok |" in md and "| train |" not in md       # the report lists the selected steps
+    assert "| unprotected | 100 (1.00x) | 50 (1.00x) | 4 (1.00x) | 0 (—) |" in md
+    assert "| tmr | 500 (5.00x) | 250 (5.00x) | 8 (2.00x) | 0 (—) |" in md
+    row = (f"| RTL sanity_tile regression (2x2, cocotb + Icarus) | fault records vs golden protected GEMM | "
+           f"{r['faults']}/{r['faults']} | 0 silent, {r['corrected']} corrected,")
+    assert row in md and (rep / "area.png").is_file()
+    # another folder, same array and RTL sources: the table comes from the cache; another geometry synthesises
+    calls.clear()
+    rc, s, err = _run(capsys, "--steps", "rtl", "--out", str(tmp_path / "g"), "--config", str(cfg))
+    assert rc == 0, err
+    assert calls == [] and json.loads((tmp_path / "g" / "flow.json").read_text())["steps"]["rtl"]["area"]["cached"]
+    assert flowsteps.variant_area_cached(Config.from_dict({"array": {"rows": 2, "cols": 4}}).array,
+                                         tmp_path / "a")[1] is False and calls[0][:2] == (2, 4)
 
 
 @pytest.mark.parametrize("argv, msg", [
@@ -111,6 +143,49 @@ def test_train_then_steps_from_out(tmp_path, capsys):
     assert s["golden_bit_exact"] == "270/270" and rec["train"]["reason"] == "not selected"
     assert s["cached"] == ["golden"] and rec["golden"]["cached"] and "cached" not in rec["board"]
     assert (rec["board"]["bit_exact"], rec["board"]["total"]) == (32, 32)    # [flow] campaign_inputs default
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs iverilog")
+def test_rtl_engine_runs_the_flow_network_layer_by_layer(tmp_path, capsys, lenet5_ckpt):
+    """With a LeNet-5-shaped network in --out, the rtl step runs it through the RTL engine: logits bit-exact with
+    golden (without the fault-injection ports here; the engine's directed faults are rtl_tests/engine's)."""
+    out = tmp_path / "f"
+    (out / "train").mkdir(parents=True)
+    shutil.copy(lenet5_ckpt, out / "train" / "lenet5.pt")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("array: {fault_injection: false}\nflow: {rtl_faults: 16, rtl_images: 2, rtl_area: false}\n")
+    rc, s, err = _run(capsys, "--steps", "rtl", "--out", str(out), "--config", str(cfg))
+    assert rc == 0, err
+    e = json.loads((out / "flow.json").read_text())["steps"]["rtl"]["engine"]
+    assert (e["network"], e["name"], e["bit_exact"], e["total"], e["passed"]) == ("flow network", "lenet5", 2, 2,
+                                                                                  True)
+    assert "faults" not in e and "passed_over" not in e and e["cycles"] > 0
+
+
+def test_engine_fault_totals():
+    """The engine bench's directed faults: sanity-unit deltas (detected, corrected, uncorrectable) and output-stage
+    deltas (rolled back, escalated), summed."""
+    from sanitas.flowsteps import _engine_faults
+    got = _engine_faults({"a": [1, 1, 0], "b": [1, 0, 0], "c": [0, 0, 1], "d": [1, 0], "e": [2, 1]})
+    assert got == {"directed": 5, "detected": 2, "corrected": 1, "uncorrectable": 1, "rolled_back": 3,
+                   "escalated": 1}
+
+
+def test_hardware_spec_drops_only_what_the_top_does_not_generate(monkeypatch):
+    from sanitas.flowsteps import hardware_spec
+    from sanitas.golden import export_golden
+    from sanitas.hls import firmware
+    from sanitas.models import build
+    gm = export_golden(build("lenet5", (1, 8, 8), 10, seed=0))
+    layers = [n.name for n in gm.layers()]
+    spec = {"default": "sanity+dmr", layers[-1]: "tmr"}
+    monkeypatch.setattr(firmware, "BUILT_SCHEMES", ("dmr",))
+    hw, dropped = hardware_spec(gm, spec)
+    assert dropped == {"sanity": len(gm.nodes) - 1, "tmr": 1}        # per node of the map
+    assert hw == {"default": "none", **{n.name: "dmr" for n in gm.nodes}, layers[-1]: "none"}
+    monkeypatch.setattr(firmware, "BUILT_SCHEMES", ("dmr", "sanity", "tmr"))     # a top that generates them all
+    assert hardware_spec(gm, spec) == (spec, {})
+    assert hardware_spec(gm, "none") == ("none", {})
 
 
 def test_second_flow_into_a_busy_folder_is_refused(tmp_path, capsys):

@@ -1,6 +1,6 @@
-"""The default flow end to end on a tiny budget (search -> FTT -> golden -> campaign -> plan -> board -> report;
-csim and rtl have their own tests), then resumed: unchanged steps are reused, a changed setting reruns exactly its
-step and the steps that read its artefacts. The report is opened in a real headless browser
+"""The default flow end to end on a tiny budget (search -> FTT -> golden -> campaign -> plan -> csim -> board ->
+report; rtl has its own tests in test_flow.py), then resumed: unchanged steps are reused, a changed setting reruns
+exactly its step and the steps that read its artefacts. The report is opened in a real headless browser
 (``tests/report/cdp.py``): the page loads, every image loads, no console error, a screenshot goes to ``build/``.
 """
 from __future__ import annotations
@@ -19,13 +19,13 @@ from sanitas.paths import REPO_ROOT
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "report"))
 from cdp import Browser, chromium  # noqa: E402
 
-STEPS = ["search", "golden", "campaign", "plan", "board", "report"]
+STEPS = ["search", "golden", "campaign", "plan", "csim", "board", "report"]
 TINY = {
     "search": {"channels": 2, "stem_multiplier": 1, "float_batch": 256, "batch_size": 256, "arch_batch": 2,
                "eval_fault_samples": 1, "max_macs": None},
     "flow": {"search_budget": 2, "search_float_epochs": 1, "search_epochs": 1, "final_epochs": 1,
              "baseline_epochs": 1, "test_fault_samples": 1, "campaign_faults": 150, "campaign_inputs": 16,
-             "baselines": [], "board_faults": 5},
+             "baselines": [], "board_faults": 5, "csim_faults": 12, "csim_fault_images": 2},
     "plan": {"critical": 30, "sdc": 10, "verify_critical": 30, "verify_faults": 60, "soak": 40},
 }
 
@@ -44,6 +44,9 @@ def test_steps_ok_and_levels_bit_exact(flow):
     assert rec["search"]["evaluated"] == 2 and rec["search"]["best"]["golden"]["bitexact"]
     assert rec["golden"]["bit_exact"] == rec["golden"]["total"] == 270
     assert rec["campaign"]["faults"] == 150 and rec["campaign"]["experiments"] == 150 * 16
+    c = rec["csim"]                                   # the protected network's csim, the whole test split
+    assert (c["bit_exact"], c["total"], c["fault_agreement"], c["faults"]) == (270, 270, 12, 12)
+    assert c["counters_zero"] and c["kernel"]["passed"] and c["kernel"]["mismatches"] == 0
     b = rec["board"]
     assert (b["bit_exact"], b["total"], b["ip"]) == (16, 16, "csim")       # sanitas_top's C++ behind the registers
     assert b["fault_agreement"] == b["faults"] == 5
@@ -70,6 +73,27 @@ def test_plan_record(flow):
     assert v["coverage"]["sanity+dmr"]["false_alarms"] == 0
 
 
+def test_csim_and_board_run_the_plan_as_far_as_the_top_generates_it(flow):
+    """csim and board build sanitas_top for the plan; the schemes it does not generate (hls.firmware.BUILT_SCHEMES,
+    read when the step runs) are dropped and counted, never silently."""
+    from sanitas.hls.firmware import BUILT_SCHEMES
+    d, cfg, s, rec = flow
+    dropped: dict = {}
+    for spec in rec["plan"]["scheme_map"].values():
+        for part in spec.split("+"):
+            if part != "none" and part not in BUILT_SCHEMES:
+                dropped[part] = dropped.get(part, 0) + 1
+    for k in ("csim", "board"):
+        r = rec[k]
+        assert r["built_schemes"] == list(BUILT_SCHEMES)
+        assert r.get("dropped", {}) == dropped and r["scheme"] == ("plan restricted" if dropped else "plan")
+    assert rec["board"]["protected"] is True
+    md = (d / "report" / "index.md").read_text()
+    if dropped:
+        assert f"sanitas_top, plan restricted to none+{'+'.join(BUILT_SCHEMES)} (" in md
+        assert all(f"{k} on {n} nodes" in md for k, n in dropped.items())
+
+
 def test_resume_reuses_unchanged_steps(flow):
     d, cfg, _, rec = flow
     s = run_flow(cfg, d / "out", d / "report", STEPS, progress=False)
@@ -86,7 +110,7 @@ def test_resume_reuses_unchanged_steps(flow):
 
 
 def test_report_files(flow):
-    d, *_ = flow
+    d, _, _, rec = flow
     rep = d / "report"
     html, md = (rep / "index.html").read_text(), (rep / "index.md").read_text()
     for fig in ("reward", "pareto", "cells", "heatmap", "plan", "timings"):
@@ -95,7 +119,13 @@ def test_report_files(flow):
     for text in ("Architecture search", "Vulnerability", "Protection plan", "Across levels", "Timings"):
         assert text in html and text in md
     assert "| Brevitas vs golden | test images (logits) | 270/270 |" in md
-    assert "test images (logits) | 16/16 | 5/5 faults agree with golden |" in md
+    p = rec["plan"]                                   # schemes x coverage x overhead: the plan, then uniform costs
+    plan_row = next(ln for ln in md.splitlines() if ln.startswith("| plan (per layer) |"))
+    assert plan_row.endswith(f"| {100 * p['cost'] / p['macs']:.1f} % |")
+    assert f"| tmr (uniform, cost only) | {'— | ' * 10}{100 * p['uniform']['tmr'] / p['macs']:.1f} % |" in md
+    row = "| test images (logits) | 270/270 | 12/12 fault records: logits and counters equal ProtectedModel's (2 images"
+    assert row + " each) |" in md
+    assert "test images (logits) | 16/16 | 5/5 faults: logits and counters equal ProtectedModel's |" in md
 
 
 @pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium (make test installs it when run as root)")

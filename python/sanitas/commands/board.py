@@ -4,8 +4,9 @@ the protected golden model behind the registers with ``--ip golden``, or a plain
 simulator (``sim``) — and compare with golden.
 
 The ``--json`` summary says which IP computed (``"ip"``: ``hw`` on a board; ``csim``, ``golden`` or ``callback``
-on the fake board; ``golden`` for ``sim``), how many images were bit-exact, the accuracy, and the protection
-counters of the run.
+on the fake board; ``golden`` for ``sim``), the protection behind the fake IP (``"scheme"``; the csim IP takes the
+schemes ``sanitas_top`` generates, ``hls.firmware.BUILT_SCHEMES``), how many images were bit-exact, the accuracy,
+and the protection counters of the run.
 """
 from __future__ import annotations
 
@@ -70,6 +71,8 @@ def run(args) -> dict:
     print(f"bit-exact: {same}/{len(xq)} ({ip})")
     summary = {"ok": same == len(xq), "backend": args.backend, "ip": ip, "bit_exact": same, "total": int(len(xq)),
                "accuracy": acc, "status": status}
+    if args.backend == "fake" and ip in ("csim", "golden"):
+        summary["scheme"] = args.scheme or "none"          # the protection compiled into / run behind the IP
     if args.faults:
         t = totals(rows)["ip"]
         print(f"{len(faults)} faults through the fault-injection registers: {t['changed_images']} image runs "

@@ -57,23 +57,33 @@ def vulnerability(db: Path) -> dict:
     return res
 
 
-def _plot_heatmaps(vul: dict, path: Path) -> bool:
+def _plot_heatmaps(vul: dict, path: Path, order: list | None = None) -> bool:
+    """One critical-rate map (layer x bit) per site, on one shared layer axis: every layer any site hit, in graph
+    order (``order``: the golden node names; else by first fault), so the labels of the first map hold for all."""
     sites = [s for s in ("weight", "bias", "input", "acc", "output") if s in vul]
     if not sites:
         return False
     plt = _plt()
-    h = max(len(vul[s]["layers"]) for s in sites)
-    fig, axs = plt.subplots(1, len(sites), figsize=(3.3 * len(sites), 1.2 + 0.16 * h), squeeze=False)
+    rank = {n: i for i, n in enumerate(order or [])}
+    first: dict = {}
+    for s in sites:
+        for i, lay in enumerate(vul[s]["layers"]):
+            first.setdefault(lay, (rank.get(lay, len(rank)), i))
+    layers = sorted(first, key=first.get)
+    fig, axs = plt.subplots(1, len(sites), figsize=(2.6 * len(sites) + 1.6, 1.2 + 0.13 * len(layers)),
+                            squeeze=False, sharey=True)
+    cmap = plt.get_cmap("magma_r").with_extremes(bad="#f4f4f4")    # grey: no fault drawn there
     for ax, s in zip(axs[0], sites):
         v = vul[s]
-        cmap = plt.get_cmap("magma_r").with_extremes(bad="#f4f4f4")    # grey: no fault drawn there
-        im = ax.imshow(v["critical"], aspect="auto", cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        grid = np.full((len(layers), len(v["bits"])), np.nan)
+        for i, lay in enumerate(v["layers"]):
+            grid[layers.index(lay)] = v["critical"][i]
+        im = ax.imshow(grid, aspect="auto", cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(f"{s}: critical rate", fontsize=9)
         ax.set_xlabel("bit", fontsize=8)
         step = max(1, len(v["bits"]) // 8)
         ax.set_xticks(range(0, len(v["bits"]), step), [str(b) for b in v["bits"][::step]], fontsize=6)
-        ax.set_yticks(range(len(v["layers"])), v["layers"] if s == sites[0] else [""] * len(v["layers"]),
-                      fontsize=5)
+    axs[0][0].set_yticks(range(len(layers)), layers, fontsize=5)
     fig.colorbar(im, ax=axs[0].tolist(), shrink=0.8, label="P(top-1 changed)")
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -129,20 +139,41 @@ def plot_protection(plan: dict, path: Path) -> bool:
     return True
 
 
+AREA_CLASSES = ("LUT", "FF", "DSP", "BRAM")
+AREA_COLOURS = {"unprotected": "#bbb", "sanity lazy": "tab:blue", "sanity eager": "tab:cyan",
+                "sanity+dmr": "tab:purple", "tmr": "tab:red"}
+
+
+def area_rows(area: dict) -> list[dict]:
+    """The yosys table of the engine variants (rtl step, ``rtl.area.variant_area``): per variant its LUT / FF /
+    DSP / BRAM and each as a multiple of the unprotected variant's."""
+    v = (area or {}).get("variants") or {}
+    base = v.get("unprotected", {})
+    rows = []
+    for name, d in v.items():
+        rows.append({"variant": name, **{k: d.get(k, 0) for k in AREA_CLASSES},
+                     **{f"{k}_x": (f"{d.get(k, 0) / base[k]:.2f}x" if base.get(k) else "—") for k in AREA_CLASSES}})
+    return rows
+
+
 def _plot_area(area: dict, path: Path) -> bool:
+    """Bars per resource class, one per engine variant, as multiples of the unprotected engine (yosys counts)."""
+    rows = area_rows(area)
+    base = {k: v for k, v in next((r for r in rows if r["variant"] == "unprotected"), {}).items()}
+    keys = [k for k in AREA_CLASSES if base.get(k)]
+    if not rows or not keys:
+        return False
     plt = _plt()
-    keys = ["LUT", "FF", "DSP", "CARRY"]
-    cols = [("unprotected (R x C PEs)", area["unprotected_estimate"], "#bbb"),
-            ("sanity array (yosys)", area["protected"], "tab:blue"), ("TMR (3 x data PEs only)",
-                                                                      area["tmr_estimate"], "tab:red")]
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, ax = plt.subplots(figsize=(6.4, 3))
     x = np.arange(len(keys))
-    for j, (name, d, c) in enumerate(cols):
-        ax.bar(x + (j - 1) * 0.27, [d[k] for k in keys], 0.27, label=name, color=c)
+    w = 0.8 / len(rows)
+    for j, r in enumerate(rows):
+        ax.bar(x + (j - (len(rows) - 1) / 2) * w, [r[k] / base[k] for k in keys], w, label=r["variant"],
+               color=AREA_COLOURS.get(r["variant"], "k"))
     ax.set_xticks(x, keys)
-    ax.set_ylabel("cells")
-    ax.legend(fontsize=8)
-    ax.set_title("RTL area: sanity checksum array vs TMR")
+    ax.set_ylabel("x unprotected engine")
+    ax.legend(fontsize=7, ncol=3)
+    ax.set_title(f"RTL area, {area.get('array', '?')} array (yosys synth_xilinx): protection vs TMR", fontsize=9)
     _save(fig, path)
     return True
 
@@ -152,7 +183,7 @@ def _plot_timings(rows: list, path: Path) -> bool:
     if not rows:
         return False
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.3 * len(rows)))
+    fig, ax = plt.subplots(figsize=(6, max(1.8, 0.5 + 0.3 * len(rows))))
     ax.barh([r["name"] for r in rows][::-1], [r["seconds"] for r in rows][::-1], color="tab:green")
     ax.set_xlabel("seconds")
     ax.set_title("Time per step")
@@ -179,9 +210,16 @@ def _pct(x, digits: int = 2) -> str:
 
 
 def scheme_rows(plan: dict) -> list[dict]:
-    """The schemes x coverage x overhead table of the plan's verification campaign."""
+    """The schemes x coverage x overhead table: the plan and the schemes of its verification campaign (coverage,
+    extra MACs and memory), then every other uniform scheme with its cost only (MAC-equivalents per image, % of the
+    net's MACs: the planner's overhead model)."""
     v = plan.get("verify") or {}
+    uniform, macs = plan.get("uniform") or {}, plan.get("macs") or 0
+    cost = {"plan": plan.get("cost"), **uniform}
     rows = []
+
+    def frac(name):
+        return _pct(cost[name] / macs, 1) if macs and cost.get(name) is not None else "—"
     for name, c in (v.get("coverage") or {}).items():
         o = (v.get("overhead") or {}).get(name, {})
         rows.append({"scheme": "plan (per layer)" if name == "plan" else name, "effective": c.get("effective"),
@@ -189,8 +227,21 @@ def scheme_rows(plan: dict) -> list[dict]:
                      "lo95": _pct(c.get("critical_corrected_lower95"), 1), "corrected": _pct(c.get("corrected")),
                      "silent": c.get("silent"), "state_bit_exact": _pct(c.get("state_bit_exact"), 1),
                      "false_alarms": c.get("false_alarms"), "extra_macs": _pct(o.get("extra_macs"), 1),
-                     "extra_mem": _pct(o.get("extra_mem"), 1)})
+                     "extra_mem": _pct(o.get("extra_mem"), 1), "cost": frac(name)})
+    for name in uniform:
+        if name not in (v.get("coverage") or {}) and name != "none":
+            rows.append({**dict.fromkeys(("effective", "critical", "critical_corrected", "lo95", "corrected",
+                                          "silent", "state_bit_exact", "false_alarms", "extra_macs", "extra_mem"),
+                                         "—"), "scheme": f"{name} (uniform, cost only)", "cost": frac(name)})
     return rows
+
+
+def _restricted(r: dict) -> str:
+    """How much of the plan a hardware level ran: the plan, or the plan without the schemes it does not generate."""
+    if r.get("scheme") != "plan restricted":
+        return r.get("scheme", "?")
+    drop = ", ".join(f"{k} on {n} nodes" for k, n in r.get("dropped", {}).items())
+    return f"plan restricted to {'+'.join(['none', *r.get('built_schemes', [])])} ({drop} not generated yet)"
 
 
 def cross_level(steps: dict) -> list[dict]:
@@ -204,22 +255,37 @@ def cross_level(steps: dict) -> list[dict]:
     if "bit_exact" in h:
         rows.append({"level": "hls4ml (g++)", "what": "test images (predictions)",
                      "exact": f"{h['bit_exact']}/{h['total']}", "faults": "—"})
-    if "cases" in c:
-        rows.append({"level": f"HLS csim ({c.get('kernel', 'gemm')})", "what": "GEMMs vs golden GEMM",
-                     "exact": f"{c['cases'] - (c.get('mismatches') or 0)}/{c['cases']}",
-                     "faults": f"{c.get('faults_located', '?')}/{c.get('faults', '?')} located in their row"})
-    if "sim" in r:
-        s = r["sim"]
-        rows.append({"level": "RTL (cocotb, Icarus)", "what": "GEMMs vs golden GEMM",
-                     "exact": f"{s.get('gemms_checked', '?')}/{s.get('gemms_checked', '?')}" if s.get("passed")
-                     else "failed", "faults": f"{s.get('faults_detected', '?')}/{s.get('faults_corrupting', '?')} "
-                     f"corrupting detected, {s.get('false_alarms', '?')} false alarms"})
+    if "bit_exact" in c:
+        rows.append({"level": f"HLS csim: sanitas_top, {_restricted(c)}", "what": "test images (logits)",
+                     "exact": f"{c['bit_exact']}/{c['total']}",
+                     "faults": f"{c['fault_agreement']}/{c['faults']} fault records: logits and counters equal "
+                               f"ProtectedModel's ({c['fault_images']} images each)"})
+    k = c.get("kernel") or {}
+    if "cases" in k:
+        rows.append({"level": f"HLS csim: {k.get('kernel', 'gemm')} kernel", "what": "GEMMs vs golden GEMM",
+                     "exact": f"{k['cases'] - (k.get('mismatches') or 0)}/{k['cases']}",
+                     "faults": f"{k.get('faults_located', '?')}/{k.get('faults', '?')} located in their row"})
+    rg = r.get("regress") or {}
+    if "faults" in rg:
+        rows.append({"level": f"RTL sanity_tile regression ({r.get('array', '?')}, cocotb + Icarus)",
+                     "what": "fault records vs golden protected GEMM", "exact": f"{rg['bit_exact']}/{rg['faults']}",
+                     "faults": f"{rg['silent']} silent, {rg['corrected']} corrected, {rg['rolled_back']} to rollback, "
+                               f"{rg['masked']} masked; {rg['faults_per_s']:.0f} faults/s"})
+    e = r.get("engine") or {}
+    if "bit_exact" in e:
+        ef = e.get("faults")
+        rows.append({"level": f"RTL engine, {e['network']} ({e['name']}) layer by layer",
+                     "what": "test images (logits)", "exact": f"{e['bit_exact']}/{e['total']}",
+                     "faults": (f"{ef['directed']} directed faults, outputs exact: {ef['corrected']} corrected, "
+                                f"{ef['rolled_back']} rolled back, {ef['escalated']} escalated") if ef else "—"})
+    elif "skipped" in e:
+        rows.append({"level": "RTL engine", "what": "not run", "exact": "—", "faults": e["skipped"]})
     if "bit_exact" in b:
-        prot = "protected" if b.get("protected") else "unprotected"
-        rows.append({"level": f"board ({b.get('backend')} {b.get('board')}, {b.get('ip', '?')} IP, {prot})",
+        rows.append({"level": f"board ({b.get('backend')} {b.get('board')}, {b.get('ip', '?')} IP, "
+                              f"{_restricted(b) if b.get('protected') else 'unprotected'})",
                      "what": "test images (logits)", "exact": f"{b['bit_exact']}/{b['total']}",
-                     "faults": f"{b['fault_agreement']}/{b['faults']} faults agree with golden"
-                     if "faults" in b else "—"})
+                     "faults": f"{b['fault_agreement']}/{b['faults']} faults: logits and counters equal "
+                               "ProtectedModel's" if "faults" in b else "—"})
     return rows
 
 
@@ -256,13 +322,15 @@ def write_report(flow_dir, out_dir) -> Path:
         fig("cells", _plot_cells(geno["genotype"], int(geno["space"]["nodes"]), out / "cells.png"))
     db = flow_dir / "campaign" / "results.sqlite"
     if steps.get("campaign", {}).get("status") == "ok" and db.is_file():
-        fig("heatmap", _plot_heatmaps(vulnerability(db), out / "heatmap.png"))
+        order = [n for n, _op in steps.get("golden", {}).get("nodes") or []]
+        fig("heatmap", _plot_heatmaps(vulnerability(db), out / "heatmap.png", order))
     plan = steps.get("plan", {}) if "scheme_map" in steps.get("plan", {}) else {}
     if plan:
         fig("plan", _plot_plan(plan, steps, out / "plan.png"))
         fig("protection", plot_protection(plan, out / "protection.png"))
-    area = steps.get("rtl", {}).get("area")
-    if area:
+        plot_protection(plan, out / "protection.svg")      # the README's picture (docs/img/flow_protection.svg)
+    area = steps.get("rtl", {}).get("area") or {}
+    if area.get("variants"):
         fig("area", _plot_area(area, out / "area.png"))
     fig("training", _plot_training(steps.get("train", {}).get("history"), out / "training.png"))
     srows = step_rows(steps)
@@ -274,7 +342,8 @@ def write_report(flow_dir, out_dir) -> Path:
            "steps": steps, "step_rows": srows, "figs": figs, "search": summ, "plan": plan,
            "plan_layers": [(n, s) for n, s in m.items() if s != "none"],
            "plan_counts": {s: sum(v == s for v in m.values()) for s in dict.fromkeys(m.values())},
-           "scheme_rows": scheme_rows(plan), "cross": cross_level(steps), "area": area, "pct": _pct,
+           "scheme_rows": scheme_rows(plan), "cross": cross_level(steps), "area": area, "area_rows": area_rows(area),
+           "pct": _pct,
            "config": json.dumps(cfg, indent=1)}
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                              autoescape=jinja2.select_autoescape(("html.j2",)),
@@ -285,4 +354,4 @@ def write_report(flow_dir, out_dir) -> Path:
     return p
 
 
-__all__ = ["cross_level", "plot_protection", "scheme_rows", "step_rows", "vulnerability", "write_report"]
+__all__ = ["area_rows", "cross_level", "plot_protection", "scheme_rows", "step_rows", "vulnerability", "write_report"]
