@@ -66,10 +66,13 @@ def check_top(gm, xq, spec="none", out_dir=None, *, faults: int = 0, seed: int =
 
 def protected_per_image(pm, xq, hook) -> tuple[np.ndarray, dict]:
     """``ProtectedModel`` the way the accelerator runs a batch: image by image, each from the fault-free memory
-    (the record replays on every image), counters summed over the images."""
+    (the record replays on every image), the patrol going on from image to image (from line 0 at the call),
+    counters summed over the images."""
     ys, total = [], dict.fromkeys(regmap.STATUS_COUNTERS, 0)
+    pm.reset()
     for i in range(len(xq)):
-        pm.reset()
+        for m in pm.memories():
+            m.reset()
         y, rep = pm.run(xq[i:i + 1], hook)
         ys.append(y)
         for k in total:

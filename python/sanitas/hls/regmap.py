@@ -72,11 +72,14 @@ FAULT_REGISTERS = (
     ("fi_and", "AND mask on the element's bit pattern (faults.fault_masks)"),
     ("fi_or", "OR mask on the element's bit pattern"),
     ("fi_xor", "XOR mask on the element's bit pattern"),
+    ("fi_and_hi", "AND mask, bits 63..32 (the 64-bit seal and layer-wide sum words)"),
+    ("fi_or_hi", "OR mask, bits 63..32"),
+    ("fi_xor_hi", "XOR mask, bits 63..32"),
 )
 FAULT_BASE = COUNTER_BASE + 0x10 * len(STATUS_COUNTERS)
 
 #: The register map of sanitas_top, s_axi_control (all 32-bit, little endian), in Vitis HLS's argument layout
-#: for ``sanitas_top(in, out, n, detected, ..., scrubbed, fi_enable, ..., fi_xor)``:
+#: for ``sanitas_top(in, out, n, detected, ..., scrubbed, fi_enable, ..., fi_xor_hi)``:
 #:
 #: ======  ===============  ======  =====================================================================
 #: offset  name             access  meaning
@@ -94,7 +97,7 @@ FAULT_BASE = COUNTER_BASE + 0x10 * len(STATUS_COUNTERS)
 #: 0x30    detected         r       counter of the last run (STATUS_COUNTERS[i] at 0x30 + 0x10 * i) ...
 #: 0x34    detected_ctrl    r       bit0 detected_ap_vld (COR)
 #: ...     (located, corrected, repaired, rolled_back, uncorrectable, escalations, scrubbed: 0x40 .. 0xA0)
-#: 0xB0    fi_enable        w       FAULT_REGISTERS[i] at 0xB0 + 8 * i (fi_site 0xB8 ... fi_xor 0xE0)
+#: 0xB0    fi_enable        w       FAULT_REGISTERS[i] at 0xB0 + 8 * i (fi_site 0xB8 ... fi_xor_hi 0xF8)
 #: ======  ===============  ======  =====================================================================
 _COUNTER_TEXT = {
     "detected": "checks that failed during the last run",

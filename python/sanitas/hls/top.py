@@ -117,8 +117,8 @@ def compile_net_csim(gm, out_dir, *, array=None) -> tuple[Path, float]:
 class TopLibrary:
     """A loaded ``libsanitas_top.so``: ``run(xq, fault=None)`` -> (int32 logits (N, classes), counters dict)."""
 
-    def __init__(self, path, gm):
-        self.path, self.gm = Path(path), gm
+    def __init__(self, path, gm, pm=None):
+        self.path, self.gm, self.pm = Path(path), gm, pm   # pm: the ProtectedModel of state-site records
         self.lib = ctypes.CDLL(str(self.path))
         self.lib.sanitas_top_axi.restype = ctypes.c_int
         self.lib.sanitas_top_axi.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
@@ -137,7 +137,7 @@ class TopLibrary:
         regs[regmap.word("n")] = len(x)
         words = dict(registers or {})
         if fault is not None:
-            words.update(fault_registers(fault, self.gm))
+            words.update(fault_registers(fault, self.gm, self.pm))
         for k, v in words.items():
             regs[regmap.word(k)] = np.uint32(int(v) & 0xFFFFFFFF)
         rc = self.lib.sanitas_top_axi(x.ctypes.data, y.ctypes.data, regs.ctypes.data)
