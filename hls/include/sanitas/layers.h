@@ -43,7 +43,9 @@ enum net_fault_site {
     FI_NONE = 0, FI_WEIGHT = 1, FI_BIAS = 2, FI_ACC = 3, FI_OUTPUT = 4, FI_INPUT = 5,
     // the sanity unit's own state (protect.base.STATE_SITES; sanity_unit.h)
     FI_SANITY_W = 6, FI_SANITY_B = 7, FI_SANITY_SUM = 8, FI_SANITY_ACC = 9, FI_SANITY_SPATIAL = 10,
-    FI_SANITY_WX = 11, FI_SANITY_BX = 12, FI_PARAM_SUM = 13
+    FI_SANITY_WX = 11, FI_SANITY_BX = 12, FI_PARAM_SUM = 13,
+    // DMR's state: the duplicate lane's output, a stored checkpoint, its recorded checksum (int64 words)
+    FI_DMR = 14, FI_CHECKPOINT = 15, FI_CHECKSUM = 16
 };
 
 struct net_fault {

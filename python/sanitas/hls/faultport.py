@@ -7,8 +7,9 @@ XOR) masks of ``faults.fault_masks`` on the site's bits-wide pattern (64-bit mas
 every kind (bitflip, multibit, stuck0/1, random) replays the way the golden hook applies it, at every read, for
 every image of the run.
 
-Sites: the golden ones (``faults.site_info``) and the sanity unit's own state (``protect.base.STATE_SITES``: rows,
-biases, seals, accumulators, layer-wide sums, the weighted row, parameter seals), whose shape and width come from
+Sites: the golden ones (``faults.site_info``) and the protection's own state (``protect.base.STATE_SITES``: sanity
+rows, biases, seals, accumulators, layer-wide sums, the weighted row, parameter seals; DMR's duplicate lane,
+checkpoints and their checksums), whose shape and width come from
 ``ProtectedModel.state_sites()``; ``state_hook`` is the reference hook applying such a record at every read.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..faults.fault import SiteInfo, fault_masks, validate
 SITE_CODES = {"weight": 1, "bias": 2, "acc": 3, "output": 4, "input": 5}
 #: the sanity unit's state sites -> code (sanity_unit.h)
 STATE_CODES = {"sanity_w": 6, "sanity_b": 7, "sanity_sum": 8, "sanity_acc": 9, "sanity_spatial": 10,
-               "sanity_wx": 11, "sanity_bx": 12, "param_sum": 13}
+               "sanity_wx": 11, "sanity_bx": 12, "param_sum": 13, "dmr": 14, "checkpoint": 15, "checksum": 16}
 ALL_CODES = {**SITE_CODES, **STATE_CODES}
 
 

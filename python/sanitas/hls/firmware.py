@@ -255,6 +255,8 @@ def _node_code(gm, n, idx, shapes, size, n_in, plans, sps) -> str:
     w(f"        ok = compute_{i}({args}t{i}, f, st, cnt);\n")
     if pl.dup:
         w(f"        compute_{i}({args}d{i}, memory_only(f), st, cnt);   // the duplicate lane\n"
+          f"        if (fault_hits(f, FI_DMR, {i})) fault_tensor(d{i}, {size[n.name]}, f, {n.bits}, "
+          f"{str(n.signed).lower()});\n"
           f"        ok = checksum_equal({_csum(f't{i}', size[n.name])}, {_csum(f'd{i}', size[n.name])});\n"
           f"        if (!ok) cnt[C_DET]++;\n")
     w(f"        if (ok) break;\n        if (attempt < {pl.retries}) cnt[C_RB]++;\n    }}\n")
@@ -265,7 +267,11 @@ def _node_code(gm, n, idx, shapes, size, n_in, plans, sps) -> str:
     w("    if (!ok) cnt[C_UNC]++;\n")
     if pl.ckpt:
         w(f"    const tensor_sum cs{i} = {_csum(f't{i}', size[n.name])};\n"
-          f"    c{i}[0] = cs{i}.s0;\n    c{i}[1] = cs{i}.s1;\n")
+          f"    if (fault_hits(f, FI_CHECKPOINT, {i})) fault_tensor(t{i}, {size[n.name]}, f, {n.bits}, "
+          f"{str(n.signed).lower()});   // the stored tensor\n"
+          f"    c{i}[0] = cs{i}.s0;\n    c{i}[1] = cs{i}.s1;\n"
+          f"    if (fault_hits(f, FI_CHECKSUM, {i}) && f.index >= 0 && f.index < 2)\n"
+          f"        c{i}[f.index] = (uint64_t)fault_value64((int64_t)c{i}[f.index], f, 64, true);\n")
     w("}\n\n")
     return "".join(L)
 
@@ -329,6 +335,14 @@ def render_net(gm, array: ArrayConfig, spec="none") -> str:
       "load_image:\n    for (int i = 0; i < SANITAS_IN_SIZE; ++i) cur_img[i] = img[i];\n")
     for n in gm.nodes:
         w(f"    exec_{idx[n.name]}(f, st, cnt);\n")
+    if plans[last].ckpt:     # the host's read of the logits, verified against their checkpoint checksum
+        sz = size[gm.output_node.name]
+        w(f"    if (!checksum_equal({_csum(f't{last}', sz)}, c{last})) {{\n        cnt[C_DET]++;\n"
+          f"        bool good = false;\n    host_read:\n"
+          f"        for (int r = 0; r < {max(plans[last].retries, 1)} && !good; ++r) {{\n"
+          f"            cnt[C_RB]++;\n            if (r > 0) exec_{last}(f, st, cnt);   // re-execute\n"
+          f"            good = checksum_equal({_csum(f't{last}', sz)}, c{last});\n        }}\n"
+          "        if (!good) cnt[C_UNC]++;\n    }\n")
     w(f"output_copy:\n    for (int j = 0; j < SANITAS_OUT_SIZE; ++j) logits[j] = t{last}[j];\n"
       "    patrol_step(cnt);   // between inferences: the next k patrol lines\n}\n\n")
     w(_TOP.replace("@COUNTERS@", ", ".join(f"int *{k}" for k in regmap.STATUS_COUNTERS))
