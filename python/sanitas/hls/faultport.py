@@ -59,7 +59,8 @@ def fault_registers(fault, gm, pm=None) -> dict:
     flat = int(np.ravel_multi_index(fault.index, info.shape)) if info.shape else 0
     return {"fi_enable": 1, "fi_site": ALL_CODES[fault.site], "fi_layer": layer, "fi_index": flat,
             "fi_and": a & 0xFFFFFFFF, "fi_or": o & 0xFFFFFFFF, "fi_xor": x & 0xFFFFFFFF,
-            "fi_and_hi": (a >> 32) & 0xFFFFFFFF, "fi_or_hi": (o >> 32) & 0xFFFFFFFF, "fi_xor_hi": (x >> 32) & 0xFFFFFFFF}
+            "fi_and_hi": (a >> 32) & 0xFFFFFFFF, "fi_or_hi": (o >> 32) & 0xFFFFFFFF,
+            "fi_xor_hi": (x >> 32) & 0xFFFFFFFF}
 
 
 def _apply(v: np.ndarray, masks, bits: int, signed: bool) -> np.ndarray:

@@ -378,7 +378,7 @@ def _memory_code(sps: dict, k: int) -> str:
     out.append("}\n\n// The patrol (protect.patrol.Patrol): k lines per image over the guards in node order.\n"
                "static int patrol_ptr = 0;\n")
     lines = " + ".join(f"patrol_lines(L{i})" for i in sps) or "0"
-    out.append(f"static void patrol_run(int start, int count, int *cnt) {{\n    int off = 0, lo, hi;\n"
+    out.append("static void patrol_run(int start, int count, int *cnt) {\n    int off = 0, lo, hi;\n"
                "    (void)lo, (void)hi, (void)start, (void)count, (void)cnt;\n")
     for i in sps:
         out.append(f"    lo = start > off ? start : off;\n"

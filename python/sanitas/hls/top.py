@@ -45,7 +45,7 @@ def check_spec(gm, spec) -> None:
     from .firmware import BUILT_SCHEMES
     used = sorted({repr(s) for ss in resolve_map(gm, spec or "none").values() for s in ss} - set(BUILT_SCHEMES))
     if used:
-        raise SanitasError(f"sanitas_top generates the schemes none and {', '.join(BUILT_SCHEMES)} only so far; "
+        raise SanitasError(f"sanitas_top generates the schemes none, {', '.join(BUILT_SCHEMES)} only; "
                            f"asked for {', '.join(used)}")
 
 
