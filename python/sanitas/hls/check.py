@@ -27,13 +27,18 @@ from .top import TopLibrary, build_top
 
 
 def sample_records(gm, pm, n: int, seed: int = 0) -> list:
-    """``n`` fault records over every site the fault port supports: the golden sites (every kind,
-    ``faults.sample_faults``) and, where the scheme keeps state (sanity rows, seals, checkpoints, ...), a share of
-    single-bit flips in it (``protect.campaign.sample_state``: one third, equal per state site name)."""
+    """``n`` fault records over every site the fault port supports: an equal share per golden site (every kind,
+    ``faults.sample_faults``) and, where the scheme keeps state (sanity rows, seals, checkpoints, ...), one third
+    single-bit flips in it (``protect.campaign.sample_state``: equal per state site name)."""
     from ..protect.campaign import sample_state
     n_state = n // 3 if pm.state_sites() else 0
-    state = [f for _, f in sample_state(pm, n_state, seed=seed)]
-    return sample_faults(gm, n - len(state), sites=tuple(SITE_CODES), kinds=KINDS, seed=seed) + state
+    out = [f for _, f in sample_state(pm, n_state, seed=seed)]
+    sites = tuple(SITE_CODES)
+    n_gold = n - len(out)
+    for k, site in enumerate(sites):
+        q = n_gold // len(sites) + (1 if k < n_gold % len(sites) else 0)
+        out += sample_faults(gm, q, sites=(site,), kinds=KINDS, seed=seed * 1000 + k)
+    return out
 
 
 def check_top(gm, xq, spec="none", out_dir=None, *, faults: int = 0, seed: int = 0, fault_images: int = 4,

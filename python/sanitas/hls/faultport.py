@@ -47,9 +47,16 @@ def _info(fault, gm, pm):
     return validate(fault, gm)
 
 
-def fault_registers(fault, gm, pm=None) -> dict:
+MEMORY_SITES = ("weight", "bias", "sanity_w", "sanity_b", "sanity_sum", "sanity_wx", "sanity_bx", "param_sum")
+
+
+def fault_registers(fault, gm, pm=None, persistent: bool = False) -> dict:
     """{fi_* register: uint32 word} for ``fault`` on golden model ``gm`` (validated; one-line errors). ``pm``: the
-    ``ProtectedModel`` whose state sites a protection-state record addresses."""
+    ``ProtectedModel`` whose state sites a protection-state record addresses. ``persistent``: an upset written once
+    into the parameter memory at the start of the run (it stays until scrubbed or reloaded) instead of a record
+    replayed at every read of every image."""
+    if persistent and fault.site not in MEMORY_SITES:
+        raise SanitasError(f"a persistent upset needs a memory site ({', '.join(MEMORY_SITES)}), got '{fault.site}'")
     if fault.site not in ALL_CODES:
         raise SanitasError(f"sanitas_top's fault port has no site '{fault.site}' "
                            f"(choose from {', '.join(ALL_CODES)})")
@@ -57,7 +64,7 @@ def fault_registers(fault, gm, pm=None) -> dict:
     a, o, x = fault_masks(fault.kind, fault.bit, fault.value, info.bits)
     layer = next(i for i, n in enumerate(gm.nodes) if n.name == fault.layer)
     flat = int(np.ravel_multi_index(fault.index, info.shape)) if info.shape else 0
-    return {"fi_enable": 1, "fi_site": ALL_CODES[fault.site], "fi_layer": layer, "fi_index": flat,
+    return {"fi_enable": 3 if persistent else 1, "fi_site": ALL_CODES[fault.site], "fi_layer": layer, "fi_index": flat,
             "fi_and": a & 0xFFFFFFFF, "fi_or": o & 0xFFFFFFFF, "fi_xor": x & 0xFFFFFFFF,
             "fi_and_hi": (a >> 32) & 0xFFFFFFFF, "fi_or_hi": (o >> 32) & 0xFFFFFFFF,
             "fi_xor_hi": (x >> 32) & 0xFFFFFFFF}

@@ -194,10 +194,10 @@ def _node_code(gm, n, idx, shapes, size, n_in, plans, sps) -> str:
             _, kh, kw = n.weight.shape[1:]
             a = n.attrs
             _, ho, wo = shapes[n.name]
-            args = (f"{c}, {h}, {wd}, w{i}, b{i}, {o}, {kh}, {kw}, {a['stride']}, {a['padding']}, "
+            args = (f"{c}, {h}, {wd}, mw{i}, mb{i}, {o}, {kh}, {kw}, {a['stride']}, {a['padding']}, "
                     f"{a.get('dilation', 1)}, {a.get('groups', 1)}, dst, {ho}, {wo}")
         else:
-            args = f"{n.weight.shape[1]}, 1, 1, w{i}, b{i}, {o}, 1, 1, 1, 0, 1, 1, dst, 1, 1"
+            args = f"{n.weight.shape[1]}, 1, 1, mw{i}, mb{i}, {o}, 1, 1, 1, 0, 1, 1, dst, 1, 1"
         w(f"    conv_gemm<net_gemm>(in0, {args}, {i}, f, st);\n")
     elif n.op == "act":
         lo, hi = int_range(n.bits, n.signed, n.narrow)
@@ -323,7 +323,13 @@ def render_net(gm, array: ArrayConfig, spec="none") -> str:
     w("enum { C_DET = 0, C_RB = 4, C_UNC = 5, C_ESC = 6 };   // counter indices (regmap.STATUS_COUNTERS)\n\n")
     for i, sp in sps.items():
         w(_sanity_decl(i, gm.nodes[i], sp, shapes))
-    w(_memory_code(sps, pm.patrol.k))
+    plain = [i for i, n in enumerate(gm.nodes) if spec(n.op).has_weights and i not in sps]
+    for i in plain:
+        n = gm.nodes[i]
+        w(f"static int8_t mw{i}[{n.weight.size}];   // {n.name}: the parameter memory (from weights.h)\n"
+          f"static int32_t mb{i}[{n.bias.size}];\n")
+    w(_memory_code(sps, plain, {i: (gm.nodes[i].weight.size, gm.nodes[i].bias.size) for i in plain},
+                   pm.patrol.k))
     for n in gm.nodes:
         w(f"static void exec_{idx[n.name]}(const net_fault &f, net_stats &st, int *cnt);\n")
     for n in gm.nodes:
@@ -371,11 +377,35 @@ def _su_buf(gm, sps: dict, shapes) -> int:
     return need
 
 
-def _memory_code(sps: dict, k: int) -> str:
-    """reset_memory (every guarded layer's memory from its trusted image) and the patrol (patrol.Patrol)."""
-    out = ["// Every sanity-guarded layer's memory rewritten from its trusted image.\nstatic void reset_memory() {\n"]
-    out += [f"    sanity_reload(L{i}, S{i});\n" for i in sps]
-    out.append("}\n\n// The patrol (protect.patrol.Patrol): k lines per image over the guards in node order.\n"
+def _memory_code(sps: dict, plain: list, sizes: dict, k: int) -> str:
+    """reload_node / reset_memory (a layer's / every layer's parameter memory rewritten from its trusted image),
+    upset_memory (a persistent fault written into the memory once) and the patrol (patrol.Patrol)."""
+    out = ["// Layer i's parameter memory rewritten from its trusted image (weights.h); false: i has none.\n"
+           "static bool reload_node(int i) {\n    switch (i) {\n"]
+    out += [f"    case {i}: sanity_reload(L{i}, S{i}); return true;\n" for i in sps]
+    out += [f"    case {i}: memcpy(mw{i}, w{i}, {sizes[i][0]}); memcpy(mb{i}, b{i}, {4 * sizes[i][1]}); "
+            "return true;\n" for i in plain]
+    out.append("    default: return false;\n    }\n}\n\nstatic void reset_memory() {\n")
+    out += [f"    reload_node({i});\n" for i in sorted(list(sps) + plain)]
+    out.append("}\n\n// A persistent upset: the record's memory fault written once (sites of parameter memory only).\n"
+               "static void upset_memory(const net_fault &f) {\n    switch (f.layer) {\n")
+    for i, sp in sps.items():
+        sites = [("FI_WEIGHT", f"mw{i}", sp.arrays["weight"].size, 8), ("FI_BIAS", f"mb{i}", sp.arrays["bias"].size, 32),
+                 ("FI_SANITY_W", f"msr{i}", sp.arrays["sanity_w"].size, sp.row_bits),
+                 ("FI_SANITY_B", f"msb{i}", sp.arrays["sanity_b"].size, 32),
+                 ("FI_SANITY_SUM", f"mss{i}", sp.arrays["sanity_sum"].size, 64)]
+        if sp.lw_mode == 1:
+            sites += [("FI_SANITY_WX", f"mwx{i}", sp.arrays["sanity_wx"].size, 32),
+                      ("FI_SANITY_BX", f"mbx{i}", sp.arrays["sanity_bx"].size, 64)]
+        if sp.spatial:
+            sites.append(("FI_PARAM_SUM", f"mps{i}", 8, 64))
+        out.append(f"    case {i}:\n" + "".join(f"        read_fault({a}, {m}, {site}, {i}, f, {b});\n"
+                                                  for site, a, m, b in sites) + "        break;\n")
+    for i in plain:
+        out.append(f"    case {i}:\n        read_fault(mw{i}, {sizes[i][0]}, FI_WEIGHT, {i}, f, 8);\n"
+                   f"        read_fault(mb{i}, {sizes[i][1]}, FI_BIAS, {i}, f, 32);\n        break;\n")
+    out.append("    default: break;\n    }\n}\n\n"
+               "// The patrol (protect.patrol.Patrol): k lines per image over the guards in node order.\n"
                "static int patrol_ptr = 0;\n")
     lines = " + ".join(f"patrol_lines(L{i})" for i in sps) or "0"
     out.append("static void patrol_run(int start, int count, int *cnt) {\n    int off = 0, lo, hi;\n"
@@ -489,7 +519,7 @@ _TOP = r"""// ------------------------------------------------------------------
 static net_stats last_stats;   // engine statistics of the last call (csim / shared library only)
 static bool memory_loaded = false;   // the sanity-guarded layers' memory holds their trusted image
 
-void sanitas_top(const int8_t *in, int32_t *out, int n, @COUNTERS@
+void sanitas_top(const int8_t *in, int32_t *out, int n, @COUNTERS@, int reload_layer, int reload
 #ifdef SANITAS_FAULT_PORT
                  , @FAULT_ARGS@
 #endif
@@ -498,11 +528,15 @@ void sanitas_top(const int8_t *in, int32_t *out, int n, @COUNTERS@
 #pragma HLS INTERFACE m_axi port = out offset = slave bundle = gmem depth = @DEPTH_OUT@
 #pragma HLS INTERFACE s_axilite port = in bundle = control
 #pragma HLS INTERFACE s_axilite port = out bundle = control
-@PRAGMAS@#ifdef SANITAS_FAULT_PORT
+@PRAGMAS@#pragma HLS INTERFACE s_axilite port = reload_layer bundle = control
+#pragma HLS INTERFACE s_axilite port = reload bundle = control
+#ifdef SANITAS_FAULT_PORT
 @FAULT_PRAGMAS@#endif
 #pragma HLS INTERFACE s_axilite port = return bundle = control
     net_fault f;
+    int fi_mode = 0;
 #ifdef SANITAS_FAULT_PORT
+    fi_mode = fi_enable;
     if (fi_enable & 1) {
         f.site = fi_site;
         f.layer = fi_layer;
@@ -516,21 +550,28 @@ void sanitas_top(const int8_t *in, int32_t *out, int n, @COUNTERS@
     int cnt[SANITAS_N_COUNTERS];
 reset_counters:
     for (int i = 0; i < SANITAS_N_COUNTERS; ++i) cnt[i] = 0;
+    if (!memory_loaded) reset_memory();   // configuration: the parameter memory holds the trusted image
+    memory_loaded = true;
+    if ((reload & 1) && reload_node(reload_layer)) cnt[C_ESC]++;   // the per-layer reload port
+    if (f.site != FI_NONE && (fi_mode & 2)) {   // a persistent upset: into the memory once, not at every read
+        upset_memory(f);
+        f.site = FI_NONE;
+    }
     int8_t img[SANITAS_IN_SIZE];
     int32_t logits[SANITAS_OUT_SIZE];
     patrol_ptr = 0;
 image:
     for (int b = 0; b < n; ++b) {
-        // the parameter memory: loaded once; with the fault port's record, each image starts from the trusted
-        // image (the record replays on every image, as the golden check runs them)
-        if (!memory_loaded || f.site != FI_NONE) reset_memory();
-        memory_loaded = true;
+        // with the fault port's (replayed) record each image starts from the trusted image, as the golden
+        // check runs them; otherwise the memory keeps what it holds (repairs, upsets) from image to image
+        if (f.site != FI_NONE) reset_memory();
     read_image:
         for (int i = 0; i < SANITAS_IN_SIZE; ++i) img[i] = in[(long)b * SANITAS_IN_SIZE + i];
         sanitas_net(img, logits, f, st, cnt);
     write_logits:
         for (int j = 0; j < SANITAS_OUT_SIZE; ++j) out[(long)b * SANITAS_OUT_SIZE + j] = logits[j];
     }
+    if (f.site != FI_NONE) reset_memory();   // a replayed record lasts this run only
 @WRITE_COUNTERS@    last_stats = st;
 }
 
@@ -544,7 +585,7 @@ SANITAS_EXPORT int sanitas_top_axi(const int8_t *in, int32_t *out, uint32_t *reg
     int cnt[SANITAS_N_COUNTERS];
     const int n = (int)regs[SANITAS_REG_N_W];
     if (n < 0) return 1;
-    sanitas_top(in, out, n, @AXI_COUNTERS@
+    sanitas_top(in, out, n, @AXI_COUNTERS@, (int)regs[SANITAS_REG_RELOAD_LAYER_W], (int)regs[SANITAS_REG_RELOAD_W]
 #ifdef SANITAS_FAULT_PORT
                 , @AXI_FAULT_ARGS@
 #endif
@@ -596,7 +637,7 @@ int main(int argc, char **argv) {
     fclose(fi);
     fclose(fe);
     int cnt[SANITAS_N_COUNTERS];
-    sanitas_top(x, got, n, @AXI_COUNTERS@
+    sanitas_top(x, got, n, @AXI_COUNTERS@, 0, 0
 #ifdef SANITAS_FAULT_PORT
                 , @FAULT_ZEROS@
 #endif

@@ -126,9 +126,13 @@ class TopLibrary:
         self.lib.sanitas_node_output.restype = ctypes.c_int
         self.lib.sanitas_node_output.argtypes = [ctypes.c_int, ctypes.c_void_p]
 
-    def run(self, xq, fault=None, registers: dict | None = None) -> tuple[np.ndarray, dict]:
+    def run(self, xq, fault=None, registers: dict | None = None, persistent: bool = False) -> tuple[np.ndarray, dict]:
+        """One ap_start on the images ``xq`` (may be empty); ``fault`` replayed at every read (``persistent``: an
+        upset written once into the parameter memory, ``faultport.fault_registers``); ``registers``: more words."""
         from .faultport import fault_registers
         x = np.ascontiguousarray(np.asarray(xq), dtype=np.int8)
+        if x.ndim == 1 and x.size == 0:
+            x = x.reshape((0,) + tuple(self.gm.input_shape))
         if x.shape[1:] != tuple(self.gm.input_shape):
             raise SanitasError(f"input must have shape (N, {', '.join(map(str, self.gm.input_shape))}), "
                                f"got {x.shape}")
@@ -137,13 +141,22 @@ class TopLibrary:
         regs[regmap.word("n")] = len(x)
         words = dict(registers or {})
         if fault is not None:
-            words.update(fault_registers(fault, self.gm, self.pm))
+            words.update(fault_registers(fault, self.gm, self.pm, persistent))
         for k, v in words.items():
             regs[regmap.word(k)] = np.uint32(int(v) & 0xFFFFFFFF)
         rc = self.lib.sanitas_top_axi(x.ctypes.data, y.ctypes.data, regs.ctypes.data)
         if rc != 0:
             raise SanitasError(f"sanitas_top_axi returned {rc}")
         return y, {k: int(regs[regmap.word(k)]) for k in regmap.STATUS_COUNTERS}
+
+    def reload(self, layer: str) -> dict:
+        """The per-layer reload port: rewrite ``layer``'s parameter memory from the trusted image (one ap_start with
+        n = 0); returns the counters (``escalations``: 1 when the layer has parameter memory)."""
+        names = [n.name for n in self.gm.nodes]
+        if layer not in names:
+            raise SanitasError(f"layer '{layer}' does not exist")
+        return self.run(np.zeros((0,) + tuple(self.gm.input_shape), np.int8),
+                        registers={"reload_layer": names.index(layer), "reload": 1})[1]
 
     def node_output(self, name: str) -> np.ndarray:
         """Output of node ``name`` for the last image of the last run, in its (C, H, W) / (F,) shape."""
