@@ -32,12 +32,12 @@ def lenet(digits):
 
 
 def test_persistent_upset_until_reload(lenet, tmp_path):
-    """scheme none: a stuck weight written once stays in every following run (the golden logits of that fault)
+    """scheme none: a weight bit flip written once stays in every following run (the golden logits of that fault)
     until reload(layer) rewrites the layer (counted in escalations); then the runs are clean."""
     gm, x = lenet
     lib = TopLibrary(build_top_library(gm, "none", tmp_path, fault_port=True), gm)
     clean = gm.run_int(x)
-    f = Fault("weight", "fc1", (3, 5), 6, "stuck1")
+    f = Fault("weight", "conv1", (0, 0, 1, 1), 6)
     assert fault_registers(f, gm, persistent=True)["fi_enable"] == 3
     empty = np.zeros((0,) + tuple(gm.input_shape), np.int8)
     y0, cnt0 = lib.run(empty, f, persistent=True)             # n = 0: the upset only
@@ -48,9 +48,9 @@ def test_persistent_upset_until_reload(lenet, tmp_path):
         y, cnt = lib.run(x)
         np.testing.assert_array_equal(y, faulty)
         assert cnt == ZERO
-    assert lib.reload("conv1") == ZERO | {"escalations": 1}   # another layer: fc1 keeps its upset
+    assert lib.reload("fc1") == ZERO | {"escalations": 1}     # another layer: conv1 keeps its upset
     np.testing.assert_array_equal(lib.run(x)[0], faulty)
-    assert lib.reload("fc1") == ZERO | {"escalations": 1}
+    assert lib.reload("conv1") == ZERO | {"escalations": 1}
     assert lib.reload("relu1") == ZERO                         # no parameter memory: nothing rewritten
     y, cnt = lib.run(x)
     np.testing.assert_array_equal(y, clean)

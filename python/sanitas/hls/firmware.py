@@ -323,7 +323,7 @@ def render_net(gm, array: ArrayConfig, spec="none") -> str:
     w("enum { C_DET = 0, C_RB = 4, C_UNC = 5, C_ESC = 6 };   // counter indices (regmap.STATUS_COUNTERS)\n\n")
     for i, sp in sps.items():
         w(_sanity_decl(i, gm.nodes[i], sp, shapes))
-    plain = [i for i, n in enumerate(gm.nodes) if spec(n.op).has_weights and i not in sps]
+    plain = [i for i, n in enumerate(gm.nodes) if spec_of(n.op).has_weights and i not in sps]
     for i in plain:
         n = gm.nodes[i]
         w(f"static int8_t mw{i}[{n.weight.size}];   // {n.name}: the parameter memory (from weights.h)\n"
@@ -380,8 +380,8 @@ def _su_buf(gm, sps: dict, shapes) -> int:
 def _memory_code(sps: dict, plain: list, sizes: dict, k: int) -> str:
     """reload_node / reset_memory (a layer's / every layer's parameter memory rewritten from its trusted image),
     upset_memory (a persistent fault written into the memory once) and the patrol (patrol.Patrol)."""
-    out = ["// Layer i's parameter memory rewritten from its trusted image (weights.h); false: i has none.\n"
-           "static bool reload_node(int i) {\n    switch (i) {\n"]
+    out = [("// Layer i's parameter memory rewritten from its trusted image (weights.h); false: i has none.\n"
+            "static bool reload_node(int i) {\n    switch (i) {\n")]
     out += [f"    case {i}: sanity_reload(L{i}, S{i}); return true;\n" for i in sps]
     out += [f"    case {i}: memcpy(mw{i}, w{i}, {sizes[i][0]}); memcpy(mb{i}, b{i}, {4 * sizes[i][1]}); "
             "return true;\n" for i in plain]
@@ -390,7 +390,8 @@ def _memory_code(sps: dict, plain: list, sizes: dict, k: int) -> str:
     out.append("}\n\n// A persistent upset: the record's memory fault written once (sites of parameter memory only).\n"
                "static void upset_memory(const net_fault &f) {\n    switch (f.layer) {\n")
     for i, sp in sps.items():
-        sites = [("FI_WEIGHT", f"mw{i}", sp.arrays["weight"].size, 8), ("FI_BIAS", f"mb{i}", sp.arrays["bias"].size, 32),
+        sites = [("FI_WEIGHT", f"mw{i}", sp.arrays["weight"].size, 8),
+                 ("FI_BIAS", f"mb{i}", sp.arrays["bias"].size, 32),
                  ("FI_SANITY_W", f"msr{i}", sp.arrays["sanity_w"].size, sp.row_bits),
                  ("FI_SANITY_B", f"msb{i}", sp.arrays["sanity_b"].size, 32),
                  ("FI_SANITY_SUM", f"mss{i}", sp.arrays["sanity_sum"].size, 64)]

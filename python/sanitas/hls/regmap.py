@@ -65,8 +65,8 @@ COUNTER_BASE = 0x30            # first counter's data word; each output scalar t
 #: The fault-injection registers (sanitas_top built with the debug port; ignored otherwise): one ``Fault`` record
 #: as ``sanitas.hls.faultport.fault_registers`` encodes it. Input scalars take 8 bytes (data word, reserved word).
 FAULT_REGISTERS = (
-    ("fi_enable", "bit0: inject the fault described by the other fi_* registers in this run (at every read, for "
-                  "every image); bit1 with bit0: a persistent upset, written once into the parameter memory"),
+    ("fi_enable", ("bit0: inject the fault described by the other fi_* registers in this run (at every read, for "
+                   "every image); bit1 with bit0: a persistent upset, written once into the parameter memory")),
     ("fi_site", "site code of the fault (faultport.SITE_CODES: weight, bias, acc, output, input)"),
     ("fi_layer", "node index of the faulted layer in the network's node list"),
     ("fi_index", "flat C-order element index into one image's tensor (or the parameter array)"),
