@@ -474,12 +474,12 @@ def _check_cycles(g: tuple, sp: SanityPlan) -> int:
     return c + sp.G * (1 if sp.lw_mode == 1 else sp.M) * sp.K
 
 
-def cycle_model(gm, array: ArrayConfig, spec="none") -> int:
+def cycle_model(gm, array: ArrayConfig, spec="none", duplicate: bool = True) -> int:
     """The engine's cycle estimate per image, fault-free (the count ``net_stats.cycles`` accumulates, in closed
     form): per GEMM tile the PE-column passes (the data columns; lazy sanity's total row rides the checksum PE
     column, eager's other M rows take PE columns), the sanity unit's box sums / check MACs / parameter seals
     (``_check_cycles``); a node with a duplicate lane (DMR) runs twice on the same engine. The patrol runs in the
-    idle cycles between inferences (not counted)."""
+    idle cycles between inferences (not counted). ``duplicate=False``: without the duplicate lanes' second run."""
     geo = gemm_geometry(gm, array)
     shapes = {k: tuple(v[1:]) for k, v in gm.shapes().items()}
     plans = node_plans(gm, spec)
@@ -509,8 +509,21 @@ def cycle_model(gm, array: ArrayConfig, spec="none") -> int:
             cyc += int(np.prod(shapes[n.inputs[0]]))
         elif n.op in ("act", "add", "concat", "flatten"):
             cyc += sz
-        total += cyc * (2 if pl.dup else 1)
+        total += cyc * (2 if pl.dup and duplicate else 1)
     return total
+
+
+def cycle_breakdown(gm, array: ArrayConfig, spec="none") -> dict:
+    """Where ``cycle_model(gm, array, spec)`` exceeds the unprotected accelerator's, per image: the extra PE-column
+    passes of the GEMM tiles (eager sanity's partial rows), the sanity unit's box sums / check MACs / parameter
+    seals (serial beside the GEMM in this estimate), and the duplicate lanes of DMR (elementwise nodes run twice on
+    the same engine)."""
+    base = cycle_model(gm, array)
+    shapes = {k: tuple(v[1:]) for k, v in gm.shapes().items()}
+    unit = sum(_check_cycles(_conv_geom(gm.nodes[i], shapes), sp) for i, sp in sanity_plans(gm, spec).items())
+    dup_free = cycle_model(gm, array, spec, duplicate=False)
+    return {"none": base, "total": cycle_model(gm, array, spec), "gemm_passes": dup_free - base - unit,
+            "sanity_unit": unit, "duplicate_lane": cycle_model(gm, array, spec) - dup_free}
 
 
 _TOP = r"""// ---------------------------------------------------------------------------------------------- sanitas_top
