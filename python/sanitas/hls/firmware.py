@@ -14,9 +14,12 @@
                         network testbench ``main`` (``-DSANITAS_TB``: vectors written from the golden model).
 
 The node list is the golden model's, so the C++ computes the golden integers node for node (bit-exact: tested on
-the digits test split and 28x28 / 32x32x3 inputs). Protection schemes are not generated yet: the top is the
-unprotected accelerator (``--scheme none``), its counters are 0; the total-checksum column of every GEMM tile runs
-and its flags are counted in ``net_stats.flagged``.
+the digits test split and 28x28 / 32x32x3 inputs). Protection comes from ``ProtectedModel``'s plan of the same
+spec (``BUILT_SCHEMES``): DMR (``node_plans``: duplicate lanes, verified reads, checkpoint checksums, retries) and
+the sanity unit (``sanity_plans``: ``hls/include/sanitas/sanity_unit.h`` with the guard's trusted image in
+``weights.h``; escalation reloads the layer, the patrol runs after each image); every conv/linear layer's parameter
+memory is a RAM (``reload_node``: the reload port). The total-checksum column of every GEMM tile runs and its
+flags are counted in ``net_stats.flagged``.
 """
 from __future__ import annotations
 

@@ -9,8 +9,9 @@
 ``regs`` is the s_axilite register file as uint32 words at byte offset / 4 (``regmap.REGISTERS``): the call reads
 ``n`` and the fi_* registers, runs n images, writes int32 logits (n, classes) and the counters. Builds are cached
 by content hash (sources, kernel headers, flags) under ``build/hls/top/``; a hit costs no compile.
-``TopLibrary`` loads a built library with ctypes and runs it (``run(xq, fault=None) -> (logits, counters)``);
-``faultport.fault_registers`` turns a ``Fault`` into the fi_* words. ``compile_net_csim`` builds the network
+``TopLibrary`` loads a built library with ctypes and runs it (``run(xq, fault=None, persistent=False) -> (logits,
+counters)``; ``reload(layer)``: the per-layer reload port); ``faultport.fault_registers`` turns a ``Fault`` into
+the fi_* words (protection-state records need the ``ProtectedModel``: ``TopLibrary(path, gm, pm)``). ``compile_net_csim`` builds the network
 testbench binary (``-DSANITAS_TB``) for ``make -C hls csim``.
 """
 from __future__ import annotations
