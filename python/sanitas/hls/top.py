@@ -11,8 +11,8 @@
 by content hash (sources, kernel headers, flags) under ``build/hls/top/``; a hit costs no compile.
 ``TopLibrary`` loads a built library with ctypes and runs it (``run(xq, fault=None, persistent=False) -> (logits,
 counters)``; ``reload(layer)``: the per-layer reload port); ``faultport.fault_registers`` turns a ``Fault`` into
-the fi_* words (protection-state records need the ``ProtectedModel``: ``TopLibrary(path, gm, pm)``). ``compile_net_csim`` builds the network
-testbench binary (``-DSANITAS_TB``) for ``make -C hls csim``.
+the fi_* words (protection-state records need the ``ProtectedModel``: ``TopLibrary(path, gm, pm)``).
+``compile_net_csim`` builds the network testbench binary (``-DSANITAS_TB``) for ``make -C hls csim``.
 """
 from __future__ import annotations
 
