@@ -100,3 +100,19 @@ def test_per_layer_sanity_map(digits, tmp_path):
     assert st["macs"] - 20 * gm.macs() == 20 * overhead(pm)["extra_macs_abs"]
     assert st["cycles"] == 20 * cycle_model(gm, ArrayConfig(), spec)
     _agree(gm, pm, lib, x[:2], sample_records(gm, pm, 30, seed=4))
+
+
+def test_protected_network_testbench(digits, tmp_path):
+    """The network testbench (``make -C hls csim SCHEME=...``) of a protected net: bit-exact and the golden
+    fault-free counters from counters.bin (the patrol's scrubbed words); a wrong expected counter fails it."""
+    import subprocess
+
+    from sanitas.hls.netcsim import run_net_csim
+    rc, line = run_net_csim("lenet5", tmp_path, limit=20, scheme="sanity+dmr")
+    assert rc == 0 and line.startswith("sanitas_net: 20/20 bit-exact, counters golden, cycles "), line
+    cnt = np.fromfile(tmp_path / "counters.bin", dtype="<i4")
+    assert len(cnt) == len(regmap.STATUS_COUNTERS) and cnt[-1] > 0 and not cnt[:-1].any()
+    cnt[-1] += 1
+    cnt.tofile(tmp_path / "counters.bin")
+    r = subprocess.run([str(tmp_path / "csim"), str(tmp_path), "20"], capture_output=True, text=True)
+    assert r.returncode == 1 and r.stdout.startswith("sanitas_net: 20/20 bit-exact, counters MISMATCH")

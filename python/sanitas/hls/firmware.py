@@ -632,8 +632,9 @@ SANITAS_EXPORT void sanitas_top_stats(long long *out3) {
 #ifdef SANITAS_TB
 #include <stdio.h>
 #include <stdlib.h>
-// Network testbench: csim DIR N -- DIR/input.bin (int8 N x in), DIR/expected.bin (int32 N x classes, golden);
-// prints "sanitas_net: K/N bit-exact, cycles C" and exits non-zero on any mismatch.
+// Network testbench: csim DIR N -- DIR/input.bin (int8 N x in), DIR/expected.bin (int32 N x classes, golden),
+// DIR/counters.bin (optional: the golden fault-free counters, default 0); prints "sanitas_net: K/N bit-exact,
+// counters 0|golden|MISMATCH, cycles C" and exits non-zero on any mismatch.
 int main(int argc, char **argv) {
     if (argc < 3) { fprintf(stderr, "usage: %s DIR N\n", argv[0]); return 2; }
     const int n = atoi(argv[2]);
@@ -653,19 +654,28 @@ int main(int argc, char **argv) {
     }
     fclose(fi);
     fclose(fe);
-    int cnt[SANITAS_N_COUNTERS];
+    int cnt[SANITAS_N_COUNTERS], want_cnt[SANITAS_N_COUNTERS] = {0};
+    snprintf(path, sizeof path, "%s/counters.bin", argv[1]);   // the golden fault-free counters (optional: 0)
+    FILE *fc = fopen(path, "rb");
+    if (fc) {
+        if (fread(want_cnt, 4, SANITAS_N_COUNTERS, fc) != SANITAS_N_COUNTERS) {
+            fprintf(stderr, "short counters.bin in %s\n", argv[1]);
+            return 2;
+        }
+        fclose(fc);
+    }
     sanitas_top(x, got, n, @AXI_COUNTERS@, 0, 0
 #ifdef SANITAS_FAULT_PORT
                 , @FAULT_ZEROS@
 #endif
     );
-    int exact = 0, counters = 0;
+    int exact = 0, differ = 0, nonzero = 0;
     for (int b = 0; b < n; ++b) exact += memcmp(got + (long)b * SANITAS_OUT_SIZE, want + (long)b * SANITAS_OUT_SIZE,
                                                 4 * SANITAS_OUT_SIZE) == 0;
-    for (int i = 0; i < SANITAS_N_COUNTERS; ++i) counters += cnt[i] != 0;
+    for (int i = 0; i < SANITAS_N_COUNTERS; ++i) differ += cnt[i] != want_cnt[i], nonzero += cnt[i] != 0;
     printf("sanitas_net: %d/%d bit-exact, counters %s, cycles %lld, flagged %lld\n", exact, n,
-           counters ? "NONZERO" : "0", last_stats.cycles / n, last_stats.flagged);
-    return (exact == n && counters == 0 && last_stats.flagged == 0) ? 0 : 1;
+           differ ? "MISMATCH" : (nonzero ? "golden" : "0"), last_stats.cycles / n, last_stats.flagged);
+    return (exact == n && differ == 0 && last_stats.flagged == 0) ? 0 : 1;
 }
 #endif
 """

@@ -103,10 +103,12 @@ def build_top(gm, spec="none", out_dir=None, *, array=None, fault_port=False, fr
     return dst, secs
 
 
-def compile_net_csim(gm, out_dir, *, array=None) -> tuple[Path, float]:
-    """The network testbench binary (``-DSANITAS_TB``) in ``out_dir/csim``; returns (path, g++ seconds)."""
+def compile_net_csim(gm, out_dir, *, array=None, spec="none") -> tuple[Path, float]:
+    """The network testbench binary (``-DSANITAS_TB``) of protection ``spec`` in ``out_dir/csim``; returns (path,
+    g++ seconds)."""
+    check_spec(gm, spec)
     out = Path(out_dir)
-    write_firmware(gm, out, array)
+    write_firmware(gm, out, array, spec)
     art, secs = _compile(out, CXXFLAGS, "csim", ("-DSANITAS_TB",))
     dst = out / "csim"
     shutil.copyfile(art, out / ".csim.tmp")
