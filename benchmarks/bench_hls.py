@@ -2,7 +2,7 @@
 (issue 13).
 
 For LeNet-5, ResNet-20, MobileNet-V2 and VGG (the test suite's trained digits checkpoints from build/test-cache
-when present, else the seed-0 initialised nets) and each scheme (none, dmr, sanity, sanity+dmr) the generated
+when present, else the seed-0 initialised nets) and a searched net holding every adsaf primitive (``searched``) and each scheme (none, dmr, sanity, sanity+dmr) the generated
 ``sanitas_top`` is compiled fresh (g++ seconds, one translation unit, ``-O1``, fault port in), run on the 270 digits
 test images against the golden numpy executor in the same process (bit-exact K/N, images/s of both), and driven with
 ``--faults`` fault records over every site of the fault port (``check.sample_records``: the golden sites of every
@@ -32,13 +32,34 @@ from sanitas.hls.firmware import cycle_breakdown, cycle_model  # noqa: E402
 from sanitas.hls.netcsim import golden_of  # noqa: E402
 from sanitas.train import load_checkpoint  # noqa: E402
 
-NETS = ("lenet5", "resnet20", "mobilenetv2", "vgg")
+NETS = ("lenet5", "resnet20", "mobilenetv2", "vgg", "searched")
 SCHEMES = ("none", "dmr", "sanity", "sanity+dmr")
 COLS = ("net", "scheme", "bit-exact", "fault agreement", "logits hit", "extra MACs (kernels)", "extra MACs (overhead)",
         "g++ s", "csim img/s", "golden img/s", "cycles/img", "vs none")
 
 
+def searched_net(in_shape, num_classes):
+    """A net derived from a genotype holding every primitive of the adsaf space (hence mibb's), seed-0 weights:
+    separable / dilated / depthwise convs, avg / max pools, skip connections, concat (tests/hls/test_top.py's)."""
+    import torch
+
+    from sanitas.nas.derive import build_derived
+    from sanitas.nas.space import WEIGHT_PRIMITIVES, Genotype, SpaceConfig
+    g = Genotype(
+        normal=(("sep_conv_3x3", 0), ("max_pool_3x3", 1), ("avg_pool_3x3", 2), ("dil_conv_5x5", 1),
+                ("skip_connect", 3), ("relu_conv_bn_5x5", 2), ("conv_1x1", 4), ("sep_conv_5x5", 0)),
+        reduce=(("avg_pool_3x3", 0), ("skip_connect", 1), ("max_pool_3x3", 1), ("dil_conv_3x3", 2),
+                ("relu_conv_bn_3x3", 0), ("conv_1x1", 3), ("sep_conv_3x3", 4), ("none", 2)))
+    space = SpaceConfig(primitives=WEIGHT_PRIMITIVES, cells=3, nodes=4, channels=2, stem_multiplier=2,
+                        reductions=(1,))
+    torch.manual_seed(0)
+    return export_golden(build_derived(g, space, in_shape, num_classes))
+
+
 def golden(net: str):
+    if net == "searched":
+        gm, splits = golden_of("lenet5")
+        return searched_net(splits.in_shape, splits.num_classes), splits, "seed-0 init (every adsaf primitive)"
     hits = sorted((ROOT / "build" / "test-cache").glob(f"{net}-e*.pt"))
     gm, splits = golden_of(net)
     if hits:
