@@ -4,8 +4,8 @@
 For LeNet-5, ResNet-20, MobileNet-V2 and VGG (the test suite's trained digits checkpoints from build/test-cache
 when present, else the seed-0 initialised nets) and a searched net holding every adsaf primitive (``searched``),
 and each scheme (none, dmr, sanity, sanity+dmr) the generated ``sanitas_top`` is compiled fresh (g++ seconds, one
-translation unit, ``-O1``, fault port in), run on the 270 digits test images against the golden numpy executor in the same process (bit-exact K/N, images/s of both), and driven with
-``--faults`` fault records over every site of the fault port (``check.sample_records``: the golden sites of every
+translation unit, ``-O1``, fault port in), run on the 270 digits test images against the golden numpy executor in
+the same process (bit-exact K/N, images/s of both), and driven with ``--faults`` fault records over every site of the fault port (``check.sample_records``: the golden sites of every
 kind and the protection's own state: sanity rows, seals, accumulators, layer-wide sums, checkpoints ...), each
 compared on ``--fault-images`` images with ``ProtectedModel(gm, scheme)`` (logits and counters: fault agreement
 M/M). Extra MACs are counted inside the kernels (MACs issued - the op table's data MACs) beside
