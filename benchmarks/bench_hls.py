@@ -1,17 +1,17 @@
 """The sanitas accelerator in HLS C simulation, per zoo net and scheme: bit-exactness, fault agreement, costs, speed
 (issue 13).
 
-For LeNet-5, ResNet-20, MobileNet-V2 and VGG (the test suite's trained digits checkpoints from build/test-cache
-when present, else the seed-0 initialised nets) and a searched net holding every adsaf primitive (``searched``),
-and each scheme (none, dmr, sanity, sanity+dmr) the generated ``sanitas_top`` is compiled fresh (g++ seconds, one
-translation unit, ``-O1``, fault port in), run on the 270 digits test images against the golden numpy executor in
-the same process (bit-exact K/N, images/s of both), and driven with ``--faults`` fault records over every site of the fault port (``check.sample_records``: the golden sites of every
-kind and the protection's own state: sanity rows, seals, accumulators, layer-wide sums, checkpoints ...), each
-compared on ``--fault-images`` images with ``ProtectedModel(gm, scheme)`` (logits and counters: fault agreement
-M/M). Extra MACs are counted inside the kernels (MACs issued - the op table's data MACs) beside
-``sanitas.protect.overhead``'s figure; cycles/image is the engine's estimate at the configured ArrayConfig geometry
-(``firmware.cycle_model``, equal to the kernels' count), "vs none" its ratio to the unprotected accelerator's, and
-``firmware.cycle_breakdown`` says where the protected cycles go.
+For LeNet-5, ResNet-20, MobileNet-V2 and VGG (the test suite's trained digits checkpoints from build/test-cache when
+present, else the seed-0 initialised nets) and a searched net holding every adsaf primitive (``searched``), and each
+scheme (none, dmr, sanity, sanity+dmr) the generated ``sanitas_top`` is compiled fresh (g++ seconds, one translation
+unit, ``-O1``, fault port in), run on the 270 digits test images against the golden numpy executor in the same
+process (bit-exact K/N, images/s of both), and driven with ``--faults`` fault records over every site of the fault
+port (``check.sample_records``: the golden sites of every kind and the protection's own state: sanity rows, seals,
+accumulators, layer-wide sums, checkpoints ...), each compared on ``--fault-images`` images with
+``ProtectedModel(gm, scheme)`` (logits and counters: fault agreement M/M). Extra MACs are counted inside the kernels
+(MACs issued - the op table's data MACs) beside ``sanitas.protect.overhead``'s figure; cycles/image is the engine's
+estimate at the configured ArrayConfig geometry (``firmware.cycle_model``, equal to the kernels' count), "vs none"
+its ratio to the unprotected accelerator's, and ``firmware.cycle_breakdown`` says where the protected cycles go.
 
 Run: ``.venv/bin/python benchmarks/bench_hls.py [--faults 1000] [--nets lenet5,resnet20] [--schemes none,dmr]``.
 """
