@@ -12,9 +12,10 @@
 //   requant      arithmetic shift with round half to even and saturation (golden/rounding.py).
 //   maxpool      padding = -inf; add: exact; concat: channel axis; gsum: exact sum over H, W; flatten: a copy.
 // The total-checksum column of every GEMM tile runs (systolic_gemm); `stats.flagged` counts the rows it flags
-// (0 fault-free). `stats.cycles` is the cycle estimate of the engine at the configured geometry: per GEMM call the
-// weight-checksum loop (k), per row tile the wavefront (k + rows + cols - 1) and the read-out (rows); one cycle per
-// element of every elementwise stage (II = 1).
+// (0 fault-free). `stats.cycles` is the cycle estimate of the engine at the configured geometry: per (group, row
+// tile, k tile) and PE-column pass (the data columns; sanity columns beyond the checksum PE's one take more passes)
+// the weight-checksum loop (k), per row tile the wavefront (k + rows + cols - 1) and the read-out (rows); one cycle
+// per element of every elementwise stage (II = 1); the sanity unit adds its own (sanity_unit.h, check_cycles).
 //
 // Fault injection (SANITAS_FAULT_PORT): one `net_fault` (the fi_* registers of sanitas_top, encoded by
 // sanitas.hls.faultport) corrupts one element of one node's weight, bias, accumulator, input read or output with

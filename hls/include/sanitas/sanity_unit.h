@@ -421,7 +421,7 @@ inline bool sanity_correct(const word_t *x, const sanity_layer &L, sanity_mem &m
     const int P = L.ho * L.wo;
     static int64_t col[SANITAS_SU_BUF];
     static int8_t verdict[SANITAS_SU_BUF];
-    static int8_t where[SANITAS_SU_BUF];
+    static int32_t where[SANITAS_SU_BUF];   // the located output (up to C - 1)
     static int32_t rtot[SANITAS_SU_BUF];
     int64_t s[33], res[33];
     // pass 1: every pixel's verdict (nothing changes when any pixel is uncorrectable)
@@ -440,7 +440,7 @@ locate_px:
             const int v = code_locate(res, L.M, L.C, &idx);
             if (v == LOC_UNC || v == LOC_SANITY) return false;
             verdict[g * P + p] = (int8_t)v;
-            where[g * P + p] = (int8_t)idx;
+            where[g * P + p] = idx;
             rtot[g * P + p] = (int32_t)res[L.M];
         }
 correct_px:
