@@ -43,8 +43,9 @@ export PYTHONPATH := $(ROOT)/python$(if $(PYTHONPATH),:$(PYTHONPATH),)
 csim: $(addprefix csim-,$(KERNELS)) $(addprefix csim-net-,$(NETS))
 
 CKPT_ARG = $(if $(CHECKPOINTS),--checkpoints $(abspath $(CHECKPOINTS)))
+SCHEME_ARG = $(if $(SCHEME),--scheme $(SCHEME))
 $(addprefix csim-net-,$(NETS)): csim-net-%:
-	$(PYTHON) -m sanitas.hls.netcsim --net $* --out $(BUILD_DIR)/nets/$* $(CONFIG_ARG) $(CKPT_ARG)
+	$(PYTHON) -m sanitas.hls.netcsim --net $* --out $(BUILD_DIR)/nets/$*$(if $(SCHEME),-$(subst +,_,$(subst :,_,$(SCHEME)))) $(CONFIG_ARG) $(CKPT_ARG) $(SCHEME_ARG)
 
 ap-include:
 	@$(PYTHON) -m sanitas.hls.csim include

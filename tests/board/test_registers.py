@@ -4,6 +4,7 @@ import json
 import pytest
 
 from sanitas.board import driver
+from sanitas.hls import regmap
 from sanitas.board.driver import OFFSET, REGISTERS, registers_dict
 
 pynq = pytest.importorskip("pynq", reason="pynq not installed")
@@ -17,7 +18,8 @@ BOARDS = ("pynq-z2", "zcu104", "kv260")
 
 def test_offsets_are_unique_aligned_and_in_range():
     offs = [r.offset for r in REGISTERS]
-    assert len(set(offs)) == len(offs) == 9 + 2 * len(driver.STATUS_COUNTERS) + len(driver.FAULT_REGISTERS)
+    assert len(set(offs)) == len(offs) == (9 + 2 * len(driver.STATUS_COUNTERS) + len(regmap.RELOAD_REGISTERS)
+                                           + len(driver.FAULT_REGISTERS))
     assert all(o % 4 == 0 for o in offs)
     assert max(offs) + 4 <= driver.ADDR_RANGE
     assert max(offs) < 1 << driver.ADDR_WIDTH          # the s_axi_control address bus reaches every register

@@ -24,11 +24,22 @@ def test_hls_json_fields(lenet5_ckpt, tmp_path, capsys):
     assert out.splitlines()[0].startswith("bit-exact: 40/40, fault agreement: 12/12, csim ")
 
 
+def test_hls_sanity_dmr_json(lenet5_ckpt, tmp_path, capsys):
+    rc = main(["hls", "--checkpoint", str(lenet5_ckpt), "--out", str(tmp_path / "acc"), "--limit", "20",
+               "--scheme", "sanity+dmr", "--faults", "15", "--json"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    s = json.loads(out.strip().splitlines()[-1])
+    assert (s["ok"], s["bit_exact"], s["total"], s["faults"], s["fault_agreement"]) == (True, 20, 20, 15, 15)
+    assert s["extra_macs"] == s["extra_macs_golden"] > 0 and s["counters_zero"] and s["counters_equal"]
+    assert s["scrubbed"] > 0 and s["flagged"] == 0
+
+
 def test_hls_refuses_unbuilt_scheme_and_bad_map(lenet5_ckpt, tmp_path, capsys):
-    rc = main(["hls", "--checkpoint", str(lenet5_ckpt), "--out", str(tmp_path / "a"), "--scheme", "sanity+dmr"])
+    rc = main(["hls", "--checkpoint", str(lenet5_ckpt), "--out", str(tmp_path / "a"), "--scheme", "tmr+dmr"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and err == [("sanitas: error: sanitas_top generates the schemes none and dmr only so far; asked for "
-                               "sanity")]
+    assert rc == 2 and err == [("sanitas: error: sanitas_top generates the schemes none, dmr, sanity, sanity:eager "
+                               "only; asked for tmr")]
     assert not (tmp_path / "a").exists()
     m = tmp_path / "map.json"
     m.write_text(json.dumps({"default": "none", "fc9": "tmr"}))

@@ -148,16 +148,22 @@ def test_fault_port_and_spec_errors():
     torch.manual_seed(0)
     gm = export_golden(build("lenet5", (1, 8, 8), 10))
     with pytest.raises(SanitasError, match="^sanitas_top's fault port has no site 'pe_acc' "
-                                           r"\(choose from weight, bias, acc, output, input\)$"):
+                                           r"\(choose from weight, bias, acc, output, input, sanity_w, sanity_b, "
+                                           "sanity_sum, sanity_acc, sanity_spatial, sanity_wx, sanity_bx, param_sum, "
+                                           r"dmr, checkpoint, checksum\)$"):
         fault_registers(Fault("pe_acc", "fc1", (0, 0), 3), gm)
     with pytest.raises(SanitasError, match="does not exist"):
         fault_registers(Fault("weight", "nope", (0, 0), 3), gm)
     regs = fault_registers(Fault("weight", "fc1", (2, 7), 3, "stuck0"), gm)
     assert regs == {"fi_enable": 1, "fi_site": 1, "fi_layer": [n.name for n in gm.nodes].index("fc1"),
-                    "fi_index": 2 * gm.by_name["fc1"].weight.shape[1] + 7, "fi_and": 0xF7, "fi_or": 0, "fi_xor": 0}
-    with pytest.raises(SanitasError, match="^sanitas_top generates the schemes none and dmr only so far; asked for "
-                                           "sanity$"):
-        build_top_library(gm, "sanity+dmr")
+                    "fi_index": 2 * gm.by_name["fc1"].weight.shape[1] + 7, "fi_and": 0xF7, "fi_or": 0, "fi_xor": 0,
+                    "fi_and_hi": 0, "fi_or_hi": 0, "fi_xor_hi": 0}
+    with pytest.raises(SanitasError, match="^sanitas_top generates the schemes none, dmr, sanity, sanity:eager only; "
+                                           "asked for tmr$"):
+        build_top_library(gm, "tmr+dmr")
+    with pytest.raises(SanitasError, match="^site 'sanity_w' is protection state: the record needs the "
+                                           "ProtectedModel$"):
+        fault_registers(Fault("sanity_w", "fc1", (0, 0, 0), 3), gm)
     with pytest.raises(SanitasError, match="per-layer scheme map: no layer named 'fc9'"):
         build_top_library(gm, {"default": "dmr", "fc9": "tmr"})
 

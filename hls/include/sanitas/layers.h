@@ -12,9 +12,10 @@
 //   requant      arithmetic shift with round half to even and saturation (golden/rounding.py).
 //   maxpool      padding = -inf; add: exact; concat: channel axis; gsum: exact sum over H, W; flatten: a copy.
 // The total-checksum column of every GEMM tile runs (systolic_gemm); `stats.flagged` counts the rows it flags
-// (0 fault-free). `stats.cycles` is the cycle estimate of the engine at the configured geometry: per GEMM call the
-// weight-checksum loop (k), per row tile the wavefront (k + rows + cols - 1) and the read-out (rows); one cycle per
-// element of every elementwise stage (II = 1).
+// (0 fault-free). `stats.cycles` is the cycle estimate of the engine at the configured geometry: per (group, row
+// tile, k tile) and PE-column pass (the data columns; sanity columns beyond the checksum PE's one take more passes)
+// the weight-checksum loop (k), per row tile the wavefront (k + rows + cols - 1) and the read-out (rows); one cycle
+// per element of every elementwise stage (II = 1); the sanity unit adds its own (sanity_unit.h, check_cycles).
 //
 // Fault injection (SANITAS_FAULT_PORT): one `net_fault` (the fi_* registers of sanitas_top, encoded by
 // sanitas.hls.faultport) corrupts one element of one node's weight, bias, accumulator, input read or output with
@@ -39,22 +40,34 @@ struct net_stats {
 };
 
 // Fault sites of the debug port (sanitas.hls.faultport.SITE_CODES).
-enum net_fault_site { FI_NONE = 0, FI_WEIGHT = 1, FI_BIAS = 2, FI_ACC = 3, FI_OUTPUT = 4, FI_INPUT = 5 };
+enum net_fault_site {
+    FI_NONE = 0, FI_WEIGHT = 1, FI_BIAS = 2, FI_ACC = 3, FI_OUTPUT = 4, FI_INPUT = 5,
+    // the sanity unit's own state (protect.base.STATE_SITES; sanity_unit.h)
+    FI_SANITY_W = 6, FI_SANITY_B = 7, FI_SANITY_SUM = 8, FI_SANITY_ACC = 9, FI_SANITY_SPATIAL = 10,
+    FI_SANITY_WX = 11, FI_SANITY_BX = 12, FI_PARAM_SUM = 13,
+    // DMR's state: the duplicate lane's output, a stored checkpoint, its recorded checksum (int64 words)
+    FI_DMR = 14, FI_CHECKPOINT = 15, FI_CHECKSUM = 16
+};
 
 struct net_fault {
     int site = FI_NONE;   // net_fault_site
     int layer = -1;       // node index
     int index = -1;       // flat C-order element index (one image's tensor, or the parameter array)
-    uint32_t and_m = 0xFFFFFFFFu, or_m = 0, xor_m = 0;
+    uint64_t and_m = ~0ull, or_m = 0, xor_m = 0;   // 64-bit: the seals and layer-wide sums are int64 words
 };
 
-// The faulty value of v under f's masks on its `bits`-wide pattern, read back signed or unsigned (apply_masks).
-inline word_t fault_value(word_t v, const net_fault &f, int bits, bool is_signed) {
-    const uint32_t full = bits >= 32 ? 0xFFFFFFFFu : ((1u << bits) - 1u);
-    uint32_t u = ((((uint32_t)v & full) & f.and_m) | f.or_m) ^ f.xor_m;
+// The faulty value of v under f's masks on its `bits`-wide pattern (bits <= 64), read back signed or unsigned
+// (faults.apply_masks).
+inline int64_t fault_value64(int64_t v, const net_fault &f, int bits, bool is_signed) {
+    const uint64_t full = bits >= 64 ? ~0ull : ((1ull << bits) - 1ull);
+    uint64_t u = ((((uint64_t)v & full) & f.and_m) | f.or_m) ^ f.xor_m;
     u &= full;
-    if (is_signed && bits < 32 && ((u >> (bits - 1)) & 1u)) return (word_t)(int64_t(u) - (int64_t(1) << bits));
-    return (word_t)u;
+    if (is_signed && bits < 64 && ((u >> (bits - 1)) & 1ull)) return (int64_t)(u - (1ull << bits));
+    return (int64_t)u;
+}
+
+inline word_t fault_value(word_t v, const net_fault &f, int bits, bool is_signed) {
+    return (word_t)fault_value64(v, f, bits, is_signed);
 }
 
 inline bool fault_hits(const net_fault &f, int site, int layer) {
@@ -69,12 +82,22 @@ inline bool fault_hits(const net_fault &f, int site, int layer) {
 // 32-bit two's-complement add (the accumulator's wrap-around, without signed-overflow UB).
 inline word_t add_wrap(word_t a, word_t b) { return (word_t)((uint32_t)a + (uint32_t)b); }
 
+// Extra weight columns of a layer's GEMM: the sanity rows r0 .. r0+e-1 of every group (rows (G, stride, K) int32,
+// biases sb (G, stride)) multiply the same im2col tiles as the data columns; s (G*e, Ho*Wo) their int32 wrapping
+// accumulators (sanity_unit.h). The first rides the array's checksum PE column, the others take PE columns.
+struct sanity_cols {
+    const int32_t *rows, *sb;
+    int r0, e, stride;
+    word_t *s;
+};
+
 // conv_gemm: y (O, Ho, Wo) = conv(x (C, H, W), w (O, C/g, kh, kw)) + bias, int32 wrapping; a linear layer is the
-// 1x1 case with H = W = 1. Weight / bias / accumulator faults of node `layer` are applied here.
+// 1x1 case with H = W = 1. Weight / bias / accumulator faults of node `layer` are applied here. `sc`: sanity
+// columns computed beside the data columns (none: null).
 template <class G>
 void conv_gemm(const word_t *x, int C, int H, int W, const int8_t *w, const int32_t *bias, int O, int kh, int kw,
                int stride, int pad, int dil, int groups, word_t *y, int Ho, int Wo, int layer, const net_fault &f,
-               net_stats &st) {
+               net_stats &st, const sanity_cols *sc = 0) {
     typedef typename G::a_t a_t;
     typedef typename G::w_t w_t;
     static a_t a[G::max_m][G::max_k];
@@ -87,8 +110,13 @@ void conv_gemm(const word_t *x, int C, int H, int W, const int8_t *w, const int3
     const bool wf = fault_hits(f, FI_WEIGHT, layer);
     const int rows = G::rows, cols = G::cols;
 
+    const int e = sc ? sc->e : 0;
+    // PE-column passes per tile: the data columns, then the sanity columns beyond the checksum PE's one
+    const int passes = (og + (e > 1 ? e - 1 : 0) + cols - 1) / cols;
 clear_out:
     for (int i = 0; i < O * M; ++i) y[i] = 0;
+clear_sanity:
+    for (int i = 0; i < groups * e * M; ++i) sc->s[i] = 0;
 group:
     for (int g = 0; g < groups; ++g) {
     m_tile:
@@ -109,6 +137,19 @@ group:
                         a[r][q] = in ? a_t(x[((g * cg + ci) * H + ih) * W + iw]) : a_t(0);
                     }
                 }
+                st.cycles += (long long)passes * (kt + ((mt + rows - 1) / rows) * (kt + rows + cols - 1 + rows));
+            sanity_col:
+                for (int j = 0; j < e; ++j) {
+                    const int32_t *row = sc->rows + ((long)g * sc->stride + sc->r0 + j) * K + k0;
+                sanity_col_row:
+                    for (int r = 0; r < mt; ++r) {
+                        uint32_t acc = 0;
+                        for (int q = 0; q < kt; ++q) acc += (uint32_t)((int64_t)a[r][q].to_int() * row[q]);
+                        word_t &sv = sc->s[(g * e + j) * M + m0 + r];
+                        sv = add_wrap(sv, (word_t)acc);
+                    }
+                }
+                st.macs += (long long)mt * kt * e;
             n_tile:
                 for (int n0 = 0; n0 < og; n0 += cols) {
                     const int nt = og - n0 < cols ? og - n0 : cols;
@@ -127,7 +168,6 @@ group:
                     }
                     st.flagged += systolic_gemm<G>(mt, kt, nt, a, b, c, s, flags);
                     st.macs += (long long)mt * kt * nt;
-                    st.cycles += kt + ((mt + rows - 1) / rows) * (kt + rows + cols - 1 + rows);
                 add_tile_row:
                     for (int r = 0; r < mt; ++r) {
                     add_tile_col:
@@ -149,6 +189,12 @@ add_bias:
         for (int m = 0; m < M; ++m) y[o * M + m] = add_wrap(y[o * M + m], bo);
     }
     if (af && f.index >= 0 && f.index < O * M) y[f.index] = fault_value(y[f.index], f, 32, true);
+sanity_bias:
+    for (int g = 0; g < groups; ++g)
+        for (int j = 0; j < e; ++j) {
+            const word_t sbv = sc->sb[g * sc->stride + sc->r0 + j];
+            for (int m = 0; m < M; ++m) sc->s[(g * e + j) * M + m] = add_wrap(sc->s[(g * e + j) * M + m], sbv);
+        }
     st.cycles += O;
 }
 
@@ -247,6 +293,17 @@ inline net_fault memory_only(const net_fault &f) {
 // Apply an output / input-read fault (flat index into one image's tensor of n elements).
 inline void fault_tensor(word_t *t, int n, const net_fault &f, int bits, bool is_signed) {
     if (f.index >= 0 && f.index < n) t[f.index] = fault_value(t[f.index], f, bits, is_signed);
+}
+
+inline void fault_tensor64(int64_t *t, int n, const net_fault &f, int bits) {
+    if (f.index >= 0 && f.index < n) t[f.index] = fault_value64(t[f.index], f, bits, true);
+}
+
+// The fault as the GEMM of a sanity-guarded layer sees it: its memory faults were applied at the unit's reads.
+inline net_fault without_memory(const net_fault &f) {
+    net_fault m = f;
+    if (m.site == FI_WEIGHT || m.site == FI_BIAS) m.site = FI_NONE;
+    return m;
 }
 
 }  // namespace sanitas

@@ -19,7 +19,7 @@ the fake device (fake.py) and the generated ``.hwh`` (overlay.py) all read it. T
 The driver's calls: ``infer(images) -> (logits, counters)`` (buffers from ``pynq.allocate``, flushed before
 ap_start and invalidated after ap_done), ``inject(fault)`` (the fi_* registers: a ``Fault`` encoded by
 ``sanitas.hls.faultport`` for the network's golden model, a dict of words, or None to clear), ``status()``,
-and on the overlay ``reload(layer)`` (an escalation: the PL configured again from the bitstream).
+and on the overlay ``reload(layer)`` (an escalation: the layer's memory rewritten through the reload port).
 """
 from __future__ import annotations
 
@@ -237,13 +237,29 @@ class SanitasIP(_DefaultIP):
         """Protection counters of the last run: {name: int} over STATUS_COUNTERS."""
         return {k: int(self.read(OFFSET[k])) for k in STATUS_COUNTERS}
 
+    def reload(self, layer: int, timeout_s: float | None = None) -> dict:
+        """The per-layer reload port: one ap_start with n = 0 and ``reload`` set rewrites node ``layer``'s parameter
+        memory (weights, biases, sanity rows and seals) from the trusted image; returns the counters of that run
+        (``escalations`` 1 when the layer has parameter memory)."""
+        if self.num_classes is None:
+            raise BoardUnavailable("accelerator num_classes unknown: call configure(input_shape, num_classes)")
+        inb, outb = self._get_buffers(1)
+        self.write(OFFSET["reload_layer"], int(layer))
+        self.write(OFFSET["reload"], 1)
+        try:
+            self.start(inb.device_address, outb.device_address, 0)
+            self.wait(self.timeout_s if timeout_s is None else timeout_s)
+        finally:
+            self.write(OFFSET["reload"], 0)
+        return self.status()
+
 
 class SanitasOverlay(_Overlay):
     """A PYNQ overlay holding one ``sanitas_top``; ``.accel`` is its configured ``SanitasIP``.
 
     Shapes come from the arguments or from ``<bitfile>.json`` (``load_overlay_config``). ``model``: the
     network's golden model, needed to encode ``Fault`` records for ``inject``. ``infer``, ``inject``,
-    ``status`` go to the IP; ``reload(layer)`` answers an escalation by configuring the PL again.
+    ``status`` go to the IP; ``reload(layer)`` answers an escalation through the IP's per-layer reload port.
     """
 
     def __init__(self, bitfile_name, input_shape=None, num_classes=None, model=None, **kwargs):
@@ -315,16 +331,17 @@ class SanitasOverlay(_Overlay):
     def status(self) -> dict:
         return self.accel.status()
 
-    def reload(self, layer: str) -> None:
-        """Escalation: restore ``layer``'s parameters from the trusted image, the bitstream.
-
-        sanitas_top keeps every layer's weights in on-chip memory that the bitstream initialises, so the
-        trusted image of a layer is restored by configuring the PL again (which also clears the fault-injection
-        registers: an injected memory fault is gone with it). The driver's DDR buffers stay valid.
-        """
+    def reload(self, layer: str) -> dict:
+        """Escalation: restore ``layer``'s parameters from the trusted image through sanitas_top's reload port
+        (``SanitasIP.reload``: the layer's on-chip memory rewritten, counted in ``escalations``; no PL
+        reconfiguration, the driver's DDR buffers stay valid). The fault-injection registers are cleared first:
+        the injected memory fault is gone with the rewrite. Returns the counters of the reload run."""
         layers = self.sanitas_config["layers"]
-        if layers and layer not in layers:
+        if not layers or layer not in layers:
             raise BoardInputError(f"unknown layer {layer!r}; the network's layers: {', '.join(layers)}")
-        self.download()
-        self.accel.fault = None
+        ip = self.accel
+        if ip.fault_port:
+            ip.inject(None)
+        counters = ip.reload(list(layers).index(layer))
         self.reloads += 1
+        return counters

@@ -140,9 +140,22 @@ class GoldenEngine:
     def run(self, x: np.ndarray, regs: np.ndarray) -> tuple[np.ndarray, dict]:
         hook = self.register_hook(regs)
         self.calls += 1
+        reloaded = 0
+        if int(regs[regmap.word("reload")]) & 1:   # the per-layer reload port (as sanitas_top: escalations)
+            i = int(regs[regmap.word("reload_layer")])
+            if 0 <= i < len(self.gm.nodes) and self.gm.nodes[i].weight is not None:
+                reloaded = 1
+                mem = self.protected.memory(self.gm.nodes[i].name) if self.protected is not None else None
+                if mem is not None:
+                    mem.reload()
+        if len(x) == 0:
+            return (np.zeros((0, self.num_classes), np.int32),
+                    dict.fromkeys(STATUS_COUNTERS, 0) | {"escalations": reloaded})
         if self.protected is None:
-            return to_logits(self.gm.run_int(x, hook=hook), len(x), self.num_classes), dict.fromkeys(STATUS_COUNTERS, 0)
+            return (to_logits(self.gm.run_int(x, hook=hook), len(x), self.num_classes),
+                    dict.fromkeys(STATUS_COUNTERS, 0) | {"escalations": reloaded})
         y, rep = self.protected.run(x, hook)
+        rep.escalations += reloaded
         return to_logits(y, len(x), self.num_classes), {k: int(getattr(rep, k)) for k in STATUS_COUNTERS}
 
 

@@ -14,9 +14,12 @@
                         network testbench ``main`` (``-DSANITAS_TB``: vectors written from the golden model).
 
 The node list is the golden model's, so the C++ computes the golden integers node for node (bit-exact: tested on
-the digits test split and 28x28 / 32x32x3 inputs). Protection schemes are not generated yet: the top is the
-unprotected accelerator (``--scheme none``), its counters are 0; the total-checksum column of every GEMM tile runs
-and its flags are counted in ``net_stats.flagged``.
+the digits test split and 28x28 / 32x32x3 inputs). Protection comes from ``ProtectedModel``'s plan of the same
+spec (``BUILT_SCHEMES``): DMR (``node_plans``: duplicate lanes, verified reads, checkpoint checksums, retries) and
+the sanity unit (``sanity_plans``: ``hls/include/sanitas/sanity_unit.h`` with the guard's trusted image in
+``weights.h``; escalation reloads the layer, the patrol runs after each image); every conv/linear layer's parameter
+memory is a RAM (``reload_node``: the reload port). The total-checksum column of every GEMM tile runs and its
+flags are counted in ``net_stats.flagged``.
 """
 from __future__ import annotations
 
@@ -30,16 +33,24 @@ from ..config import ArrayConfig, clog2
 from ..errors import SanitasError
 from ..golden.rounding import int_range
 from ..models.ops import spec
+from ..models.ops import spec as spec_of
 from . import regmap
 
 CPP = "sanitas_net.cpp"
 M_TILE = 256     # largest GEMM row tile held on chip (output pixels per systolic_gemm call), rounded to rows
 
 
-def _array_c(name: str, ctype: str, values: np.ndarray) -> str:
+def _lit(v: int, ctype: str) -> str:
+    v = int(v)
+    if ctype == "int64_t":
+        return "(-9223372036854775807LL - 1)" if v == -(1 << 63) else f"{v}LL"
+    return "(-2147483647 - 1)" if v == -(1 << 31) else str(v)
+
+
+def _array_c(name: str, ctype: str, values: np.ndarray, const: bool = True) -> str:
     flat = np.asarray(values).reshape(-1)
-    body = ",".join(str(int(v)) for v in flat)
-    return f"static const {ctype} {name}[{max(1, flat.size)}] = {{{body or '0'}}};\n"
+    body = ",".join(_lit(v, ctype) for v in flat)
+    return f"static {'const ' if const else ''}{ctype} {name}[{max(1, flat.size)}] = {{{body or '0'}}};\n"
 
 
 def gemm_geometry(gm, array: ArrayConfig) -> dict:
@@ -75,7 +86,38 @@ class NodePlan(NamedTuple):
 
 
 #: scheme components sanitas_top generates
-BUILT_SCHEMES = ("dmr",)
+BUILT_SCHEMES = ("dmr", "sanity", "sanity:eager")
+
+
+class SanityPlan(NamedTuple):
+    """The sanity unit of one conv/linear node (``sanity_unit.h``'s ``sanity_layer``), from its golden guard."""
+    G: int
+    C: int
+    K: int
+    M: int
+    lazy: bool
+    lw_mode: int          # 0: none (eager / depthwise), 1: weighted, 2: hamming (layerwide.LayerCheck.mode)
+    row_bits: int
+    spatial: bool
+    arrays: dict          # the trusted image: protect.base.Memory.pristine of the guard
+
+
+def sanity_plans(gm, spec="none", pm=None) -> dict:
+    """Node index -> ``SanityPlan`` of every sanity-guarded node under ``spec`` (its ``ProtectedModel`` guards)."""
+    from ..protect.model import ProtectedModel
+    from ..protect.sanity import SanityLayer, SpatialSanity
+    pm = pm or ProtectedModel(gm, spec)
+    out = {}
+    for i, n in enumerate(gm.nodes):
+        g = pm.plans[n.name].guard
+        if isinstance(g, SpatialSanity):
+            out[i] = SanityPlan(1, g.C, g.K, g.M, True, 0, g.bits, True, g.mem.pristine)
+        elif isinstance(g, SanityLayer):
+            mode = 0 if g.check is None else (1 if g.check.mode == "weighted" else 2)
+            out[i] = SanityPlan(g.G, g.C, g.K, g.M, bool(g.lazy), mode, g.bits, False, g.mem.pristine)
+    return out
+
+
 
 
 def node_plans(gm, spec="none") -> list[NodePlan]:
@@ -95,17 +137,58 @@ def _csum(buf: str, n: int) -> str:
     return f"tensor_checksum({buf}, {n})"
 
 
-def _node_code(gm, n, idx, shapes, size, n_in, plans) -> str:
-    """compute_i (one evaluation into dst; acc/output/input faults only in the hooked lane) and exec_i (reads,
-    duplicate lane, retries, checkpoint checksum: ProtectedModel._exec / _read / _verify in C++)."""
+def _conv_geom(n, shapes) -> tuple:
+    """(cin, h, w, o, kh, kw, stride, pad, dil, groups, ho, wo) of a conv/linear node (linear: 1x1 on (F, 1, 1))."""
+    o = int(n.weight.shape[0])
+    if n.op == "conv":
+        c, h, wd = shapes[n.inputs[0]]
+        _, kh, kw = n.weight.shape[1:]
+        a = n.attrs
+        _, ho, wo = shapes[n.name]
+        return (c, h, wd, o, kh, kw, a["stride"], a["padding"], a.get("dilation", 1), a.get("groups", 1), ho, wo)
+    return (int(n.weight.shape[1]), 1, 1, o, 1, 1, 1, 0, 1, 1, 1, 1)
+
+
+def _sanity_decl(i: int, n, sp: SanityPlan, shapes) -> str:
+    """The sanity_layer constants and the mutable memory (+ its trusted image in weights.h) of node i."""
+    geo = ", ".join(str(int(v)) for v in _conv_geom(n, shapes))
+    mw, mb, mr, ms, mss = (f"{p}{i}" for p in ("mw", "mb", "msr", "msb", "mss"))
+    a = sp.arrays
+    wx = f"mwx{i}" if sp.lw_mode == 1 else "0"
+    bx = f"mbx{i}" if sp.lw_mode == 1 else "0"
+    ps = f"mps{i}" if sp.spatial else "0"
+    out = [f"// {n.name}: the sanity unit's parameter memory (sanity_unit.h), reset from weights.h\n",
+           f"static int8_t {mw}[{a['weight'].size}];\nstatic int32_t {mb}[{a['bias'].size}];\n",
+           f"static int32_t {mr}[{a['sanity_w'].size}];\nstatic int32_t {ms}[{a['sanity_b'].size}];\n",
+           f"static int64_t {mss}[{a['sanity_sum'].size}];\n"]
+    if sp.lw_mode == 1:
+        out.append(f"static int32_t {wx}[{a['sanity_wx'].size}];\nstatic int64_t {bx}[{a['sanity_bx'].size}];\n")
+    if sp.spatial:
+        out.append(f"static int64_t {ps}[8];\n")
+    out.append(f"static const sanity_layer L{i} = {{{geo}, {sp.G}, {sp.C}, {sp.K}, {sp.M}, "
+               f"{str(sp.lazy).lower()}, {sp.lw_mode}, {sp.row_bits}, {str(sp.spatial).lower()}}};\n")
+    pw = f"swx{i}" if sp.lw_mode == 1 else "0"
+    pb = f"sbx{i}" if sp.lw_mode == 1 else "0"
+    pp = f"sps{i}" if sp.spatial else "0"
+    out.append(f"static sanity_mem S{i} = {{{mw}, {mb}, {mr}, {ms}, {mss}, {wx}, {bx}, {ps}, "
+               f"{{w{i}, b{i}, ssr{i}, ssb{i}, sss{i}, {pw}, {pb}, {pp}}}}};\n\n")
+    return "".join(out)
+
+
+def _node_code(gm, n, idx, shapes, size, n_in, plans, sps) -> str:
+    """compute_i (one evaluation into dst, returns ok; acc/output/input faults only in the hooked lane) and exec_i
+    (reads, duplicate lane, retries, escalation, checkpoint checksum: ProtectedModel._exec / _read / _verify)."""
     i, pl = idx[n.name], plans[idx[n.name]]
     ins = [f"in{k}" for k in range(len(n.inputs))]
     params = "".join(f"const word_t *{v}, " for v in ins)
     L = [(f"// node {i} {n.name} ({n.op})\n"
-         f"static void compute_{i}({params}word_t *dst, const net_fault &f, net_stats &st) {{\n")]
+         f"static bool compute_{i}({params}word_t *dst, const net_fault &f, net_stats &st, int *cnt) {{\n")]
     w = L.append
     sp = spec(n.op)
-    if sp.is_source:
+    if i in sps:
+        unit = "spatial_conv" if sps[i].spatial else "sanity_conv"
+        w(f"    return {unit}<net_gemm>(in0, L{i}, S{i}, dst, {i}, f, st, cnt);\n}}\n\n")
+    elif sp.is_source:
         w(f"input_{i}:\n    for (int i = 0; i < {n_in}; ++i) dst[i] = cur_img[i];\n")
     elif n.op in ("conv", "linear"):
         o = int(n.weight.shape[0])
@@ -114,10 +197,10 @@ def _node_code(gm, n, idx, shapes, size, n_in, plans) -> str:
             _, kh, kw = n.weight.shape[1:]
             a = n.attrs
             _, ho, wo = shapes[n.name]
-            args = (f"{c}, {h}, {wd}, w{i}, b{i}, {o}, {kh}, {kw}, {a['stride']}, {a['padding']}, "
+            args = (f"{c}, {h}, {wd}, mw{i}, mb{i}, {o}, {kh}, {kw}, {a['stride']}, {a['padding']}, "
                     f"{a.get('dilation', 1)}, {a.get('groups', 1)}, dst, {ho}, {wo}")
         else:
-            args = f"{n.weight.shape[1]}, 1, 1, w{i}, b{i}, {o}, 1, 1, 1, 0, 1, 1, dst, 1, 1"
+            args = f"{n.weight.shape[1]}, 1, 1, mw{i}, mb{i}, {o}, 1, 1, 1, 0, 1, 1, dst, 1, 1"
         w(f"    conv_gemm<net_gemm>(in0, {args}, {i}, f, st);\n")
     elif n.op == "act":
         lo, hi = int_range(n.bits, n.signed, n.narrow)
@@ -142,14 +225,17 @@ def _node_code(gm, n, idx, shapes, size, n_in, plans) -> str:
         w(f"    copy(in0, dst, {size[n.name]}, st);\n")
     else:
         raise SanitasError(f"node {n.name}: op '{n.op}' has no HLS layer")
-    w(f"    if (fault_hits(f, FI_OUTPUT, {i})) fault_tensor(dst, {size[n.name]}, f, {n.bits}, "
-      f"{str(n.signed).lower()});\n}}\n\n")
+    if i not in sps:
+        w(f"    if (fault_hits(f, FI_OUTPUT, {i})) fault_tensor(dst, {size[n.name]}, f, {n.bits}, "
+          f"{str(n.signed).lower()});\n    (void)cnt;\n    return true;\n}}\n\n")
     # exec_i
-    w(f"static void exec_{i}(const net_fault &f, net_stats &st, int *cnt) {{\n    bool ok = false;\n"
-      f"attempt_{i}:\n    for (int attempt = 0; attempt <= {pl.retries}; ++attempt) {{\n")
+    w(f"static void exec_{i}(const net_fault &f, net_stats &st, int *cnt) {{\n    bool ok = false;\n")
+    for k, src in enumerate(n.inputs):
+        w(f"    const word_t *in{k} = t{idx[src]};\n")
+    w(f"attempt_{i}:\n    for (int attempt = 0; attempt <= {pl.retries}; ++attempt) {{\n")
     for k, src in enumerate(n.inputs):
         j, p = idx[src], gm.by_name[src]
-        w(f"        const word_t *in{k} = t{j};\n")
+        w(f"        in{k} = t{j};\n")
         if len(n.inputs) == 1:
             w(f"        if (fault_hits(f, FI_INPUT, {i})) {{\n"
               f"            memcpy(scratch, t{j}, sizeof(word_t) * {size[src]});\n"
@@ -169,16 +255,26 @@ def _node_code(gm, n, idx, shapes, size, n_in, plans) -> str:
               f"                good = checksum_equal({_csum(f'in{k}', size[src])}, c{j});\n            }}\n"
               f"            if (!good) cnt[C_UNC]++;\n        }}\n")
     args = "".join(f"in{k}, " for k in range(len(n.inputs)))
-    w(f"        compute_{i}({args}t{i}, f, st);\n        ok = true;\n")
+    w(f"        ok = compute_{i}({args}t{i}, f, st, cnt);\n")
     if pl.dup:
-        w(f"        compute_{i}({args}d{i}, memory_only(f), st);   // the duplicate lane\n"
+        w(f"        compute_{i}({args}d{i}, memory_only(f), st, cnt);   // the duplicate lane\n"
+          f"        if (fault_hits(f, FI_DMR, {i})) fault_tensor(d{i}, {size[n.name]}, f, {n.bits}, "
+          f"{str(n.signed).lower()});\n"
           f"        ok = checksum_equal({_csum(f't{i}', size[n.name])}, {_csum(f'd{i}', size[n.name])});\n"
           f"        if (!ok) cnt[C_DET]++;\n")
-    w(f"        if (ok) break;\n        if (attempt < {pl.retries}) cnt[C_RB]++;\n    }}\n"
-      "    if (!ok) cnt[C_UNC]++;\n")
+    w(f"        if (ok) break;\n        if (attempt < {pl.retries}) cnt[C_RB]++;\n    }}\n")
+    if i in sps:
+        w(f"    if (!ok) {{   // escalation: reload the layer from its trusted image, compute once more\n"
+          f"        sanity_reload(L{i}, S{i});\n        cnt[C_ESC]++;\n"
+          f"        ok = compute_{i}({args}t{i}, f, st, cnt);\n    }}\n")
+    w("    if (!ok) cnt[C_UNC]++;\n")
     if pl.ckpt:
         w(f"    const tensor_sum cs{i} = {_csum(f't{i}', size[n.name])};\n"
-          f"    c{i}[0] = cs{i}.s0;\n    c{i}[1] = cs{i}.s1;\n")
+          f"    if (fault_hits(f, FI_CHECKPOINT, {i})) fault_tensor(t{i}, {size[n.name]}, f, {n.bits}, "
+          f"{str(n.signed).lower()});   // the stored tensor\n"
+          f"    c{i}[0] = cs{i}.s0;\n    c{i}[1] = cs{i}.s1;\n"
+          f"    if (fault_hits(f, FI_CHECKSUM, {i}) && f.index >= 0 && f.index < 2)\n"
+          f"        c{i}[f.index] = (uint64_t)fault_value64((int64_t)c{i}[f.index], f, 64, true);\n")
     w("}\n\n")
     return "".join(L)
 
@@ -196,8 +292,12 @@ def render_net(gm, array: ArrayConfig, spec="none") -> str:
     w = L.append
     w(f"// {CPP} -- generated by sanitas.hls.firmware for network '{gm.spec.get('name', 'net')}'; do not edit.\n")
     w(f"// Array: {array.rows} x {array.cols} PEs + checksum column, max_m {geo['max_m']}, max_k {geo['max_k']}.\n")
-    w("#include <stdint.h>\n#include <string.h>\n\n#include \"sanitas/layers.h\"\n#include \"sanitas_regmap.h\"\n"
-      "#include \"weights.h\"\n\nusing namespace sanitas;\n\n")
+    from ..protect.model import ProtectedModel
+    pm = ProtectedModel(gm, spec)
+    sps = sanity_plans(gm, spec, pm)
+    w(f"#define SANITAS_SU_BUF {_su_buf(gm, sps, shapes)}\n")
+    w("#include <stdint.h>\n#include <string.h>\n\n#include \"sanitas/layers.h\"\n#include \"sanitas/sanity_unit.h\"\n"
+      "#include \"sanitas_regmap.h\"\n#include \"weights.h\"\n\nusing namespace sanitas;\n\n")
     w("struct net_gemm {\n"
       f"    static const unsigned rows = {array.rows};\n    static const unsigned cols = {array.cols};\n"
       f"    static const unsigned max_m = {geo['max_m']};\n    static const unsigned max_k = {geo['max_k']};\n"
@@ -223,11 +323,20 @@ def render_net(gm, array: ArrayConfig, spec="none") -> str:
         if plans[i].ckpt:
             w(f"static uint64_t c{i}[2];   // {n.name}: checksum of its checkpoint (DMR)\n")
     w(f"static int8_t cur_img[{n_in}];   // the image being computed (the input node re-reads it on rollback)\n")
-    w("enum { C_DET = 0, C_RB = 4, C_UNC = 5 };   // counter indices (regmap.STATUS_COUNTERS)\n\n")
+    w("enum { C_DET = 0, C_RB = 4, C_UNC = 5, C_ESC = 6 };   // counter indices (regmap.STATUS_COUNTERS)\n\n")
+    for i, sp in sps.items():
+        w(_sanity_decl(i, gm.nodes[i], sp, shapes))
+    plain = [i for i, n in enumerate(gm.nodes) if spec_of(n.op).has_weights and i not in sps]
+    for i in plain:
+        n = gm.nodes[i]
+        w(f"static int8_t mw{i}[{n.weight.size}];   // {n.name}: the parameter memory (from weights.h)\n"
+          f"static int32_t mb{i}[{n.bias.size}];\n")
+    w(_memory_code(sps, plain, {i: (gm.nodes[i].weight.size, gm.nodes[i].bias.size) for i in plain},
+                   pm.patrol.k))
     for n in gm.nodes:
         w(f"static void exec_{idx[n.name]}(const net_fault &f, net_stats &st, int *cnt);\n")
     for n in gm.nodes:
-        w(_node_code(gm, n, idx, shapes, size, n_in, plans))
+        w(_node_code(gm, n, idx, shapes, size, n_in, plans, sps))
     last = idx[gm.output_node.name]
     w("// One image: int8 input (C, H, W) -> int32 logits; cnt accumulates the counters.\n"
       "static void sanitas_net(const int8_t img[SANITAS_IN_SIZE], int32_t logits[SANITAS_OUT_SIZE], "
@@ -235,7 +344,16 @@ def render_net(gm, array: ArrayConfig, spec="none") -> str:
       "load_image:\n    for (int i = 0; i < SANITAS_IN_SIZE; ++i) cur_img[i] = img[i];\n")
     for n in gm.nodes:
         w(f"    exec_{idx[n.name]}(f, st, cnt);\n")
-    w(f"output_copy:\n    for (int j = 0; j < SANITAS_OUT_SIZE; ++j) logits[j] = t{last}[j];\n}}\n\n")
+    if plans[last].ckpt:     # the host's read of the logits, verified against their checkpoint checksum
+        sz = size[gm.output_node.name]
+        w(f"    if (!checksum_equal({_csum(f't{last}', sz)}, c{last})) {{\n        cnt[C_DET]++;\n"
+          f"        bool good = false;\n    host_read:\n"
+          f"        for (int r = 0; r < {max(plans[last].retries, 1)} && !good; ++r) {{\n"
+          f"            cnt[C_RB]++;\n            if (r > 0) exec_{last}(f, st, cnt);   // re-execute\n"
+          f"            good = checksum_equal({_csum(f't{last}', sz)}, c{last});\n        }}\n"
+          "        if (!good) cnt[C_UNC]++;\n    }\n")
+    w(f"output_copy:\n    for (int j = 0; j < SANITAS_OUT_SIZE; ++j) logits[j] = t{last}[j];\n"
+      "    patrol_step(cnt);   // between inferences: the next k patrol lines\n}\n\n")
     w(_TOP.replace("@COUNTERS@", ", ".join(f"int *{k}" for k in regmap.STATUS_COUNTERS))
           .replace("@FAULT_ARGS@", ", ".join(f"int {k}" for k, _ in regmap.FAULT_REGISTERS))
           .replace("@PRAGMAS@", "".join(f"#pragma HLS INTERFACE s_axilite port = {k} bundle = control\n"
@@ -247,18 +365,92 @@ def render_net(gm, array: ArrayConfig, spec="none") -> str:
           .replace("@AXI_COUNTERS@", ", ".join(f"&cnt[{j}]" for j in range(len(regmap.STATUS_COUNTERS))))
           .replace("@AXI_FAULT_ARGS@", ", ".join(f"(int)regs[SANITAS_REG_{k.upper()}_W]"
                                                  for k, _ in regmap.FAULT_REGISTERS))
-          .replace("@DEPTH_IN@", str(n_in)).replace("@DEPTH_OUT@", str(n_out)))
+          .replace("@DEPTH_IN@", str(n_in)).replace("@DEPTH_OUT@", str(n_out))
+          .replace("@FAULT_ZEROS@", ", ".join("0" for _ in regmap.FAULT_REGISTERS)))
     return "".join(L)
 
 
-def render_weights(gm) -> str:
+def _su_buf(gm, sps: dict, shapes) -> int:
+    """Elements of the sanity unit's scratch buffers: the largest need of the network's guarded layers."""
+    need = 1
+    for i, sp in sps.items():
+        g = _conv_geom(gm.nodes[i], shapes)
+        p = g[10] * g[11]
+        need = max(need, g[9] * sp.K, sp.G * (sp.M + 1) * p, g[3], sp.K, sp.G * sp.M)
+    return need
+
+
+def _memory_code(sps: dict, plain: list, sizes: dict, k: int) -> str:
+    """reload_node / reset_memory (a layer's / every layer's parameter memory rewritten from its trusted image),
+    upset_memory (a persistent fault written into the memory once) and the patrol (patrol.Patrol)."""
+    out = [("// Layer i's parameter memory rewritten from its trusted image (weights.h); false: i has none.\n"
+            "static bool reload_node(int i) {\n    switch (i) {\n")]
+    out += [f"    case {i}: sanity_reload(L{i}, S{i}); return true;\n" for i in sps]
+    out += [f"    case {i}: memcpy(mw{i}, w{i}, {sizes[i][0]}); memcpy(mb{i}, b{i}, {4 * sizes[i][1]}); "
+            "return true;\n" for i in plain]
+    out.append("    default: return false;\n    }\n}\n\nstatic void reset_memory() {\n")
+    out += [f"    reload_node({i});\n" for i in sorted(list(sps) + plain)]
+    out.append("}\n\n// A persistent upset: the record's memory fault written once (sites of parameter memory only).\n"
+               "static void upset_memory(const net_fault &f) {\n    switch (f.layer) {\n")
+    for i, sp in sps.items():
+        sites = [("FI_WEIGHT", f"mw{i}", sp.arrays["weight"].size, 8),
+                 ("FI_BIAS", f"mb{i}", sp.arrays["bias"].size, 32),
+                 ("FI_SANITY_W", f"msr{i}", sp.arrays["sanity_w"].size, sp.row_bits),
+                 ("FI_SANITY_B", f"msb{i}", sp.arrays["sanity_b"].size, 32),
+                 ("FI_SANITY_SUM", f"mss{i}", sp.arrays["sanity_sum"].size, 64)]
+        if sp.lw_mode == 1:
+            sites += [("FI_SANITY_WX", f"mwx{i}", sp.arrays["sanity_wx"].size, 32),
+                      ("FI_SANITY_BX", f"mbx{i}", sp.arrays["sanity_bx"].size, 64)]
+        if sp.spatial:
+            sites.append(("FI_PARAM_SUM", f"mps{i}", 8, 64))
+        out.append(f"    case {i}:\n" + "".join(f"        read_fault({a}, {m}, {site}, {i}, f, {b});\n"
+                                                  for site, a, m, b in sites) + "        break;\n")
+    for i in plain:
+        out.append(f"    case {i}:\n        read_fault(mw{i}, {sizes[i][0]}, FI_WEIGHT, {i}, f, 8);\n"
+                   f"        read_fault(mb{i}, {sizes[i][1]}, FI_BIAS, {i}, f, 32);\n        break;\n")
+    out.append("    default: break;\n    }\n}\n\n"
+               "// The patrol (protect.patrol.Patrol): k lines per image over the guards in node order.\n"
+               "static int patrol_ptr = 0;\n")
+    lines = " + ".join(f"patrol_lines(L{i})" for i in sps) or "0"
+    out.append("static void patrol_run(int start, int count, int *cnt) {\n    int off = 0, lo, hi;\n"
+               "    (void)lo, (void)hi, (void)start, (void)count, (void)cnt;\n")
+    for i in sps:
+        out.append(f"    lo = start > off ? start : off;\n"
+                   f"    hi = start + count < off + patrol_lines(L{i}) ? start + count : off + patrol_lines(L{i});\n"
+                   f"    if (lo < hi) sanity_patrol(L{i}, S{i}, lo - off, hi - off, cnt);\n"
+                   f"    off += patrol_lines(L{i});\n")
+    out.append(f"}}\n\nstatic void patrol_step(int *cnt) {{\n    const int total = {lines};\n"
+               f"    const int k = {k} < total ? {k} : total;\n    if (k <= 0) return;\n"
+               "    const int first = k < total - patrol_ptr ? k : total - patrol_ptr;\n"
+               "    patrol_run(patrol_ptr, first, cnt);\n    if (k > first) patrol_run(0, k - first, cnt);\n"
+               "    patrol_ptr = (patrol_ptr + k) % total;\n}\n\n")
+    return "".join(out)
+
+
+def render_weights(gm, spec="none") -> str:
+    """weights.h: every conv/linear node's int8 weights and int32 biases, and for sanity-guarded nodes the trusted
+    image of the sanity memory (rows ssr, biases ssb, seals sss, weighted layer-wide row swx / sbx, parameter
+    seals sps): the sanity rows are extra weight columns of the layer's GEMM."""
     out = [("// weights.h -- generated by sanitas.hls.firmware: int8 weights (O, C/g, kh, kw) / (O, F) and int32\n"
-            "// biases of every conv/linear node (index = node index); do not edit.\n#include <stdint.h>\n")]
+            "// biases of every conv/linear node (index = node index), the sanity memory of guarded nodes; do not "
+            "edit.\n#include <stdint.h>\n")]
+    sps = sanity_plans(gm, spec)
     for i, n in enumerate(gm.nodes):
-        if spec(n.op).has_weights:
+        if spec_of(n.op).has_weights:
             out.append(f"// {n.name}: weight {tuple(n.weight.shape)}, bias ({n.bias.shape[0]},)\n")
             out.append(_array_c(f"w{i}", "int8_t", n.weight))
             out.append(_array_c(f"b{i}", "int32_t", n.bias))
+        if i in sps:
+            a = sps[i].arrays
+            out.append(f"// {n.name}: sanity rows {tuple(a['sanity_w'].shape)}, biases, seals\n")
+            out.append(_array_c(f"ssr{i}", "int32_t", a["sanity_w"]))
+            out.append(_array_c(f"ssb{i}", "int32_t", a["sanity_b"]))
+            out.append(_array_c(f"sss{i}", "int64_t", a["sanity_sum"]))
+            if sps[i].lw_mode == 1:
+                out.append(_array_c(f"swx{i}", "int32_t", a["sanity_wx"]))
+                out.append(_array_c(f"sbx{i}", "int64_t", a["sanity_bx"]))
+            if sps[i].spatial:
+                out.append(_array_c(f"sps{i}", "int64_t", a["param_sum"]))
     return "".join(out)
 
 
@@ -268,39 +460,73 @@ def write_firmware(gm, out_dir, array: ArrayConfig | None = None, spec="none") -
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sanitas_regmap.h").write_text(regmap.render_header())
-    (out / "weights.h").write_text(render_weights(gm))
+    (out / "weights.h").write_text(render_weights(gm, spec))
     (out / CPP).write_text(render_net(gm, array, spec))
     return out / CPP
 
 
-def cycle_model(gm, array: ArrayConfig, spec="none") -> int:
+def _check_cycles(g: tuple, sp: SanityPlan) -> int:
+    """sanity_unit.h ``check_cycles``: the unit's cycles beside the GEMM (box sums, check MACs, parameter seals)."""
+    cin, h, w, o, kh, kw, _, pad, _, _, _, _ = g
+    if not sp.lazy and not sp.spatial:
+        return 0
+    conv = kh * kw > 1 or h > 1 or w > 1
+    c = cin * (h + 2 * pad) * (w + 2 * pad) + cin * kh * kw if conv else 0
+    if sp.spatial:
+        return c + o * (sp.K + 1) + o * sp.K + o
+    return c + sp.G * (1 if sp.lw_mode == 1 else sp.M) * sp.K
+
+
+def cycle_model(gm, array: ArrayConfig, spec="none", duplicate: bool = True) -> int:
     """The engine's cycle estimate per image, fault-free (the count ``net_stats.cycles`` accumulates, in closed
-    form): a node with a duplicate lane (DMR) runs twice on the same engine."""
+    form): per GEMM tile the PE-column passes (the data columns; lazy sanity's total row rides the checksum PE
+    column, eager's other M rows take PE columns), the sanity unit's box sums / check MACs / parameter seals
+    (``_check_cycles``); a node with a duplicate lane (DMR) runs twice on the same engine. The patrol runs in the
+    idle cycles between inferences (not counted). ``duplicate=False``: without the duplicate lanes' second run."""
     geo = gemm_geometry(gm, array)
     shapes = {k: tuple(v[1:]) for k, v in gm.shapes().items()}
     plans = node_plans(gm, spec)
+    sps = sanity_plans(gm, spec)
     r, c = array.rows, array.cols
     total = 0
-    for n, pl in zip(gm.nodes, plans):
+    for i, (n, pl) in enumerate(zip(gm.nodes, plans)):
         sz = int(np.prod(shapes[n.name]))
         cyc = 0
         if n.op in ("conv", "linear"):
             m, k, og = geo["gemms"][n.name]
             groups = int(n.attrs.get("groups", 1))
+            sp = sps.get(i)
+            e = 0 if sp is None or sp.spatial else (1 if sp.lazy else sp.M + 1)
+            passes = math.ceil((og + max(e - 1, 0)) / c)
             for m0 in range(0, m, geo["max_m"]):
                 mt = min(geo["max_m"], m - m0)
                 for k0 in range(0, k, geo["max_k"]):
                     kt = min(geo["max_k"], k - k0)
-                    cyc += groups * math.ceil(og / c) * (kt + math.ceil(mt / r) * (kt + r + c - 1 + r))
+                    cyc += groups * passes * (kt + math.ceil(mt / r) * (kt + r + c - 1 + r))
             cyc += int(n.weight.shape[0])
+            if sp is not None:
+                cyc += _check_cycles(_conv_geom(n, shapes), sp)
         elif n.op == "maxpool":
             cyc += sz * n.attrs["k"] ** 2
         elif n.op == "gsum":
             cyc += int(np.prod(shapes[n.inputs[0]]))
         elif n.op in ("act", "add", "concat", "flatten"):
             cyc += sz
-        total += cyc * (2 if pl.dup else 1)
+        total += cyc * (2 if pl.dup and duplicate else 1)
     return total
+
+
+def cycle_breakdown(gm, array: ArrayConfig, spec="none") -> dict:
+    """Where ``cycle_model(gm, array, spec)`` exceeds the unprotected accelerator's, per image: the extra PE-column
+    passes of the GEMM tiles (eager sanity's partial rows), the sanity unit's box sums / check MACs / parameter
+    seals (serial beside the GEMM in this estimate), and the duplicate lanes of DMR (elementwise nodes run twice on
+    the same engine)."""
+    base = cycle_model(gm, array)
+    shapes = {k: tuple(v[1:]) for k, v in gm.shapes().items()}
+    unit = sum(_check_cycles(_conv_geom(gm.nodes[i], shapes), sp) for i, sp in sanity_plans(gm, spec).items())
+    dup_free = cycle_model(gm, array, spec, duplicate=False)
+    return {"none": base, "total": cycle_model(gm, array, spec), "gemm_passes": dup_free - base - unit,
+            "sanity_unit": unit, "duplicate_lane": cycle_model(gm, array, spec) - dup_free}
 
 
 _TOP = r"""// ---------------------------------------------------------------------------------------------- sanitas_top
@@ -308,8 +534,9 @@ _TOP = r"""// ------------------------------------------------------------------
 // (ap_ctrl_hs) and the status counters (regmap.STATUS_COUNTERS order); the fi_* fault registers with
 // -DSANITAS_FAULT_PORT. Vitis HLS lays the registers out as sanitas_regmap.h says (sanitas.hls.regmap).
 static net_stats last_stats;   // engine statistics of the last call (csim / shared library only)
+static bool memory_loaded = false;   // the sanity-guarded layers' memory holds their trusted image
 
-void sanitas_top(const int8_t *in, int32_t *out, int n, @COUNTERS@
+void sanitas_top(const int8_t *in, int32_t *out, int n, @COUNTERS@, int reload_layer, int reload
 #ifdef SANITAS_FAULT_PORT
                  , @FAULT_ARGS@
 #endif
@@ -318,34 +545,50 @@ void sanitas_top(const int8_t *in, int32_t *out, int n, @COUNTERS@
 #pragma HLS INTERFACE m_axi port = out offset = slave bundle = gmem depth = @DEPTH_OUT@
 #pragma HLS INTERFACE s_axilite port = in bundle = control
 #pragma HLS INTERFACE s_axilite port = out bundle = control
-@PRAGMAS@#ifdef SANITAS_FAULT_PORT
+@PRAGMAS@#pragma HLS INTERFACE s_axilite port = reload_layer bundle = control
+#pragma HLS INTERFACE s_axilite port = reload bundle = control
+#ifdef SANITAS_FAULT_PORT
 @FAULT_PRAGMAS@#endif
 #pragma HLS INTERFACE s_axilite port = return bundle = control
     net_fault f;
+    int fi_mode = 0;
 #ifdef SANITAS_FAULT_PORT
+    fi_mode = fi_enable;
     if (fi_enable & 1) {
         f.site = fi_site;
         f.layer = fi_layer;
         f.index = fi_index;
-        f.and_m = (uint32_t)fi_and;
-        f.or_m = (uint32_t)fi_or;
-        f.xor_m = (uint32_t)fi_xor;
+        f.and_m = ((uint64_t)(uint32_t)fi_and_hi << 32) | (uint32_t)fi_and;
+        f.or_m = ((uint64_t)(uint32_t)fi_or_hi << 32) | (uint32_t)fi_or;
+        f.xor_m = ((uint64_t)(uint32_t)fi_xor_hi << 32) | (uint32_t)fi_xor;
     }
 #endif
     net_stats st;
     int cnt[SANITAS_N_COUNTERS];
 reset_counters:
     for (int i = 0; i < SANITAS_N_COUNTERS; ++i) cnt[i] = 0;
+    if (!memory_loaded) reset_memory();   // configuration: the parameter memory holds the trusted image
+    memory_loaded = true;
+    if ((reload & 1) && reload_node(reload_layer)) cnt[C_ESC]++;   // the per-layer reload port
+    if (f.site != FI_NONE && (fi_mode & 2)) {   // a persistent upset: into the memory once, not at every read
+        upset_memory(f);
+        f.site = FI_NONE;
+    }
     int8_t img[SANITAS_IN_SIZE];
     int32_t logits[SANITAS_OUT_SIZE];
+    patrol_ptr = 0;
 image:
     for (int b = 0; b < n; ++b) {
+        // with the fault port's (replayed) record each image starts from the trusted image, as the golden
+        // check runs them; otherwise the memory keeps what it holds (repairs, upsets) from image to image
+        if (f.site != FI_NONE) reset_memory();
     read_image:
         for (int i = 0; i < SANITAS_IN_SIZE; ++i) img[i] = in[(long)b * SANITAS_IN_SIZE + i];
         sanitas_net(img, logits, f, st, cnt);
     write_logits:
         for (int j = 0; j < SANITAS_OUT_SIZE; ++j) out[(long)b * SANITAS_OUT_SIZE + j] = logits[j];
     }
+    if (f.site != FI_NONE) reset_memory();   // a replayed record lasts this run only
 @WRITE_COUNTERS@    last_stats = st;
 }
 
@@ -359,7 +602,7 @@ SANITAS_EXPORT int sanitas_top_axi(const int8_t *in, int32_t *out, uint32_t *reg
     int cnt[SANITAS_N_COUNTERS];
     const int n = (int)regs[SANITAS_REG_N_W];
     if (n < 0) return 1;
-    sanitas_top(in, out, n, @AXI_COUNTERS@
+    sanitas_top(in, out, n, @AXI_COUNTERS@, (int)regs[SANITAS_REG_RELOAD_LAYER_W], (int)regs[SANITAS_REG_RELOAD_W]
 #ifdef SANITAS_FAULT_PORT
                 , @AXI_FAULT_ARGS@
 #endif
@@ -389,8 +632,9 @@ SANITAS_EXPORT void sanitas_top_stats(long long *out3) {
 #ifdef SANITAS_TB
 #include <stdio.h>
 #include <stdlib.h>
-// Network testbench: csim DIR N -- DIR/input.bin (int8 N x in), DIR/expected.bin (int32 N x classes, golden);
-// prints "sanitas_net: K/N bit-exact, cycles C" and exits non-zero on any mismatch.
+// Network testbench: csim DIR N -- DIR/input.bin (int8 N x in), DIR/expected.bin (int32 N x classes, golden),
+// DIR/counters.bin (optional: the golden fault-free counters, default 0); prints "sanitas_net: K/N bit-exact,
+// counters 0|golden|MISMATCH, cycles C" and exits non-zero on any mismatch.
 int main(int argc, char **argv) {
     if (argc < 3) { fprintf(stderr, "usage: %s DIR N\n", argv[0]); return 2; }
     const int n = atoi(argv[2]);
@@ -410,19 +654,28 @@ int main(int argc, char **argv) {
     }
     fclose(fi);
     fclose(fe);
-    int cnt[SANITAS_N_COUNTERS];
-    sanitas_top(x, got, n, @AXI_COUNTERS@
+    int cnt[SANITAS_N_COUNTERS], want_cnt[SANITAS_N_COUNTERS] = {0};
+    snprintf(path, sizeof path, "%s/counters.bin", argv[1]);   // the golden fault-free counters (optional: 0)
+    FILE *fc = fopen(path, "rb");
+    if (fc) {
+        if (fread(want_cnt, 4, SANITAS_N_COUNTERS, fc) != SANITAS_N_COUNTERS) {
+            fprintf(stderr, "short counters.bin in %s\n", argv[1]);
+            return 2;
+        }
+        fclose(fc);
+    }
+    sanitas_top(x, got, n, @AXI_COUNTERS@, 0, 0
 #ifdef SANITAS_FAULT_PORT
-                , 0, 0, 0, 0, 0, 0, 0
+                , @FAULT_ZEROS@
 #endif
     );
-    int exact = 0, counters = 0;
+    int exact = 0, differ = 0, nonzero = 0;
     for (int b = 0; b < n; ++b) exact += memcmp(got + (long)b * SANITAS_OUT_SIZE, want + (long)b * SANITAS_OUT_SIZE,
                                                 4 * SANITAS_OUT_SIZE) == 0;
-    for (int i = 0; i < SANITAS_N_COUNTERS; ++i) counters += cnt[i] != 0;
+    for (int i = 0; i < SANITAS_N_COUNTERS; ++i) differ += cnt[i] != want_cnt[i], nonzero += cnt[i] != 0;
     printf("sanitas_net: %d/%d bit-exact, counters %s, cycles %lld, flagged %lld\n", exact, n,
-           counters ? "NONZERO" : "0", last_stats.cycles / n, last_stats.flagged);
-    return (exact == n && counters == 0 && last_stats.flagged == 0) ? 0 : 1;
+           differ ? "MISMATCH" : (nonzero ? "golden" : "0"), last_stats.cycles / n, last_stats.flagged);
+    return (exact == n && differ == 0 && last_stats.flagged == 0) ? 0 : 1;
 }
 #endif
 """

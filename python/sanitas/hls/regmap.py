@@ -65,18 +65,30 @@ COUNTER_BASE = 0x30            # first counter's data word; each output scalar t
 #: The fault-injection registers (sanitas_top built with the debug port; ignored otherwise): one ``Fault`` record
 #: as ``sanitas.hls.faultport.fault_registers`` encodes it. Input scalars take 8 bytes (data word, reserved word).
 FAULT_REGISTERS = (
-    ("fi_enable", "bit0: inject the fault described by the other fi_* registers in this run"),
+    ("fi_enable", ("bit0: inject the fault described by the other fi_* registers in this run (at every read, for "
+                   "every image); bit1 with bit0: a persistent upset, written once into the parameter memory")),
     ("fi_site", "site code of the fault (faultport.SITE_CODES: weight, bias, acc, output, input)"),
     ("fi_layer", "node index of the faulted layer in the network's node list"),
     ("fi_index", "flat C-order element index into one image's tensor (or the parameter array)"),
     ("fi_and", "AND mask on the element's bit pattern (faults.fault_masks)"),
     ("fi_or", "OR mask on the element's bit pattern"),
     ("fi_xor", "XOR mask on the element's bit pattern"),
+    ("fi_and_hi", "AND mask, bits 63..32 (the 64-bit seal and layer-wide sum words)"),
+    ("fi_or_hi", "OR mask, bits 63..32"),
+    ("fi_xor_hi", "XOR mask, bits 63..32"),
 )
-FAULT_BASE = COUNTER_BASE + 0x10 * len(STATUS_COUNTERS)
+#: The per-layer reload port (escalations, issue 15): written before an ap_start (``n`` may be 0), the run first
+#: rewrites node ``reload_layer``'s parameter memory (weights, biases, sanity rows and seals) from the trusted image
+#: when bit0 of ``reload`` is set, counted in ``escalations`` (a layer reloaded from the trusted image).
+RELOAD_REGISTERS = (
+    ("reload_layer", "node index of the layer whose parameter memory the reload command rewrites"),
+    ("reload", "bit0: rewrite reload_layer's memory from the trusted image before this run's images"),
+)
+RELOAD_BASE = COUNTER_BASE + 0x10 * len(STATUS_COUNTERS)
+FAULT_BASE = RELOAD_BASE + 8 * len(RELOAD_REGISTERS)
 
 #: The register map of sanitas_top, s_axi_control (all 32-bit, little endian), in Vitis HLS's argument layout
-#: for ``sanitas_top(in, out, n, detected, ..., scrubbed, fi_enable, ..., fi_xor)``:
+#: for ``sanitas_top(in, out, n, detected, ..., scrubbed, reload_layer, reload, fi_enable, ..., fi_xor_hi)``:
 #:
 #: ======  ===============  ======  =====================================================================
 #: offset  name             access  meaning
@@ -94,7 +106,9 @@ FAULT_BASE = COUNTER_BASE + 0x10 * len(STATUS_COUNTERS)
 #: 0x30    detected         r       counter of the last run (STATUS_COUNTERS[i] at 0x30 + 0x10 * i) ...
 #: 0x34    detected_ctrl    r       bit0 detected_ap_vld (COR)
 #: ...     (located, corrected, repaired, rolled_back, uncorrectable, escalations, scrubbed: 0x40 .. 0xA0)
-#: 0xB0    fi_enable        w       FAULT_REGISTERS[i] at 0xB0 + 8 * i (fi_site 0xB8 ... fi_xor 0xE0)
+#: 0xB0    reload_layer     w       node index of the layer the reload command rewrites
+#: 0xB8    reload           w       bit0: reload that layer from the trusted image before the run's images
+#: 0xC0    fi_enable        w       FAULT_REGISTERS[i] at 0xC0 + 8 * i (fi_site 0xC8 ... fi_xor_hi 0x108)
 #: ======  ===============  ======  =====================================================================
 _COUNTER_TEXT = {
     "detected": "checks that failed during the last run",
@@ -134,6 +148,8 @@ REGISTERS: tuple[Reg, ...] = (
 ) + tuple(r for i, k in enumerate(STATUS_COUNTERS)
           for r in (_data(k, COUNTER_BASE + 0x10 * i, "read-only", f"Data signal of {k} ({_COUNTER_TEXT[k]})"),
                     _vld(k, COUNTER_BASE + 0x10 * i + 4))
+) + tuple(_data(k, RELOAD_BASE + 8 * i, "write-only", f"Data signal of {k} ({text})")
+          for i, (k, text) in enumerate(RELOAD_REGISTERS)
 ) + tuple(_data(k, FAULT_BASE + 8 * i, "write-only", f"Data signal of {k} ({text})")
           for i, (k, text) in enumerate(FAULT_REGISTERS))
 REG = {r.name: r for r in REGISTERS}

@@ -9,9 +9,10 @@
 ``regs`` is the s_axilite register file as uint32 words at byte offset / 4 (``regmap.REGISTERS``): the call reads
 ``n`` and the fi_* registers, runs n images, writes int32 logits (n, classes) and the counters. Builds are cached
 by content hash (sources, kernel headers, flags) under ``build/hls/top/``; a hit costs no compile.
-``TopLibrary`` loads a built library with ctypes and runs it (``run(xq, fault=None) -> (logits, counters)``);
-``faultport.fault_registers`` turns a ``Fault`` into the fi_* words. ``compile_net_csim`` builds the network
-testbench binary (``-DSANITAS_TB``) for ``make -C hls csim``.
+``TopLibrary`` loads a built library with ctypes and runs it (``run(xq, fault=None, persistent=False) -> (logits,
+counters)``; ``reload(layer)``: the per-layer reload port); ``faultport.fault_registers`` turns a ``Fault`` into
+the fi_* words (protection-state records need the ``ProtectedModel``: ``TopLibrary(path, gm, pm)``).
+``compile_net_csim`` builds the network testbench binary (``-DSANITAS_TB``) for ``make -C hls csim``.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def check_spec(gm, spec) -> None:
     from .firmware import BUILT_SCHEMES
     used = sorted({repr(s) for ss in resolve_map(gm, spec or "none").values() for s in ss} - set(BUILT_SCHEMES))
     if used:
-        raise SanitasError(f"sanitas_top generates the schemes none and {', '.join(BUILT_SCHEMES)} only so far; "
+        raise SanitasError(f"sanitas_top generates the schemes none, {', '.join(BUILT_SCHEMES)} only; "
                            f"asked for {', '.join(used)}")
 
 
@@ -102,10 +103,12 @@ def build_top(gm, spec="none", out_dir=None, *, array=None, fault_port=False, fr
     return dst, secs
 
 
-def compile_net_csim(gm, out_dir, *, array=None) -> tuple[Path, float]:
-    """The network testbench binary (``-DSANITAS_TB``) in ``out_dir/csim``; returns (path, g++ seconds)."""
+def compile_net_csim(gm, out_dir, *, array=None, spec="none") -> tuple[Path, float]:
+    """The network testbench binary (``-DSANITAS_TB``) of protection ``spec`` in ``out_dir/csim``; returns (path,
+    g++ seconds)."""
+    check_spec(gm, spec)
     out = Path(out_dir)
-    write_firmware(gm, out, array)
+    write_firmware(gm, out, array, spec)
     art, secs = _compile(out, CXXFLAGS, "csim", ("-DSANITAS_TB",))
     dst = out / "csim"
     shutil.copyfile(art, out / ".csim.tmp")
@@ -117,8 +120,8 @@ def compile_net_csim(gm, out_dir, *, array=None) -> tuple[Path, float]:
 class TopLibrary:
     """A loaded ``libsanitas_top.so``: ``run(xq, fault=None)`` -> (int32 logits (N, classes), counters dict)."""
 
-    def __init__(self, path, gm):
-        self.path, self.gm = Path(path), gm
+    def __init__(self, path, gm, pm=None):
+        self.path, self.gm, self.pm = Path(path), gm, pm   # pm: the ProtectedModel of state-site records
         self.lib = ctypes.CDLL(str(self.path))
         self.lib.sanitas_top_axi.restype = ctypes.c_int
         self.lib.sanitas_top_axi.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
@@ -126,9 +129,13 @@ class TopLibrary:
         self.lib.sanitas_node_output.restype = ctypes.c_int
         self.lib.sanitas_node_output.argtypes = [ctypes.c_int, ctypes.c_void_p]
 
-    def run(self, xq, fault=None, registers: dict | None = None) -> tuple[np.ndarray, dict]:
+    def run(self, xq, fault=None, registers: dict | None = None, persistent: bool = False) -> tuple[np.ndarray, dict]:
+        """One ap_start on the images ``xq`` (may be empty); ``fault`` replayed at every read (``persistent``: an
+        upset written once into the parameter memory, ``faultport.fault_registers``); ``registers``: more words."""
         from .faultport import fault_registers
         x = np.ascontiguousarray(np.asarray(xq), dtype=np.int8)
+        if x.ndim == 1 and x.size == 0:
+            x = x.reshape((0,) + tuple(self.gm.input_shape))
         if x.shape[1:] != tuple(self.gm.input_shape):
             raise SanitasError(f"input must have shape (N, {', '.join(map(str, self.gm.input_shape))}), "
                                f"got {x.shape}")
@@ -137,13 +144,22 @@ class TopLibrary:
         regs[regmap.word("n")] = len(x)
         words = dict(registers or {})
         if fault is not None:
-            words.update(fault_registers(fault, self.gm))
+            words.update(fault_registers(fault, self.gm, self.pm, persistent))
         for k, v in words.items():
             regs[regmap.word(k)] = np.uint32(int(v) & 0xFFFFFFFF)
         rc = self.lib.sanitas_top_axi(x.ctypes.data, y.ctypes.data, regs.ctypes.data)
         if rc != 0:
             raise SanitasError(f"sanitas_top_axi returned {rc}")
         return y, {k: int(regs[regmap.word(k)]) for k in regmap.STATUS_COUNTERS}
+
+    def reload(self, layer: str) -> dict:
+        """The per-layer reload port: rewrite ``layer``'s parameter memory from the trusted image (one ap_start with
+        n = 0); returns the counters (``escalations``: 1 when the layer has parameter memory)."""
+        names = [n.name for n in self.gm.nodes]
+        if layer not in names:
+            raise SanitasError(f"layer '{layer}' does not exist")
+        return self.run(np.zeros((0,) + tuple(self.gm.input_shape), np.int8),
+                        registers={"reload_layer": names.index(layer), "reload": 1})[1]
 
     def node_output(self, name: str) -> np.ndarray:
         """Output of node ``name`` for the last image of the last run, in its (C, H, W) / (F,) shape."""
