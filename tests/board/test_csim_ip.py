@@ -127,10 +127,13 @@ def test_cli_board_fake_says_csim(lenet5_ckpt, net, board):
     assert s["faults"] == want and want["changed_images"] > 0
 
 
-def test_cli_board_fake_protected_csim_is_bit_exact(lenet5_ckpt):
+def test_cli_board_fake_protected_csim_is_bit_exact(lenet5_ckpt, net):
     """Protection on: ``--scheme`` with what sanitas_top generates (``hls.firmware.BUILT_SCHEMES``) compiles it into
-    the csim IP; the digits test split stays bit-exact, no counter moves, and the summary names the scheme."""
+    the csim IP; the digits test split stays bit-exact, no alarm counter moves (``scrubbed`` is the patrol's work:
+    the golden ProtectedModel's count for the same images), and the summary names the scheme."""
+    from sanitas.hls.check import protected_per_image
     from sanitas.hls.firmware import BUILT_SCHEMES
+    from sanitas.protect.model import ProtectedModel
     scheme = "+".join(BUILT_SCHEMES)
     r = subprocess.run([sys.executable, "-m", "sanitas.cli", "board", "--checkpoint", str(lenet5_ckpt),
                         "--backend", "fake", "--scheme", scheme, "--limit", "270", "--json"],
@@ -138,7 +141,9 @@ def test_cli_board_fake_protected_csim_is_bit_exact(lenet5_ckpt):
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.loads(r.stdout.strip().splitlines()[-1])
     assert (s["ok"], s["ip"], s["scheme"], s["bit_exact"], s["total"]) == (True, "csim", scheme, 270, 270)
-    assert s["status"] == ZERO
+    gm, xq, _ = net
+    _, want = protected_per_image(ProtectedModel(gm, scheme), xq.astype(np.int64), None)
+    assert s["status"] == want == ZERO | {"scrubbed": want["scrubbed"]}
 
 
 def test_golden_ip_decodes_the_fault_registers_like_the_csim(board, net, tmp_path):
