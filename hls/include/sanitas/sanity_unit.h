@@ -385,16 +385,42 @@ inline bool lw_fails(const sanity_layer &L, const word_t *y, const int64_t *hs) 
     return false;
 }
 
-// Cycles of the unit beside the GEMM, fault-free (firmware.cycle_model): the box sums of the input on the
-// integral-image unit (one padded input element per cycle, then one box per (channel, tap); a linear layer's
-// box sums are its input), one cycle per check MAC, and for a depthwise conv one cycle per sealed parameter word.
-// The per-pixel residuals and the channel sums accumulate during the array's read-out (no cycles of their own).
-inline long long check_cycles(const sanity_layer &L) {
+// The check unit: the work that depends only on the layer input and the stored check rows (box sums on the
+// integral-image adder, then the check dot products on the unit's MAC), into B and hs; it runs concurrently with
+// the layer's GEMM (sanity_conv's DATAFLOW region: separate inputs read, separate outputs written, its own counters).
+inline void check_unit(const word_t *x, const sanity_layer &L, const sanity_mem &m, int64_t *B, int64_t *hs,
+                       net_stats &cst) {
+    box_sums(x, L, B);
+    lw_sums(L, m, B, hs, cst);
+}
+
+// Cycles of the sanity unit, fault-free (firmware.cycle_model):
+//   overlap  the check unit (box sums: one padded input element per cycle, then one box per (channel, tap); a
+//            linear layer's box sums are its input; one cycle per check MAC) -- concurrent with the GEMM;
+//   serial   a depthwise conv's parameter seals (one cycle per sealed word), checked before the GEMM uses them;
+//   tail     after the GEMM, one cycle per check word compared (the layer-wide sums, a depthwise conv's channels).
+// The per-pixel residuals and the output channel sums accumulate during the array's read-out (no cycles of their
+// own). check_cycles: what the unit adds to a layer whose GEMM took `gemm` cycles (max(gemm, overlap) - gemm +
+// serial + tail).
+inline long long check_overlap_cycles(const sanity_layer &L) {
     if (!L.lazy && !L.spatial) return 0;
     const bool conv = L.kh * L.kw > 1 || L.h > 1 || L.w > 1;
     long long c = conv ? (long long)L.cin * (L.h + 2 * L.pad) * (L.w + 2 * L.pad) + (long long)L.cin * L.kh * L.kw : 0;
-    if (L.spatial) return c + (long long)L.o * (L.K + 1) + (long long)L.o * L.K + L.o;
+    if (L.spatial) return c + (long long)L.o * (L.K + 1);
     return c + (long long)L.G * (L.lw_mode == LW_WEIGHTED ? 1 : L.M) * L.K;
+}
+
+inline long long check_serial_cycles(const sanity_layer &L) { return L.spatial ? (long long)L.o * L.K + L.o : 0; }
+
+inline long long check_tail_cycles(const sanity_layer &L) {
+    if (L.spatial) return L.o;
+    if (!L.lazy) return 0;
+    return (long long)L.G * (L.lw_mode == LW_WEIGHTED ? 1 : L.M);
+}
+
+inline long long check_cycles(const sanity_layer &L, long long gemm) {
+    const long long ov = check_overlap_cycles(L);
+    return (ov > gemm ? ov - gemm : 0) + check_serial_cycles(L) + check_tail_cycles(L);
 }
 
 // ------------------------------------------------------------------------------------------------ sanity.py
@@ -475,10 +501,24 @@ bool sanity_conv(const word_t *x, const sanity_layer &L, sanity_mem &m, word_t *
     read_fault(m.rows, L.G * (L.M + 1) * L.K, FI_SANITY_W, layer, f, L.row_bits);
     read_fault(m.sb, L.G * (L.M + 1), FI_SANITY_B, layer, f, 32);
     read_fault(m.seals, L.G * 8, FI_SANITY_SUM, layer, f, 64);
+    if (L.lazy && L.lw_mode == LW_WEIGHTED) {   // the check unit's own memory words
+        read_fault(m.wx, L.G * L.K, FI_SANITY_WX, layer, f, 32);
+        read_fault(m.bx, L.G, FI_SANITY_BX, layer, f, 64);
+    }
     static word_t sacc[SANITAS_SU_BUF];
+    static int64_t B[SANITAS_SU_BUF];
+    static int64_t hs[SANITAS_SU_BUF];
     sanity_cols sc = {m.rows, m.sb, r0, e, L.M + 1, sacc};
-    conv_gemm<GC>(x, L.cin, L.h, L.w, m.w, m.b, L.o, L.kh, L.kw, L.stride, L.pad, L.dil, L.groups, y, L.ho, L.wo,
-                  layer, without_memory(f), st, &sc);
+    net_stats cst;   // the check unit's counters, merged after the region
+    const long long c0 = st.cycles;
+    {   // the GEMM (with the sanity columns) and the check unit run concurrently
+#pragma HLS DATAFLOW
+        conv_gemm<GC>(x, L.cin, L.h, L.w, m.w, m.b, L.o, L.kh, L.kw, L.stride, L.pad, L.dil, L.groups, y, L.ho,
+                      L.wo, layer, without_memory(f), st, &sc);
+        if (L.lazy) check_unit(x, L, m, B, hs, cst);
+    }
+    st.macs += cst.macs;
+    st.cycles += check_cycles(L, st.cycles - c0);
     if (fault_hits(f, FI_OUTPUT, layer)) fault_tensor(y, L.o * P, f, 32, true);
     if (fault_hits(f, FI_SANITY_ACC, layer)) fault_tensor(sacc, L.G * e * P, f, 32, true);
     bool fired = false;
@@ -491,21 +531,12 @@ residual_px:
                     if (cover(r0 + j, c, L.M)) v += (uint32_t)y[(g * L.C + c) * P + p];
                 fired |= v != 0;
             }
-    static int64_t B[SANITAS_SU_BUF];
-    static int64_t hs[SANITAS_SU_BUF];
     if (L.lazy) {
-        if (L.lw_mode == LW_WEIGHTED) {
-            read_fault(m.wx, L.G * L.K, FI_SANITY_WX, layer, f, 32);
-            read_fault(m.bx, L.G, FI_SANITY_BX, layer, f, 64);
-        }
-        box_sums(x, L, B);
-        lw_sums(L, m, B, hs, st);
         if (fault_hits(f, FI_SANITY_SPATIAL, layer))
             fault_tensor64(hs, L.lw_mode == LW_WEIGHTED ? L.G : L.G * L.M, f,
                            L.lw_mode == LW_WEIGHTED ? 64 : 32);
         fired |= lw_fails(L, y, hs);
     }
-    st.cycles += check_cycles(L);
     if (!fired) return true;
     cnt[SC_DET]++;
     return sanity_correct(x, L, m, y, cnt, B, hs, st);
@@ -543,6 +574,16 @@ inline int32_t spatial_expected(const sanity_layer &L, const sanity_mem &m, cons
     return (int32_t)v;
 }
 
+// The check unit of a depthwise conv: box sums of the input, then the expected channel sums ex (B_c . w_c + P b_c),
+// concurrent with the GEMM (spatial_conv's DATAFLOW region).
+inline void spatial_unit(const word_t *x, const sanity_layer &L, const sanity_mem &m, int64_t *B, word_t *ex,
+                         net_stats &cst) {
+    box_sums(x, L, B);
+spatial_ex:
+    for (int c = 0; c < L.o; ++c) ex[c] = spatial_expected(L, m, B, c);
+    cst.macs += (long long)L.o * (L.K + 1);
+}
+
 // SpatialSanity.run for one image; returns ok.
 template <class GC>
 bool spatial_conv(const word_t *x, const sanity_layer &L, sanity_mem &m, word_t *y, int layer, const net_fault &f,
@@ -562,15 +603,19 @@ bool spatial_conv(const word_t *x, const sanity_layer &L, sanity_mem &m, word_t 
         cnt[SC_REP] += nrep;
         ok = !unc;
     }
-    conv_gemm<GC>(x, L.cin, L.h, L.w, m.w, m.b, L.o, L.kh, L.kw, L.stride, L.pad, L.dil, L.groups, y, L.ho, L.wo,
-                  layer, without_memory(f), st);
-    if (fault_hits(f, FI_OUTPUT, layer)) fault_tensor(y, L.o * P, f, 32, true);
     static int64_t B[SANITAS_SU_BUF];
     static word_t ex[SANITAS_SU_BUF];
-    box_sums(x, L, B);
-    for (int c = 0; c < L.o; ++c) ex[c] = spatial_expected(L, m, B, c);
-    st.macs += (long long)L.o * (L.K + 1);
-    st.cycles += check_cycles(L);
+    net_stats cst;   // the check unit's counters, merged after the region
+    const long long c0 = st.cycles;
+    {   // the GEMM and the check unit (box sums, expected channel sums) run concurrently
+#pragma HLS DATAFLOW
+        conv_gemm<GC>(x, L.cin, L.h, L.w, m.w, m.b, L.o, L.kh, L.kw, L.stride, L.pad, L.dil, L.groups, y, L.ho,
+                      L.wo, layer, without_memory(f), st);
+        spatial_unit(x, L, m, B, ex, cst);
+    }
+    st.macs += cst.macs;
+    st.cycles += check_cycles(L, st.cycles - c0);
+    if (fault_hits(f, FI_OUTPUT, layer)) fault_tensor(y, L.o * P, f, 32, true);
     if (fault_hits(f, FI_SANITY_ACC, layer)) fault_tensor(ex, L.o, f, 32, true);
     static int bad[SANITAS_SU_BUF];
     int nbad = 0;
