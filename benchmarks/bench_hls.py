@@ -11,7 +11,10 @@ accumulators, layer-wide sums, checkpoints ...), each compared on ``--fault-imag
 ``ProtectedModel(gm, scheme)`` (logits and counters: fault agreement M/M). Extra MACs are counted inside the kernels
 (MACs issued - the op table's data MACs) beside ``sanitas.protect.overhead``'s figure; cycles/image is the engine's
 estimate at the configured ArrayConfig geometry (``firmware.cycle_model``, equal to the kernels' count), "vs none"
-its ratio to the unprotected accelerator's, and ``firmware.cycle_breakdown`` says where the protected cycles go.
+its ratio to the unprotected accelerator's, and ``firmware.cycle_breakdown`` says where the protected cycles go:
+the sanity unit's check unit runs concurrently with each layer's GEMM (only what exceeds the GEMM, the compares
+after it and depthwise parameter seals show), DMR's elementwise duplicates run as a second lane of the same pass
+(0 cycles), its duplicated convs/linears twice on the array. ``--faults 0`` prints the cycles without a fault run.
 
 Run: ``.venv/bin/python benchmarks/bench_hls.py [--faults 1000] [--nets lenet5,resnet20] [--schemes none,dmr]``.
 """
