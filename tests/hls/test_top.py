@@ -250,5 +250,5 @@ def test_per_layer_dmr_map(digits, tmp_path):
     assert (r["bit_exact"], r["total"], r["fault_agreement"], r["faults"]) == (20, 20, 20, 20)
     assert r["extra_macs"] == r["extra_macs_golden"] == 20 * gm.macs()
     # every conv/linear duplicated: the cycles of plain DMR (its elementwise duplicates add none)
-    assert r["counters_zero"] and r["cycles_per_image"] == cycle_model(gm, ArrayConfig(), "dmr")
+    assert r["counters_zero"] and r["cycles_equal"] and r["cycles_per_image"] == cycle_model(gm, ArrayConfig(), "dmr")
     assert r["cycles_per_image"] > cycle_model(gm, ArrayConfig())

@@ -14,6 +14,8 @@
 //                 (lazy: the total row only, it rides the array's checksum PE; eager: all M + 1), residual per
 //                 pixel wrap32(cover @ y + s); lazy also the layer-wide check on the box sums of the input
 //                 (weighted: one position-weighted row, exact mod 2^64; hamming: the M partial rows mod 2^32).
+//                 The box sums and the check MACs (input + stored rows only) run in the check unit concurrently
+//                 with the GEMM (gemm_and_check: one DATAFLOW region; check_cycles counts what is not hidden).
 //                 On an alarm: scrub, rebuild wx/bx, recompute all M+1 sanity neurons, locate, correct y_i - r.
 //   spatial_conv  depthwise convs (one output per group): parameter seals checked before use, per-channel
 //                 wrap32(sum_p y_c - (B_c . w_c + P b_c)); a failing channel is recomputed.
@@ -390,6 +392,7 @@ inline bool lw_fails(const sanity_layer &L, const word_t *y, const int64_t *hs) 
 // the layer's GEMM (sanity_conv's DATAFLOW region: separate inputs read, separate outputs written, its own counters).
 inline void check_unit(const word_t *x, const sanity_layer &L, const sanity_mem &m, int64_t *B, int64_t *hs,
                        net_stats &cst) {
+    if (!L.lazy) return;   // eager: every check rides the GEMM's columns
     box_sums(x, L, B);
     lw_sums(L, m, B, hs, cst);
 }
@@ -488,6 +491,18 @@ correct_px:
     return true;
 }
 
+// The layer's GEMM (with the sanity columns) and its check unit as the two processes of one DATAFLOW region:
+// both read the layer input (a dual-port buffer), the GEMM writes y and the sanity accumulators, the check unit
+// B and hs, each its own counters, so they run concurrently (check_cycles counts max(gemm, overlap) + the tail).
+template <class GC>
+void gemm_and_check(const word_t *x, const sanity_layer &L, const sanity_mem &m, word_t *y, int layer,
+                    const net_fault &gf, net_stats &st, sanity_cols *sc, int64_t *B, int64_t *hs, net_stats &cst) {
+#pragma HLS DATAFLOW
+    conv_gemm<GC>(x, L.cin, L.h, L.w, m.w, m.b, L.o, L.kh, L.kw, L.stride, L.pad, L.dil, L.groups, y, L.ho, L.wo,
+                  layer, gf, st, sc);
+    check_unit(x, L, m, B, hs, cst);
+}
+
 // SanityLayer.run for one image: y (O, Ho, Wo) of input x, the sanity checks and, on an alarm, the correction.
 // Returns ok (false: a detected fault could not be corrected). acc_f is the fault with the memory sites removed
 // (the memory faults were applied at the reads).
@@ -511,12 +526,7 @@ bool sanity_conv(const word_t *x, const sanity_layer &L, sanity_mem &m, word_t *
     sanity_cols sc = {m.rows, m.sb, r0, e, L.M + 1, sacc};
     net_stats cst;   // the check unit's counters, merged after the region
     const long long c0 = st.cycles;
-    {   // the GEMM (with the sanity columns) and the check unit run concurrently
-#pragma HLS DATAFLOW
-        conv_gemm<GC>(x, L.cin, L.h, L.w, m.w, m.b, L.o, L.kh, L.kw, L.stride, L.pad, L.dil, L.groups, y, L.ho,
-                      L.wo, layer, without_memory(f), st, &sc);
-        if (L.lazy) check_unit(x, L, m, B, hs, cst);
-    }
+    gemm_and_check<GC>(x, L, m, y, layer, without_memory(f), st, &sc, B, hs, cst);
     st.macs += cst.macs;
     st.cycles += check_cycles(L, st.cycles - c0);
     if (fault_hits(f, FI_OUTPUT, layer)) fault_tensor(y, L.o * P, f, 32, true);
@@ -584,6 +594,16 @@ spatial_ex:
     cst.macs += (long long)L.o * (L.K + 1);
 }
 
+// A depthwise conv's GEMM and its check unit as the two processes of one DATAFLOW region (as gemm_and_check).
+template <class GC>
+void gemm_and_spatial(const word_t *x, const sanity_layer &L, const sanity_mem &m, word_t *y, int layer,
+                      const net_fault &gf, net_stats &st, int64_t *B, word_t *ex, net_stats &cst) {
+#pragma HLS DATAFLOW
+    conv_gemm<GC>(x, L.cin, L.h, L.w, m.w, m.b, L.o, L.kh, L.kw, L.stride, L.pad, L.dil, L.groups, y, L.ho, L.wo,
+                  layer, gf, st);
+    spatial_unit(x, L, m, B, ex, cst);
+}
+
 // SpatialSanity.run for one image; returns ok.
 template <class GC>
 bool spatial_conv(const word_t *x, const sanity_layer &L, sanity_mem &m, word_t *y, int layer, const net_fault &f,
@@ -607,12 +627,7 @@ bool spatial_conv(const word_t *x, const sanity_layer &L, sanity_mem &m, word_t 
     static word_t ex[SANITAS_SU_BUF];
     net_stats cst;   // the check unit's counters, merged after the region
     const long long c0 = st.cycles;
-    {   // the GEMM and the check unit (box sums, expected channel sums) run concurrently
-#pragma HLS DATAFLOW
-        conv_gemm<GC>(x, L.cin, L.h, L.w, m.w, m.b, L.o, L.kh, L.kw, L.stride, L.pad, L.dil, L.groups, y, L.ho,
-                      L.wo, layer, without_memory(f), st);
-        spatial_unit(x, L, m, B, ex, cst);
-    }
+    gemm_and_spatial<GC>(x, L, m, y, layer, without_memory(f), st, B, ex, cst);
     st.macs += cst.macs;
     st.cycles += check_cycles(L, st.cycles - c0);
     if (fault_hits(f, FI_OUTPUT, layer)) fault_tensor(y, L.o * P, f, 32, true);
