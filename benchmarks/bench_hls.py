@@ -93,7 +93,7 @@ def main() -> int:
             rows.append((net, scheme, f"{r['bit_exact']}/{r['total']}", f"{r['fault_agreement']}/{r['faults']}",
                          str(r["faults_changing_logits"]), str(r["extra_macs"]), str(r["extra_macs_golden"]),
                          f"{r['compile_s']:.1f}", f"{r['images_per_s']:.1f}", f"{r['golden_images_per_s']:.1f}",
-                         str(r["cycles_per_image"]), f"{r['cycles_per_image'] / base - 1:+.1%}"))
+                         str(r["cycles_per_image"]), f"{r['cycles_per_image'] / base - 1:+.2%}"))
             print(f"{net} {scheme}: {json.dumps(r)}", flush=True)
             if scheme != "none":
                 b = r["cycle_breakdown"]
