@@ -22,7 +22,7 @@ from sanitas.golden import export_golden
 from sanitas.hls import regmap
 from sanitas.hls.check import protected_per_image
 from sanitas.hls.faultport import SITE_CODES, fault_registers
-from sanitas.hls.firmware import cycle_model
+from sanitas.hls.firmware import _node_cycles, cycle_model
 from sanitas.hls.top import TopLibrary, build_top, build_top_library, compile_net_csim
 from sanitas.models import build
 from sanitas.protect.model import ProtectedModel
@@ -201,7 +201,10 @@ def test_dmr_top(net, images, digits, tmp_path):
     pm = ProtectedModel(gm, "dmr")
     assert st["macs"] - images * gm.macs() == images * overhead(pm)["extra_macs_abs"] == images * gm.macs()
     assert st["cycles"] == images * cycle_model(gm, ArrayConfig(), "dmr")
-    assert cycle_model(gm, ArrayConfig(), "dmr") == 2 * cycle_model(gm, ArrayConfig())
+    # the duplicated convs/linears run twice on the array, the elementwise duplicates as a second lane of one pass
+    gemm = sum(c for op, _, c, _ in _node_cycles(gm, ArrayConfig()) if op in ("conv", "linear"))
+    assert cycle_model(gm, ArrayConfig(), "dmr") == cycle_model(gm, ArrayConfig()) + gemm
+    assert cycle_model(gm, ArrayConfig(), "dmr", duplicate=False) == cycle_model(gm, ArrayConfig())
     xf = x[:2]
     alarms = 0
     for f in sample_faults(gm, 12, sites=SITES, kinds=KINDS, seed=5):
@@ -246,4 +249,6 @@ def test_per_layer_dmr_map(digits, tmp_path):
     r = check_top(gm, x, spec, tmp_path, faults=20, fault_images=2)
     assert (r["bit_exact"], r["total"], r["fault_agreement"], r["faults"]) == (20, 20, 20, 20)
     assert r["extra_macs"] == r["extra_macs_golden"] == 20 * gm.macs()
-    assert r["counters_zero"] and r["cycles_per_image"] < cycle_model(gm, ArrayConfig(), "dmr")
+    # every conv/linear duplicated: the cycles of plain DMR (its elementwise duplicates add none)
+    assert r["counters_zero"] and r["cycles_equal"] and r["cycles_per_image"] == cycle_model(gm, ArrayConfig(), "dmr")
+    assert r["cycles_per_image"] > cycle_model(gm, ArrayConfig())

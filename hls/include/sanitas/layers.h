@@ -15,7 +15,9 @@
 // (0 fault-free). `stats.cycles` is the cycle estimate of the engine at the configured geometry: per (group, row
 // tile, k tile) and PE-column pass (the data columns; sanity columns beyond the checksum PE's one take more passes)
 // the weight-checksum loop (k), per row tile the wavefront (k + rows + cols - 1) and the read-out (rows); one cycle
-// per element of every elementwise stage (II = 1); the sanity unit adds its own (sanity_unit.h, check_cycles).
+// per element of every elementwise stage (II = 1; DMR's duplicate runs as a second lane in the same iteration:
+// requant2 ... gsum2, no extra cycles); the sanity unit adds what its check unit does not hide behind the GEMM
+// (sanity_unit.h, check_cycles).
 //
 // Fault injection (SANITAS_FAULT_PORT): one `net_fault` (the fi_* registers of sanitas_top, encoded by
 // sanitas.hls.faultport) corrupts one element of one node's weight, bias, accumulator, input read or output with
@@ -297,6 +299,117 @@ inline void fault_tensor(word_t *t, int n, const net_fault &f, int bits, bool is
 
 inline void fault_tensor64(int64_t *t, int n, const net_fault &f, int bits) {
     if (f.index >= 0 && f.index < n) t[f.index] = fault_value64(t[f.index], f, bits, true);
+}
+
+// ------------------------------------------------------------------------------------ DMR's two parallel lanes
+// A duplicated elementwise node (DMR) runs as two lanes of one datapath: every loop iteration evaluates the
+// element in both lanes (two instances of the per-element function: INLINE off, II = 1 needs both at once) and
+// each lane writes its own tensor, so the duplicate costs no cycles of its own. A lane's write port applies the
+// fault its output register sees (the hooked lane: FI_OUTPUT; the duplicate: FI_DMR; the same element and masks
+// as fault_tensor on the stored tensor) and accumulates the checksum of what it wrote in the same pass.
+struct lane {
+    word_t *y;
+    bool hit;          // the fault port reaches this lane's output
+    const net_fault *f;
+    int bits;
+    bool is_signed;
+    tensor_sum cs;     // tensor_checksum of y once every element is written (each exactly once)
+};
+
+inline lane make_lane(word_t *y, const net_fault &f, int site, int layer, int bits, bool is_signed) {
+    lane l = {y, fault_hits(f, site, layer), &f, bits, is_signed, {0, 0}};
+    return l;
+}
+
+inline void lane_put(lane &l, int i, word_t v) {
+    if (l.hit && i == l.f->index) v = fault_value(v, *l.f, l.bits, l.is_signed);
+    l.y[i] = v;
+    const uint64_t u = (uint64_t)(int64_t)v;
+    l.cs.s0 += u;
+    l.cs.s1 += (uint64_t)(i + 1) * u;
+}
+
+inline word_t requant_px(word_t x, int shift, int lo, int hi) {
+#pragma HLS INLINE off
+    const int64_t v = shift_round_half_even(x, shift);
+    return (word_t)(v < lo ? lo : (v > hi ? hi : v));
+}
+
+inline word_t add_px(word_t a, word_t b) {
+#pragma HLS INLINE off
+    return a + b;
+}
+
+inline void requant2(const word_t *x, int n, int shift, int lo, int hi, lane &a, lane &b, net_stats &st) {
+requant2_loop:
+    for (int i = 0; i < n; ++i) {
+#pragma HLS PIPELINE II = 1
+        lane_put(a, i, requant_px(x[i], shift, lo, hi));
+        lane_put(b, i, requant_px(x[i], shift, lo, hi));
+    }
+    st.cycles += n;
+}
+
+inline void add2(const word_t *x0, const word_t *x1, int n, lane &a, lane &b, net_stats &st) {
+add2_loop:
+    for (int i = 0; i < n; ++i) {
+#pragma HLS PIPELINE II = 1
+        lane_put(a, i, add_px(x0[i], x1[i]));
+        lane_put(b, i, add_px(x0[i], x1[i]));
+    }
+    st.cycles += n;
+}
+
+// copy: a concat part at offset off, flatten.
+inline void copy2(const word_t *x, int off, int n, lane &a, lane &b, net_stats &st) {
+copy2_loop:
+    for (int i = 0; i < n; ++i) {
+#pragma HLS PIPELINE II = 1
+        lane_put(a, off + i, x[i]);
+        lane_put(b, off + i, x[i]);
+    }
+    st.cycles += n;
+}
+
+inline void maxpool2(const word_t *x, int C, int H, int W, int k, int stride, int pad, int Ho, int Wo, lane &a,
+                     lane &b, net_stats &st) {
+pool2_ch:
+    for (int c = 0; c < C; ++c) {
+    pool2_px:
+        for (int p = 0; p < Ho * Wo; ++p) {
+            const int oh = p / Wo, ow = p % Wo;
+            int64_t best_a = INT64_MIN, best_b = INT64_MIN;
+        pool2_win:
+            for (int q = 0; q < k * k; ++q) {
+#pragma HLS PIPELINE II = 1
+                const int ih = oh * stride - pad + q / k, iw = ow * stride - pad + q % k;
+                if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
+                    const word_t v = x[(c * H + ih) * W + iw];
+                    if (v > best_a) best_a = v;   // lane a's comparator
+                    if (v > best_b) best_b = v;   // lane b's comparator
+                }
+            }
+            lane_put(a, c * Ho * Wo + p, (word_t)best_a);
+            lane_put(b, c * Ho * Wo + p, (word_t)best_b);
+        }
+    }
+    st.cycles += (long long)C * Ho * Wo * k * k;
+}
+
+inline void gsum2(const word_t *x, int C, int HW, lane &a, lane &b, net_stats &st) {
+gsum2_ch:
+    for (int c = 0; c < C; ++c) {
+        int64_t acc_a = 0, acc_b = 0;
+    gsum2_px:
+        for (int p = 0; p < HW; ++p) {
+#pragma HLS PIPELINE II = 1
+            acc_a += x[c * HW + p];
+            acc_b += x[c * HW + p];
+        }
+        lane_put(a, c, (word_t)acc_a);
+        lane_put(b, c, (word_t)acc_b);
+    }
+    st.cycles += (long long)C * HW;
 }
 
 // The fault as the GEMM of a sanity-guarded layer sees it: its memory faults were applied at the unit's reads.

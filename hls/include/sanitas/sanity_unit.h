@@ -14,6 +14,8 @@
 //                 (lazy: the total row only, it rides the array's checksum PE; eager: all M + 1), residual per
 //                 pixel wrap32(cover @ y + s); lazy also the layer-wide check on the box sums of the input
 //                 (weighted: one position-weighted row, exact mod 2^64; hamming: the M partial rows mod 2^32).
+//                 The box sums and the check MACs (input + stored rows only) run in the check unit concurrently
+//                 with the GEMM (gemm_and_check: one DATAFLOW region; check_cycles counts what is not hidden).
 //                 On an alarm: scrub, rebuild wx/bx, recompute all M+1 sanity neurons, locate, correct y_i - r.
 //   spatial_conv  depthwise convs (one output per group): parameter seals checked before use, per-channel
 //                 wrap32(sum_p y_c - (B_c . w_c + P b_c)); a failing channel is recomputed.
@@ -385,16 +387,43 @@ inline bool lw_fails(const sanity_layer &L, const word_t *y, const int64_t *hs) 
     return false;
 }
 
-// Cycles of the unit beside the GEMM, fault-free (firmware.cycle_model): the box sums of the input on the
-// integral-image unit (one padded input element per cycle, then one box per (channel, tap); a linear layer's
-// box sums are its input), one cycle per check MAC, and for a depthwise conv one cycle per sealed parameter word.
-// The per-pixel residuals and the channel sums accumulate during the array's read-out (no cycles of their own).
-inline long long check_cycles(const sanity_layer &L) {
+// The check unit: the work that depends only on the layer input and the stored check rows (box sums on the
+// integral-image adder, then the check dot products on the unit's MAC), into B and hs; it runs concurrently with
+// the layer's GEMM (sanity_conv's DATAFLOW region: separate inputs read, separate outputs written, its own counters).
+inline void check_unit(const word_t *x, const sanity_layer &L, const sanity_mem &m, int64_t *B, int64_t *hs,
+                       net_stats &cst) {
+    if (!L.lazy) return;   // eager: every check rides the GEMM's columns
+    box_sums(x, L, B);
+    lw_sums(L, m, B, hs, cst);
+}
+
+// Cycles of the sanity unit, fault-free (firmware.cycle_model):
+//   overlap  the check unit (box sums: one padded input element per cycle, then one box per (channel, tap); a
+//            linear layer's box sums are its input; one cycle per check MAC) -- concurrent with the GEMM;
+//   serial   a depthwise conv's parameter seals (one cycle per sealed word), checked before the GEMM uses them;
+//   tail     after the GEMM, one cycle per check word compared (the layer-wide sums, a depthwise conv's channels).
+// The per-pixel residuals and the output channel sums accumulate during the array's read-out (no cycles of their
+// own). check_cycles: what the unit adds to a layer whose GEMM took `gemm` cycles (max(gemm, overlap) - gemm +
+// serial + tail).
+inline long long check_overlap_cycles(const sanity_layer &L) {
     if (!L.lazy && !L.spatial) return 0;
     const bool conv = L.kh * L.kw > 1 || L.h > 1 || L.w > 1;
     long long c = conv ? (long long)L.cin * (L.h + 2 * L.pad) * (L.w + 2 * L.pad) + (long long)L.cin * L.kh * L.kw : 0;
-    if (L.spatial) return c + (long long)L.o * (L.K + 1) + (long long)L.o * L.K + L.o;
+    if (L.spatial) return c + (long long)L.o * (L.K + 1);
     return c + (long long)L.G * (L.lw_mode == LW_WEIGHTED ? 1 : L.M) * L.K;
+}
+
+inline long long check_serial_cycles(const sanity_layer &L) { return L.spatial ? (long long)L.o * L.K + L.o : 0; }
+
+inline long long check_tail_cycles(const sanity_layer &L) {
+    if (L.spatial) return L.o;
+    if (!L.lazy) return 0;
+    return (long long)L.G * (L.lw_mode == LW_WEIGHTED ? 1 : L.M);
+}
+
+inline long long check_cycles(const sanity_layer &L, long long gemm) {
+    const long long ov = check_overlap_cycles(L);
+    return (ov > gemm ? ov - gemm : 0) + check_serial_cycles(L) + check_tail_cycles(L);
 }
 
 // ------------------------------------------------------------------------------------------------ sanity.py
@@ -462,6 +491,18 @@ correct_px:
     return true;
 }
 
+// The layer's GEMM (with the sanity columns) and its check unit as the two processes of one DATAFLOW region:
+// both read the layer input (a dual-port buffer), the GEMM writes y and the sanity accumulators, the check unit
+// B and hs, each its own counters, so they run concurrently (check_cycles counts max(gemm, overlap) + the tail).
+template <class GC>
+void gemm_and_check(const word_t *x, const sanity_layer &L, const sanity_mem &m, word_t *y, int layer,
+                    const net_fault &gf, net_stats &st, sanity_cols *sc, int64_t *B, int64_t *hs, net_stats &cst) {
+#pragma HLS DATAFLOW
+    conv_gemm<GC>(x, L.cin, L.h, L.w, m.w, m.b, L.o, L.kh, L.kw, L.stride, L.pad, L.dil, L.groups, y, L.ho, L.wo,
+                  layer, gf, st, sc);
+    check_unit(x, L, m, B, hs, cst);
+}
+
 // SanityLayer.run for one image: y (O, Ho, Wo) of input x, the sanity checks and, on an alarm, the correction.
 // Returns ok (false: a detected fault could not be corrected). acc_f is the fault with the memory sites removed
 // (the memory faults were applied at the reads).
@@ -475,10 +516,19 @@ bool sanity_conv(const word_t *x, const sanity_layer &L, sanity_mem &m, word_t *
     read_fault(m.rows, L.G * (L.M + 1) * L.K, FI_SANITY_W, layer, f, L.row_bits);
     read_fault(m.sb, L.G * (L.M + 1), FI_SANITY_B, layer, f, 32);
     read_fault(m.seals, L.G * 8, FI_SANITY_SUM, layer, f, 64);
+    if (L.lazy && L.lw_mode == LW_WEIGHTED) {   // the check unit's own memory words
+        read_fault(m.wx, L.G * L.K, FI_SANITY_WX, layer, f, 32);
+        read_fault(m.bx, L.G, FI_SANITY_BX, layer, f, 64);
+    }
     static word_t sacc[SANITAS_SU_BUF];
+    static int64_t B[SANITAS_SU_BUF];
+    static int64_t hs[SANITAS_SU_BUF];
     sanity_cols sc = {m.rows, m.sb, r0, e, L.M + 1, sacc};
-    conv_gemm<GC>(x, L.cin, L.h, L.w, m.w, m.b, L.o, L.kh, L.kw, L.stride, L.pad, L.dil, L.groups, y, L.ho, L.wo,
-                  layer, without_memory(f), st, &sc);
+    net_stats cst;   // the check unit's counters, merged after the region
+    const long long c0 = st.cycles;
+    gemm_and_check<GC>(x, L, m, y, layer, without_memory(f), st, &sc, B, hs, cst);
+    st.macs += cst.macs;
+    st.cycles += check_cycles(L, st.cycles - c0);
     if (fault_hits(f, FI_OUTPUT, layer)) fault_tensor(y, L.o * P, f, 32, true);
     if (fault_hits(f, FI_SANITY_ACC, layer)) fault_tensor(sacc, L.G * e * P, f, 32, true);
     bool fired = false;
@@ -491,21 +541,12 @@ residual_px:
                     if (cover(r0 + j, c, L.M)) v += (uint32_t)y[(g * L.C + c) * P + p];
                 fired |= v != 0;
             }
-    static int64_t B[SANITAS_SU_BUF];
-    static int64_t hs[SANITAS_SU_BUF];
     if (L.lazy) {
-        if (L.lw_mode == LW_WEIGHTED) {
-            read_fault(m.wx, L.G * L.K, FI_SANITY_WX, layer, f, 32);
-            read_fault(m.bx, L.G, FI_SANITY_BX, layer, f, 64);
-        }
-        box_sums(x, L, B);
-        lw_sums(L, m, B, hs, st);
         if (fault_hits(f, FI_SANITY_SPATIAL, layer))
             fault_tensor64(hs, L.lw_mode == LW_WEIGHTED ? L.G : L.G * L.M, f,
                            L.lw_mode == LW_WEIGHTED ? 64 : 32);
         fired |= lw_fails(L, y, hs);
     }
-    st.cycles += check_cycles(L);
     if (!fired) return true;
     cnt[SC_DET]++;
     return sanity_correct(x, L, m, y, cnt, B, hs, st);
@@ -543,6 +584,26 @@ inline int32_t spatial_expected(const sanity_layer &L, const sanity_mem &m, cons
     return (int32_t)v;
 }
 
+// The check unit of a depthwise conv: box sums of the input, then the expected channel sums ex (B_c . w_c + P b_c),
+// concurrent with the GEMM (spatial_conv's DATAFLOW region).
+inline void spatial_unit(const word_t *x, const sanity_layer &L, const sanity_mem &m, int64_t *B, word_t *ex,
+                         net_stats &cst) {
+    box_sums(x, L, B);
+spatial_ex:
+    for (int c = 0; c < L.o; ++c) ex[c] = spatial_expected(L, m, B, c);
+    cst.macs += (long long)L.o * (L.K + 1);
+}
+
+// A depthwise conv's GEMM and its check unit as the two processes of one DATAFLOW region (as gemm_and_check).
+template <class GC>
+void gemm_and_spatial(const word_t *x, const sanity_layer &L, const sanity_mem &m, word_t *y, int layer,
+                      const net_fault &gf, net_stats &st, int64_t *B, word_t *ex, net_stats &cst) {
+#pragma HLS DATAFLOW
+    conv_gemm<GC>(x, L.cin, L.h, L.w, m.w, m.b, L.o, L.kh, L.kw, L.stride, L.pad, L.dil, L.groups, y, L.ho, L.wo,
+                  layer, gf, st);
+    spatial_unit(x, L, m, B, ex, cst);
+}
+
 // SpatialSanity.run for one image; returns ok.
 template <class GC>
 bool spatial_conv(const word_t *x, const sanity_layer &L, sanity_mem &m, word_t *y, int layer, const net_fault &f,
@@ -562,15 +623,14 @@ bool spatial_conv(const word_t *x, const sanity_layer &L, sanity_mem &m, word_t 
         cnt[SC_REP] += nrep;
         ok = !unc;
     }
-    conv_gemm<GC>(x, L.cin, L.h, L.w, m.w, m.b, L.o, L.kh, L.kw, L.stride, L.pad, L.dil, L.groups, y, L.ho, L.wo,
-                  layer, without_memory(f), st);
-    if (fault_hits(f, FI_OUTPUT, layer)) fault_tensor(y, L.o * P, f, 32, true);
     static int64_t B[SANITAS_SU_BUF];
     static word_t ex[SANITAS_SU_BUF];
-    box_sums(x, L, B);
-    for (int c = 0; c < L.o; ++c) ex[c] = spatial_expected(L, m, B, c);
-    st.macs += (long long)L.o * (L.K + 1);
-    st.cycles += check_cycles(L);
+    net_stats cst;   // the check unit's counters, merged after the region
+    const long long c0 = st.cycles;
+    gemm_and_spatial<GC>(x, L, m, y, layer, without_memory(f), st, B, ex, cst);
+    st.macs += cst.macs;
+    st.cycles += check_cycles(L, st.cycles - c0);
+    if (fault_hits(f, FI_OUTPUT, layer)) fault_tensor(y, L.o * P, f, 32, true);
     if (fault_hits(f, FI_SANITY_ACC, layer)) fault_tensor(ex, L.o, f, 32, true);
     static int bad[SANITAS_SU_BUF];
     int nbad = 0;

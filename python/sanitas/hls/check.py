@@ -9,7 +9,8 @@ under the same record (``faultport.state_hook``, ``protected_per_image``: image 
 memory, counters summed, as the top runs a batch). Fault-free, the counters equal the golden ones (the patrol's
 ``scrubbed`` words are work, not alarms: ``counters_zero`` looks at the others).
 The extra MACs are the ones the kernels issue beyond the unprotected data MACs (``net_stats.macs`` -
-``gm.macs()``), reported beside ``sanitas.protect.overhead``'s analytic figure. Used by ``sanitas hls``,
+``gm.macs()``), reported beside ``sanitas.protect.overhead``'s analytic figure; ``cycles_equal``: the kernels'
+cycle count (``net_stats.cycles``) equals ``firmware.cycle_model`` per image. Used by ``sanitas hls``,
 ``python -m sanitas.hls.netcsim`` (``make -C hls csim``) and ``benchmarks/bench_hls.py``.
 """
 from __future__ import annotations
@@ -65,7 +66,8 @@ def check_top(gm, xq, spec="none", out_dir=None, *, faults: int = 0, seed: int =
            "counters_equal": counters == want_cnt, "scrubbed": counters["scrubbed"],
            "flagged": st["flagged"], "extra_macs": st["macs"] - len(x) * gm.macs(),
            "extra_macs_golden": int(overhead(pm)["extra_macs_abs"]) * len(x),
-           "cycles_per_image": cycle_model(gm, array, spec), "compile_s": round(compile_s, 2),
+           "cycles_per_image": cycle_model(gm, array, spec),
+           "cycles_equal": st["cycles"] == len(x) * cycle_model(gm, array, spec), "compile_s": round(compile_s, 2),
            "images_per_s": round(len(x) / csim_s, 2), "golden_images_per_s": round(len(x) / golden_s, 2),
            "compile_cached": compile_s == 0.0, "library": str(path)}
     agree, changed, n_f = 0, 0, 0

@@ -175,12 +175,59 @@ def _sanity_decl(i: int, n, sp: SanityPlan, shapes) -> str:
     return "".join(out)
 
 
+def _two_lane(n, pl: NodePlan, guarded: bool) -> bool:
+    """A duplicated elementwise node: its duplicate runs as a second lane of the same pass (layers.h, lane)."""
+    return pl.dup and not guarded and n.op not in ("conv", "linear")
+
+
+def _lanes_code(gm, n, i, ins, params, shapes, size, n_in) -> str:
+    """lanes_i: node i in both DMR lanes in one pass (t_i hooked by FI_OUTPUT, d_i by FI_DMR), each lane's
+    checksum accumulated as it writes; returns the two checksums equal, *ws the hooked lane's."""
+    sg = str(n.signed).lower()
+    L = [(f"// node {i} {n.name} ({n.op}): both DMR lanes\n"
+         f"static bool lanes_{i}({params}const net_fault &f, net_stats &st, tensor_sum *ws) {{\n"
+         f"    lane a = make_lane(t{i}, f, FI_OUTPUT, {i}, {n.bits}, {sg});\n"
+         f"    lane b = make_lane(d{i}, f, FI_DMR, {i}, {n.bits}, {sg});\n")]
+    w = L.append
+    if spec(n.op).is_source:
+        w(f"input2_{i}:\n    for (int k = 0; k < {n_in}; ++k) {{\n#pragma HLS PIPELINE II = 1\n"
+          f"        lane_put(a, k, cur_img[k]);\n        lane_put(b, k, cur_img[k]);\n    }}\n    (void)st;\n")
+    elif n.op == "act":
+        lo, hi = int_range(n.bits, n.signed, n.narrow)
+        shift = n.e_out - gm.by_name[n.inputs[0]].e_out
+        w(f"    requant2(in0, {size[n.name]}, {shift}, {lo}, {hi}, a, b, st);\n")
+    elif n.op == "add":
+        w(f"    add2(in0, in1, {size[n.name]}, a, b, st);\n")
+    elif n.op == "concat":
+        off = 0
+        for s_name, s_ptr in zip(n.inputs, ins):
+            w(f"    copy2({s_ptr}, {off}, {size[s_name]}, a, b, st);\n")
+            off += size[s_name]
+    elif n.op == "maxpool":
+        c, h, wd = shapes[n.inputs[0]]
+        _, ho, wo = shapes[n.name]
+        a = n.attrs
+        w(f"    maxpool2(in0, {c}, {h}, {wd}, {a['k']}, {a['stride']}, {a['padding']}, {ho}, {wo}, a, b, st);\n")
+    elif n.op == "gsum":
+        c, h, wd = shapes[n.inputs[0]]
+        w(f"    gsum2(in0, {c}, {h * wd}, a, b, st);\n")
+    elif n.op == "flatten":
+        w(f"    copy2(in0, 0, {size[n.name]}, a, b, st);\n")
+    else:
+        raise SanitasError(f"node {n.name}: op '{n.op}' has no HLS layer")
+    w("    *ws = a.cs;\n    return checksum_equal(a.cs, b.cs);\n}\n\n")
+    return "".join(L)
+
+
 def _node_code(gm, n, idx, shapes, size, n_in, plans, sps) -> str:
     """compute_i (one evaluation into dst, returns ok; acc/output/input faults only in the hooked lane) and exec_i
     (reads, duplicate lane, retries, escalation, checkpoint checksum: ProtectedModel._exec / _read / _verify)."""
     i, pl = idx[n.name], plans[idx[n.name]]
     ins = [f"in{k}" for k in range(len(n.inputs))]
     params = "".join(f"const word_t *{v}, " for v in ins)
+    two = _two_lane(n, pl, i in sps)
+    if two:
+        return _lanes_code(gm, n, i, ins, params, shapes, size, n_in) + _exec_code(gm, n, idx, size, plans, sps, two)
     L = [(f"// node {i} {n.name} ({n.op})\n"
          f"static bool compute_{i}({params}word_t *dst, const net_fault &f, net_stats &st, int *cnt) {{\n")]
     w = L.append
@@ -228,8 +275,17 @@ def _node_code(gm, n, idx, shapes, size, n_in, plans, sps) -> str:
     if i not in sps:
         w(f"    if (fault_hits(f, FI_OUTPUT, {i})) fault_tensor(dst, {size[n.name]}, f, {n.bits}, "
           f"{str(n.signed).lower()});\n    (void)cnt;\n    return true;\n}}\n\n")
-    # exec_i
+    return "".join(L) + _exec_code(gm, n, idx, size, plans, sps, two)
+
+
+def _exec_code(gm, n, idx, size, plans, sps, two: bool) -> str:
+    """exec_i: reads (verified against checkpoints), the duplicate lane, retries, escalation, own checkpoint."""
+    i, pl = idx[n.name], plans[idx[n.name]]
+    L = []
+    w = L.append
     w(f"static void exec_{i}(const net_fault &f, net_stats &st, int *cnt) {{\n    bool ok = false;\n")
+    if two:
+        w(f"    tensor_sum ws{i} = {{0, 0}};   // the hooked lane's checksum of t{i}, from the write pass\n")
     for k, src in enumerate(n.inputs):
         w(f"    const word_t *in{k} = t{idx[src]};\n")
     w(f"attempt_{i}:\n    for (int attempt = 0; attempt <= {pl.retries}; ++attempt) {{\n")
@@ -255,8 +311,11 @@ def _node_code(gm, n, idx, shapes, size, n_in, plans, sps) -> str:
               f"                good = checksum_equal({_csum(f'in{k}', size[src])}, c{j});\n            }}\n"
               f"            if (!good) cnt[C_UNC]++;\n        }}\n")
     args = "".join(f"in{k}, " for k in range(len(n.inputs)))
-    w(f"        ok = compute_{i}({args}t{i}, f, st, cnt);\n")
-    if pl.dup:
+    if two:   # both lanes in one pass, each lane's checksum accumulated as it writes
+        w(f"        ok = lanes_{i}({args}f, st, &ws{i});\n        if (!ok) cnt[C_DET]++;\n")
+    else:
+        w(f"        ok = compute_{i}({args}t{i}, f, st, cnt);\n")
+    if pl.dup and not two:
         w(f"        compute_{i}({args}d{i}, memory_only(f), st, cnt);   // the duplicate lane\n"
           f"        if (fault_hits(f, FI_DMR, {i})) fault_tensor(d{i}, {size[n.name]}, f, {n.bits}, "
           f"{str(n.signed).lower()});\n"
@@ -269,7 +328,7 @@ def _node_code(gm, n, idx, shapes, size, n_in, plans, sps) -> str:
           f"        ok = compute_{i}({args}t{i}, f, st, cnt);\n    }}\n")
     w("    if (!ok) cnt[C_UNC]++;\n")
     if pl.ckpt:
-        w(f"    const tensor_sum cs{i} = {_csum(f't{i}', size[n.name])};\n"
+        w(f"    const tensor_sum cs{i} = {f'ws{i}' if two else _csum(f't{i}', size[n.name])};\n"
           f"    if (fault_hits(f, FI_CHECKPOINT, {i})) fault_tensor(t{i}, {size[n.name]}, f, {n.bits}, "
           f"{str(n.signed).lower()});   // the stored tensor\n"
           f"    c{i}[0] = cs{i}.s0;\n    c{i}[1] = cs{i}.s1;\n"
@@ -465,33 +524,35 @@ def write_firmware(gm, out_dir, array: ArrayConfig | None = None, spec="none") -
     return out / CPP
 
 
-def _check_cycles(g: tuple, sp: SanityPlan) -> int:
-    """sanity_unit.h ``check_cycles``: the unit's cycles beside the GEMM (box sums, check MACs, parameter seals)."""
+def _check_cycles(g: tuple, sp: SanityPlan, gemm: int) -> int:
+    """sanity_unit.h ``check_cycles``: what the sanity unit adds to a layer whose GEMM takes ``gemm`` cycles. Its
+    check unit (box sums, check MACs: input and stored rows only) runs concurrently with the GEMM, so only what
+    exceeds the GEMM shows, + a depthwise conv's parameter seals (checked before use) + one compare per check
+    word after the GEMM."""
     cin, h, w, o, kh, kw, _, pad, _, _, _, _ = g
     if not sp.lazy and not sp.spatial:
         return 0
     conv = kh * kw > 1 or h > 1 or w > 1
-    c = cin * (h + 2 * pad) * (w + 2 * pad) + cin * kh * kw if conv else 0
+    box = cin * (h + 2 * pad) * (w + 2 * pad) + cin * kh * kw if conv else 0
     if sp.spatial:
-        return c + o * (sp.K + 1) + o * sp.K + o
-    return c + sp.G * (1 if sp.lw_mode == 1 else sp.M) * sp.K
+        overlap, serial, tail = box + o * (sp.K + 1), o * sp.K + o, o
+    else:
+        words = sp.G * (1 if sp.lw_mode == 1 else sp.M)
+        overlap, serial, tail = box + words * sp.K, 0, words
+    return max(overlap - gemm, 0) + serial + tail
 
 
-def cycle_model(gm, array: ArrayConfig, spec="none", duplicate: bool = True) -> int:
-    """The engine's cycle estimate per image, fault-free (the count ``net_stats.cycles`` accumulates, in closed
-    form): per GEMM tile the PE-column passes (the data columns; lazy sanity's total row rides the checksum PE
-    column, eager's other M rows take PE columns), the sanity unit's box sums / check MACs / parameter seals
-    (``_check_cycles``); a node with a duplicate lane (DMR) runs twice on the same engine. The patrol runs in the
-    idle cycles between inferences (not counted). ``duplicate=False``: without the duplicate lanes' second run."""
+def _node_cycles(gm, array: ArrayConfig, spec="none") -> list[tuple]:
+    """Per node (graph order): (op, duplicated, its engine cycles without the sanity unit, the sanity unit's)."""
     geo = gemm_geometry(gm, array)
     shapes = {k: tuple(v[1:]) for k, v in gm.shapes().items()}
     plans = node_plans(gm, spec)
     sps = sanity_plans(gm, spec)
     r, c = array.rows, array.cols
-    total = 0
+    out = []
     for i, (n, pl) in enumerate(zip(gm.nodes, plans)):
         sz = int(np.prod(shapes[n.name]))
-        cyc = 0
+        cyc = unit = 0
         if n.op in ("conv", "linear"):
             m, k, og = geo["gemms"][n.name]
             groups = int(n.attrs.get("groups", 1))
@@ -505,28 +566,43 @@ def cycle_model(gm, array: ArrayConfig, spec="none", duplicate: bool = True) -> 
                     cyc += groups * passes * (kt + math.ceil(mt / r) * (kt + r + c - 1 + r))
             cyc += int(n.weight.shape[0])
             if sp is not None:
-                cyc += _check_cycles(_conv_geom(n, shapes), sp)
+                unit = _check_cycles(_conv_geom(n, shapes), sp, cyc)
         elif n.op == "maxpool":
             cyc += sz * n.attrs["k"] ** 2
         elif n.op == "gsum":
             cyc += int(np.prod(shapes[n.inputs[0]]))
         elif n.op in ("act", "add", "concat", "flatten"):
             cyc += sz
-        total += cyc * (2 if pl.dup and duplicate else 1)
+        out.append((n.op, pl.dup, cyc, unit))
+    return out
+
+
+def cycle_model(gm, array: ArrayConfig, spec="none", duplicate: bool = True) -> int:
+    """The engine's cycle estimate per image, fault-free (the count ``net_stats.cycles`` accumulates, in closed
+    form): per GEMM tile the PE-column passes (the data columns; lazy sanity's total row rides the checksum PE
+    column, eager's other M rows take PE columns), + what the sanity unit does not hide behind the GEMM
+    (``_check_cycles``: its check unit runs concurrently with the GEMM); a duplicated conv/linear (DMR) runs twice
+    on the array, a duplicated elementwise node's second lane runs in the same pass (no cycles of its own). The
+    patrol runs in the idle cycles between inferences (not counted). ``duplicate=False``: without the duplicated
+    conv/linear nodes' second run."""
+    total = 0
+    for op, dup, cyc, unit in _node_cycles(gm, array, spec):
+        total += (cyc + unit) * (2 if dup and duplicate and op in ("conv", "linear") else 1)
     return total
 
 
 def cycle_breakdown(gm, array: ArrayConfig, spec="none") -> dict:
     """Where ``cycle_model(gm, array, spec)`` exceeds the unprotected accelerator's, per image: the extra PE-column
-    passes of the GEMM tiles (eager sanity's partial rows), the sanity unit's box sums / check MACs / parameter
-    seals (serial beside the GEMM in this estimate), and the duplicate lanes of DMR (elementwise nodes run twice on
-    the same engine)."""
+    passes of the GEMM tiles (eager sanity's partial rows), the sanity unit's cycles not hidden behind the GEMM
+    (box sums / check MACs beyond the GEMM's, depthwise parameter seals, the compares after the GEMM), and the
+    duplicate lanes of DMR (a duplicated conv/linear's second run on the array; elementwise duplicates run in the
+    same pass: 0)."""
     base = cycle_model(gm, array)
-    shapes = {k: tuple(v[1:]) for k, v in gm.shapes().items()}
-    unit = sum(_check_cycles(_conv_geom(gm.nodes[i], shapes), sp) for i, sp in sanity_plans(gm, spec).items())
+    unit = sum(u for *_, u in _node_cycles(gm, array, spec))
     dup_free = cycle_model(gm, array, spec, duplicate=False)
-    return {"none": base, "total": cycle_model(gm, array, spec), "gemm_passes": dup_free - base - unit,
-            "sanity_unit": unit, "duplicate_lane": cycle_model(gm, array, spec) - dup_free}
+    total = cycle_model(gm, array, spec)
+    return {"none": base, "total": total, "gemm_passes": dup_free - base - unit, "sanity_unit": unit,
+            "duplicate_lane": total - dup_free}
 
 
 _TOP = r"""// ---------------------------------------------------------------------------------------------- sanitas_top
