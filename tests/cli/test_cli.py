@@ -85,3 +85,11 @@ def test_flow_subset_writes_report(tmp_path):
     assert "<td>Brevitas vs golden</td><td>test images (logits)</td><td>270/270</td>" in page
     assert 'src="training.png"' in page
     assert (tmp_path / "rep" / "training.png").stat().st_size > 1000
+
+
+def test_python_dash_m_sanitas_is_the_cli():
+    """``python -m sanitas`` runs the same parser: a bad subcommand is one line and exit 2."""
+    r = subprocess.run([sys.executable, "-m", "sanitas", "nosuch"], check=False, cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.splitlines() == [r.stderr.strip()] and r.stderr.startswith("sanitas: error: ")
