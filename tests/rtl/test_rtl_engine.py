@@ -126,8 +126,11 @@ ENGINE_FAULTS = {
 
 def _check_faults(faults: dict, n_ctrl: int) -> None:
     faults = dict(faults)
-    ctrl = faults.pop("controller")
+    ctrl, golden = faults.pop("controller"), faults.pop("golden")
     assert faults == ENGINE_FAULTS
+    # accumulator and B operand faults in random tile GEMMs: the golden sanity flow's counters, none silent
+    assert golden["faults"] == golden["agree"] == 8 and golden["silent"] == 0
+    assert golden["masked"] == 0 and golden["corrected"] + golden["uncorrectable"] == 8
     # rollback_ctrl state faults: never silent (done, no flag, wrong result); each one ends somewhere
     assert sum(ctrl.values()) == n_ctrl and ctrl["silent"] == 0 and ctrl["ok"] > 0
 
