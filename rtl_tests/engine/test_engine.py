@@ -13,6 +13,7 @@ The pytest entry is `sanitas.rtl.network.run_engine_network` (tests/rtl/test_rtl
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -212,6 +213,7 @@ def golden_faults(cmd, a: np.ndarray, array: ArrayConfig, rng: np.random.Generat
     the array's own regression), each in a random tile GEMM of ``cmd`` on A; draws the golden sanity flow masks (a
     padding beat, a zero operand) are passed over, so every one moves the counters."""
     mt, nt, kc = tiles(cmd, a.shape[0], array, KMAX)
+    array = dataclasses.replace(array, max_k=max(array.max_k, KMAX))    # the engine's K chunk is KMAX long
     pools = [pe_faults(array, rng, KMAX, 1), [f for f in operand_faults(array, rng, KMAX, 1) if f.site == "pe_b"]]
     out = []
     for want, pool in zip((n // 2, n - n // 2), pools):
@@ -307,7 +309,7 @@ async def test_faults(dut):
     rng = np.random.default_rng(cfg.get("seed", 0) + 1)
     golden = dict.fromkeys(("faults", "agree", "masked", "corrected", "uncorrectable", "silent"), 0)
     for fault, g, gold in golden_faults(cmd, a, array, rng, cfg.get("golden_faults", 8)):
-        fi = fault_to_fi_ports(fault, array, KMAX)
+        fi = fault_to_fi_ports(fault, dataclasses.replace(array, max_k=max(array.max_k, KMAX)), KMAX)
         await eng.write("FI_GEMM", g)
         await eng.write("FI_EDGE", fi.edge)
         await eng.write("FI_PE", fi.fi_row | fi.fi_col << 8 | fi.fi_part << 16)

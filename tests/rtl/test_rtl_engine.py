@@ -106,7 +106,7 @@ def test_lenet5_through_the_rtl_engine(tmp_path, lenet, lenet5_ckpt):
     assert [lay["name"] for lay in s["layers"]] == ["conv1", "conv2", "fc1", "fc2", "fc3"]
     assert [lay["gemms"] for lay in s["layers"]] == [400, 100 * 2 * 5, 7 * 15 * 2, 7 * 11 * 4, 7 * 2 * 3]
     assert s["cycles"] == sum(lay["cycles"] for lay in s["layers"]) > 0
-    _check_faults(s["faults"], 16)
+    _check_faults(s, 16)
 
 
 #: The bench's single faults (rtl_tests/engine test_faults) and their counter deltas, the same at every geometry.
@@ -124,9 +124,8 @@ ENGINE_FAULTS = {
     "input_word": [1, 2, 0, 0]}
 
 
-def _check_faults(faults: dict, n_ctrl: int) -> None:
-    faults = dict(faults)
-    ctrl, golden = faults.pop("controller"), faults.pop("golden")
+def _check_faults(s: dict, n_ctrl: int) -> None:
+    faults, ctrl, golden = s["faults"], s["ctrl_faults"], s["golden_faults"]
     assert faults == ENGINE_FAULTS
     # accumulator and B operand faults in random tile GEMMs: the golden sanity flow's counters, none silent
     assert golden["faults"] == golden["agree"] == 8 and golden["silent"] == 0
@@ -145,7 +144,7 @@ def test_engine_faults_at_the_flow_geometry(tmp_path, lenet, lenet5_ckpt):
     s = run_engine_network(tmp_path, ArrayConfig(rows=4, cols=4), lenet5_ckpt, 4, gm=gm, tests=("test_faults",),
                            ctrl_faults=8)
     assert s["passed"] and s["bit_exact"] == 0, s["log"]       # no test_network: no image run
-    _check_faults(s["faults"], 8)
+    _check_faults(s, 8)
 
 
 @needs_iverilog
