@@ -13,6 +13,7 @@ The pytest entry is `sanitas.rtl.network.run_engine_network` (tests/rtl/test_rtl
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -28,10 +29,12 @@ from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamSink
 from sanitas.config import ArrayConfig
 from sanitas.golden.model import GoldenModel
 from sanitas.rtl.engine import KMAX, checkpoint, engine_model, layer_commands, layer_input, layer_output, \
-    pack_stream, read_stream, split_frame, stored_tensor, stored_words, tiles, unpack_output
+    pack_stream, read_stream, split_frame, stored_tensor, stored_words, tile_gemm, tiles, unpack_output
 from sanitas.rtl.engine_regs import ENGINE_REGS as R
+from sanitas.rtl.faults import fault_to_fi_ports
 from sanitas.rtl.rollback import CTRL_REGS as RB_REGS
 from sanitas.rtl.generate import BENCH_ENV
+from sanitas.rtl.sanity import operand_faults, pe_faults, protected_gemm
 
 
 def _cfg() -> tuple[ArrayConfig, dict]:
@@ -204,6 +207,28 @@ def _faults(array: ArrayConfig) -> list[tuple]:
             ("partial_checksum", 5, 6, 2, 0, 1, 0, 9, (0, 0, 0) if lazy else (1, 0, 0))]
 
 
+def golden_faults(cmd, a: np.ndarray, array: ArrayConfig, rng: np.random.Generator, n: int) -> list[tuple]:
+    """``n`` (Fault, tile GEMM, golden `GemmOutcome`) drawn at random, half accumulator faults (data and
+    total-checksum PEs: `pe_faults`), half B operand-register faults (`operand_faults`; A operand faults are left to
+    the array's own regression), each in a random tile GEMM of ``cmd`` on A; draws the golden sanity flow masks (a
+    padding beat, a zero operand) are passed over, so every one moves the counters."""
+    mt, nt, kc = tiles(cmd, a.shape[0], array, KMAX)
+    array = dataclasses.replace(array, max_k=max(array.max_k, KMAX))    # the engine's K chunk is KMAX long
+    pools = [pe_faults(array, rng, KMAX, 1), [f for f in operand_faults(array, rng, KMAX, 1) if f.site == "pe_b"]]
+    out = []
+    for want, pool in zip((n // 2, n - n // 2), pools):
+        got = 0
+        for i in rng.permutation(len(pool)):
+            g = int(rng.integers(mt * nt * kc))
+            gold = protected_gemm(*tile_gemm(cmd, a, array, g), pool[i], array)
+            if gold.outcome != "masked":
+                out.append((pool[i], g, gold))
+                got += 1
+            if got == want:
+                break
+    return out
+
+
 def chain(gm, xq: np.ndarray, array: ArrayConfig) -> list[tuple]:
     """(cmd, A, the stored words it writes, their checkpoint, its geometry) of every layer on ``xq``, by the host
     model."""
@@ -277,6 +302,29 @@ async def test_faults(dut):
         assert got == want, f"{name}: counter deltas {got}, want {want}"
         assert r["status"] & 7 == 2, f"{name}: STATUS {r['status']:#x}"
         results[name] = list(got)
+    # accumulator and B operand-register faults (sanitas.faults.Fault records) in random conv1 tile GEMMs, each
+    # against the golden sanity flow of that GEMM (`protected_gemm` on its operands, `tile_gemm`): the same
+    # (detected, corrected, uncorrectable), never silent, the bytes exact (an uncorrectable GEMM fails the EXEC and
+    # rollback_ctrl re-runs the layer, where the fault does not act again: RB_ROLLED_BACK 1)
+    rng = np.random.default_rng(cfg.get("seed", 0) + 1)
+    golden = dict.fromkeys(("faults", "agree", "masked", "corrected", "uncorrectable", "silent"), 0)
+    for fault, g, gold in golden_faults(cmd, a, array, rng, cfg.get("golden_faults", 8)):
+        fi = fault_to_fi_ports(fault, dataclasses.replace(array, max_k=max(array.max_k, KMAX)), KMAX)
+        await eng.write("FI_GEMM", g)
+        await eng.write("FI_EDGE", fi.edge)
+        await eng.write("FI_PE", fi.fi_row | fi.fi_col << 8 | fi.fi_part << 16)
+        await eng.write("FI_CTRL", 1 | fi.fi_kind << 1 | fi.fi_bit << 3 | fi.fi_reg << 8)
+        mem, prod = layer_memory(layers, 0, xq, array)
+        r = await eng.command(cmd, a, array, mem, prod)
+        got = tuple(r["delta"][k] for k in ("CNT_DETECTED", "CNT_CORRECTED", "CNT_UNCORR"))
+        assert gold.outcome != "silent", f"{fault}: silent in the golden sanity flow"
+        assert got == (gold.detected, gold.corrected, gold.uncorrectable), f"{fault} in GEMM {g}: {got}, golden {gold}"
+        assert r["delta"]["RB_ROLLED_BACK"] == int(gold.uncorrectable > 0), f"{fault}: {r['delta']}"
+        assert r["data"] == _want(r, cmd, a, array) and r["status"] & 7 == 2, f"{fault}: wrong output"
+        golden["faults"] += 1
+        golden["agree"] += 1
+        golden[gold.outcome] += 1
+    results["golden"] = golden
     await eng.write("FI_CTRL", 0)
     # output-stage faults (dmr_unit registers) in output tile 6 at step 8 (the first beat of its third pooling
     # window): (name, register, bit, every try, allowed (tile re-executions, tiles escalated)). A lane sum fault
@@ -355,7 +403,7 @@ async def test_faults(dut):
         assert o != "silent", f"silent controller fault {reg} bit {fbit} kind {fkind} cycle {cyc}"
     await eng.write("FI_RB", 0)
     results["controller"] = ctrl
-    n = len(results) - 1 + sum(ctrl.values())
+    n = len(results) - 2 + golden["faults"] + sum(ctrl.values())
     print(f"engine single faults: {n} in {time.time() - t0:.1f} s, {n / (time.time() - t0):.2f} faults/s "
           f"(controller: {ctrl})")
     with open(cfg["summary"] + ".faults.json", "w") as f:

@@ -106,21 +106,45 @@ def test_lenet5_through_the_rtl_engine(tmp_path, lenet, lenet5_ckpt):
     assert [lay["name"] for lay in s["layers"]] == ["conv1", "conv2", "fc1", "fc2", "fc3"]
     assert [lay["gemms"] for lay in s["layers"]] == [400, 100 * 2 * 5, 7 * 15 * 2, 7 * 11 * 4, 7 * 2 * 3]
     assert s["cycles"] == sum(lay["cycles"] for lay in s["layers"]) > 0
-    # single faults through the FI_* registers in conv1: outputs exact, (detected, corrected, uncorrectable)
-    ctrl = s["faults"].pop("controller")
-    assert s["faults"] == {
-        "data_pe_bitflip": [1, 1, 0], "data_pe_stuck1": [1, 1, 0], "data_pe_last_row_col": [1, 1, 0],
-        "total_checksum_pe": [1, 0, 0], "partial_checksum": [0, 0, 0],
-        # output stage: (tile re-executions, tiles escalated, RB_DETECTED, RB_ROLLED_BACK, RB_UNCORR,
-        # RB_ESCALATIONS); the window-max faults could be masked on other data
-        "lane_a_s0": [1, 0, 0, 0, 0, 0], "lane_b_f": [1, 0, 0, 0, 0, 0], "lane_a_max": [1, 0, 0, 0, 0, 0],
-        "lane_b_max": [1, 0, 0, 0, 0, 0], "lane_a_s0_every_try": [8, 4, 0, 2, 1, 1],
-        # stored input (host memory): (RB_DETECTED, RB_ROLLED_BACK, RB_UNCORR, RB_ESCALATIONS)
-        "stored_word": [1, 2, 0, 0], "stored_word_msb": [1, 2, 0, 0], "read_path_word": [1, 1, 0, 0],
-        "checkpoint_s0": [1, 2, 0, 0], "checkpoint_f": [1, 2, 0, 0], "read_path_checkpoint": [1, 1, 0, 0],
-        "input_word": [1, 2, 0, 0]}
+    _check_faults(s, 16)
+
+
+#: The bench's single faults (rtl_tests/engine test_faults) and their counter deltas, the same at every geometry.
+#: In conv1 through the FI_* registers, outputs exact: (detected, corrected, uncorrectable); output stage: (tile
+#: re-executions, tiles escalated, RB_DETECTED, RB_ROLLED_BACK, RB_UNCORR, RB_ESCALATIONS) -- the window-max faults
+#: could be masked on other data; stored input (host memory): (RB_DETECTED, RB_ROLLED_BACK, RB_UNCORR,
+#: RB_ESCALATIONS).
+ENGINE_FAULTS = {
+    "data_pe_bitflip": [1, 1, 0], "data_pe_stuck1": [1, 1, 0], "data_pe_last_row_col": [1, 1, 0],
+    "total_checksum_pe": [1, 0, 0], "partial_checksum": [0, 0, 0],
+    "lane_a_s0": [1, 0, 0, 0, 0, 0], "lane_b_f": [1, 0, 0, 0, 0, 0], "lane_a_max": [1, 0, 0, 0, 0, 0],
+    "lane_b_max": [1, 0, 0, 0, 0, 0], "lane_a_s0_every_try": [8, 4, 0, 2, 1, 1],
+    "stored_word": [1, 2, 0, 0], "stored_word_msb": [1, 2, 0, 0], "read_path_word": [1, 1, 0, 0],
+    "checkpoint_s0": [1, 2, 0, 0], "checkpoint_f": [1, 2, 0, 0], "read_path_checkpoint": [1, 1, 0, 0],
+    "input_word": [1, 2, 0, 0]}
+
+
+def _check_faults(s: dict, n_ctrl: int) -> None:
+    faults, ctrl, golden = s["faults"], s["ctrl_faults"], s["golden_faults"]
+    assert faults == ENGINE_FAULTS
+    # accumulator and B operand faults in random tile GEMMs: the golden sanity flow's counters, none silent
+    assert golden["faults"] == golden["agree"] == 8 and golden["silent"] == 0
+    assert golden["masked"] == 0 and golden["corrected"] + golden["uncorrectable"] == 8
     # rollback_ctrl state faults: never silent (done, no flag, wrong result); each one ends somewhere
-    assert sum(ctrl.values()) == 16 and ctrl["silent"] == 0 and ctrl["ok"] > 0
+    assert sum(ctrl.values()) == n_ctrl and ctrl["silent"] == 0 and ctrl["ok"] > 0
+
+
+@needs_iverilog
+def test_engine_faults_at_the_flow_geometry(tmp_path, lenet, lenet5_ckpt):
+    """The bench's single faults at the flow's default 4x4 array (max_k 1024): one 4-byte pooled word a conv1 tile,
+    so the tail of its output beat is where an earlier raw layer's words would leak (the engine clears it); the
+    same counters and exact bytes as at 8x8."""
+    from sanitas.rtl.network import run_engine_network
+    gm, _ = lenet
+    s = run_engine_network(tmp_path, ArrayConfig(rows=4, cols=4), lenet5_ckpt, 4, gm=gm, tests=("test_faults",),
+                           ctrl_faults=8)
+    assert s["passed"] and s["bit_exact"] == 0, s["log"]       # no test_network: no image run
+    _check_faults(s, 8)
 
 
 @needs_iverilog

@@ -157,6 +157,27 @@ def pack_stream(cmd: EngineCmd, a: np.ndarray, array: ArrayConfig, kmax: int = K
     return b"".join(parts)
 
 
+def tile_gemm(cmd: EngineCmd, a: np.ndarray, array: ArrayConfig, g: int, kmax: int = KMAX) -> tuple:
+    """(A (ROWS, kmax), B (kmax, COLS)) int64 operands of tile GEMM ``g`` of ``cmd`` on A (GEMMS order: tile g // K
+    chunks, chunk g % K chunks; M tiles outer, N tiles inner) as the array takes them: zero padded, uint8 A words
+    as a - 128. What a fault in that GEMM's pass acts on (`sanitas.rtl.sanity.protected_gemm`)."""
+    rows, cols = array.rows, array.cols
+    mt, nt, kc = tiles(cmd, a.shape[0], array, kmax)
+    if not 0 <= g < mt * nt * kc:
+        raise SanitasError(f"engine: tile GEMM {g} of {cmd.name}, which has {mt * nt * kc}")
+    t, c = divmod(g, kc)
+    i, j = divmod(t, nt)
+    at = np.zeros((rows, kmax), np.int64)
+    blk = np.asarray(a, np.int64)[i * rows:(i + 1) * rows, c * kmax:(c + 1) * kmax]
+    at[: blk.shape[0], : blk.shape[1]] = blk
+    if cmd.in_unsigned:
+        at = at - 128
+    bt = np.zeros((kmax, cols), np.int64)
+    blk = cmd.b[c * kmax:(c + 1) * kmax, j * cols:(j + 1) * cols]
+    bt[: blk.shape[0], : blk.shape[1]] = blk
+    return at, bt
+
+
 def tile_out_bytes(cmd: EngineCmd, array: ArrayConfig, kmax: int = KMAX) -> tuple[int, int]:
     """(meaningful bytes, stream bytes) of one output tile."""
     ne = array.rows * array.cols

@@ -51,8 +51,9 @@ ENGINE_REG_TABLE: tuple[EngineReg, ...] = (
     EngineReg("GEOMETRY", 0x38, "ro", 32, "GEOM", "ROWS | COLS << 8 | KMAX << 16"),
     # fault debug register (FI_EN = 1 only; ArrayConfig.fault_injection): one single fault in one tile GEMM
     EngineReg("FI_GEMM", 0x40, "rw", 24, "r_fi_gemm", "the fault acts in this tile GEMM of the command (GEMMS order)"),
-    EngineReg("FI_CTRL", 0x44, "rw", 8, "r_fi_ctrl",
-              "bit 0 arm, bits 2:1 kind (0 bitflip, 1 stuck0, 2 stuck1), bits 7:3 accumulator bit"),
+    EngineReg("FI_CTRL", 0x44, "rw", 10, "r_fi_ctrl",
+              "bit 0 arm, bits 2:1 kind (0 bitflip, 1 stuck0, 2 stuck1, 3 none), bits 7:3 bit, bits 9:8 the PE "
+              "register (sanitas.rtl.faults.FI_REGS: 0 accumulator, 1 A operand, 2 B operand)"),
     EngineReg("FI_EDGE", 0x48, "rw", 16, "r_fi_edge", "edge of the GEMM's first pass (start edge 0)"),
     EngineReg("FI_PE", 0x4C, "rw", 24, "r_fi_pe",
               "bits 7:0 PE row, 15:8 PE column (COLS: total checksum), 23:16 partial (0: the PE; m + 1: partial m)"),
