@@ -216,15 +216,21 @@ def _engine_net(ctx: FlowContext, array):
     return None, None, None, "; ".join(why)
 
 
+#: The engine's counter registers the flow totals its directed faults by, and their names in the totals.
+ENGINE_FAULT_COUNTERS = {"CNT_DETECTED": "detected", "CNT_CORRECTED": "corrected", "CNT_UNCORR": "uncorrectable",
+                         "CNT_ROLLBACK": "reexecuted", "CNT_ESCALATED": "tiles_escalated",
+                         "RB_DETECTED": "input_mismatches", "RB_ROLLED_BACK": "rolled_back",
+                         "RB_UNCORR": "alarms", "RB_ESCALATIONS": "escalations"}
+
+
 def _engine_faults(faults: dict) -> dict:
-    """The engine bench's directed faults ({name: counter deltas}) as totals: sanity-unit faults (detected,
-    corrected, uncorrectable) and output-stage faults (rolled back, escalated)."""
-    t = {"directed": len(faults), "detected": 0, "corrected": 0, "uncorrectable": 0, "rolled_back": 0,
-         "escalated": 0}
+    """The engine bench's directed faults ({name: {counter register: delta}}) as totals: the sanity unit's
+    (detected, corrected, uncorrectable), the output stage's (tile re-executions, tiles escalated) and
+    rollback_ctrl's (input checkpoint mismatches, rollbacks, alarms, layer escalations)."""
+    t = {"directed": len(faults), **dict.fromkeys(ENGINE_FAULT_COUNTERS.values(), 0)}
     for d in faults.values():
-        keys = ("detected", "corrected", "uncorrectable") if len(d) == 3 else ("rolled_back", "escalated")
-        for key, v in zip(keys, d):
-            t[key] += int(v)
+        for reg, v in d.items():
+            t[ENGINE_FAULT_COUNTERS[reg]] += int(v)
     return t
 
 
@@ -296,6 +302,8 @@ def step_rtl(ctx: FlowContext, cfg: Config) -> dict:
                              "passed": bool(e["passed"]), **({"passed_over": why} if why else {})}
             if e.get("faults"):
                 rec["engine"]["faults"] = _engine_faults(e["faults"])
+                rec["engine"]["golden_faults"] = e.get("golden_faults") or {}
+                rec["engine"]["ctrl_faults"] = e.get("ctrl_faults") or {}
             ok = ok and e["passed"]
         if area is not None:
             try:

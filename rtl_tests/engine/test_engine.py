@@ -272,6 +272,8 @@ def _want(r, cmd, a, array) -> bytes:
 
 #: Rollback counters of a command: (RB_DETECTED, RB_ROLLED_BACK, RB_UNCORR, RB_ESCALATIONS).
 RB = ("RB_DETECTED", "RB_ROLLED_BACK", "RB_UNCORR", "RB_ESCALATIONS")
+#: Sanity-unit counters of a command.
+CNT = ("CNT_DETECTED", "CNT_CORRECTED", "CNT_UNCORR")
 
 
 @cocotb.test()
@@ -297,11 +299,11 @@ async def test_faults(dut):
         await eng.write("FI_CTRL", 1 | kind << 1 | bit << 3)
         mem, prod = layer_memory(layers, 0, xq, array)
         r = await eng.command(cmd, a, array, mem, prod)
-        got = tuple(r["delta"][k] for k in ("CNT_DETECTED", "CNT_CORRECTED", "CNT_UNCORR"))
+        got = tuple(r["delta"][k] for k in CNT)
         assert r["data"] == _want(r, cmd, a, array), f"{name}: wrong output under the fault"
         assert got == want, f"{name}: counter deltas {got}, want {want}"
         assert r["status"] & 7 == 2, f"{name}: STATUS {r['status']:#x}"
-        results[name] = list(got)
+        results[name] = dict(zip(CNT, got))
     # accumulator and B operand-register faults (sanitas.faults.Fault records) in random conv1 tile GEMMs, each
     # against the golden sanity flow of that GEMM (`protected_gemm` on its operands, `tile_gemm`): the same
     # (detected, corrected, uncorrectable), never silent, the bytes exact (an uncorrectable GEMM fails the EXEC and
@@ -316,7 +318,7 @@ async def test_faults(dut):
         await eng.write("FI_CTRL", 1 | fi.fi_kind << 1 | fi.fi_bit << 3 | fi.fi_reg << 8)
         mem, prod = layer_memory(layers, 0, xq, array)
         r = await eng.command(cmd, a, array, mem, prod)
-        got = tuple(r["delta"][k] for k in ("CNT_DETECTED", "CNT_CORRECTED", "CNT_UNCORR"))
+        got = tuple(r["delta"][k] for k in CNT)
         assert gold.outcome != "silent", f"{fault}: silent in the golden sanity flow"
         assert got == (gold.detected, gold.corrected, gold.uncorrectable), f"{fault} in GEMM {g}: {got}, golden {gold}"
         assert r["delta"]["RB_ROLLED_BACK"] == int(gold.uncorrectable > 0), f"{fault}: {r['delta']}"
@@ -350,7 +352,7 @@ async def test_faults(dut):
         assert r["status"] & 7 == (6 if every else 2), f"{name}: STATUS {r['status']:#x}"
         assert r["ok"] == (not every) and r["execs"] == (4 if every else 1), f"{name}: {r['execs']} EXECs"
         assert r["data"] == _want(r, cmd, a, array), f"{name}: wrong output"
-        results[name] = list(got) + list(rb)
+        results[name] = {"CNT_ROLLBACK": got[0], "CNT_ESCALATED": got[1], **dict(zip(RB, rb))}
     await eng.write("FI_DMR", 0)
     # the stored input (host memory): a word or checkpoint bit in the stored tensor is still there on the re-read,
     # so the producer is re-executed (it rewrites the tensor): detected 1, rolled back 2; a read-path bit is gone on
@@ -378,7 +380,7 @@ async def test_faults(dut):
         assert r["data"] == _want(r, cmd, a, array) and r["stream"] == pack_stream(cmd, a, array, KMAX), \
             f"{name}: wrong output"
         assert bytes(mem.words) == (layers[layer - 1][2] if layer else mem.source), f"{name}: tensor not restored"
-        results[name] = list(rb)
+        results[name] = dict(zip(RB, rb))
     # rollback_ctrl state faults (no golden equivalent): ok / flagged / stalled, never silent (done, no flag, a
     # wrong result)
     rng = np.random.default_rng(cfg.get("seed", 0))

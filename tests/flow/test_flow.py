@@ -163,12 +163,17 @@ def test_rtl_engine_runs_the_flow_network_layer_by_layer(tmp_path, capsys, lenet
 
 
 def test_engine_fault_totals():
-    """The engine bench's directed faults: sanity-unit deltas (detected, corrected, uncorrectable) and output-stage
-    deltas (rolled back, escalated), summed."""
+    """The engine bench's directed faults ({name: {counter register: delta}}), summed under the flow's names."""
     from sanitas.flowsteps import _engine_faults
-    got = _engine_faults({"a": [1, 1, 0], "b": [1, 0, 0], "c": [0, 0, 1], "d": [1, 0], "e": [2, 1]})
-    assert got == {"directed": 5, "detected": 2, "corrected": 1, "uncorrectable": 1, "rolled_back": 3,
-                   "escalated": 1}
+    got = _engine_faults({"a": {"CNT_DETECTED": 1, "CNT_CORRECTED": 1, "CNT_UNCORR": 0},
+                          "b": {"CNT_DETECTED": 1, "CNT_CORRECTED": 0, "CNT_UNCORR": 1},
+                          "c": {"CNT_ROLLBACK": 1, "CNT_ESCALATED": 0, "RB_DETECTED": 0, "RB_ROLLED_BACK": 0,
+                                "RB_UNCORR": 0, "RB_ESCALATIONS": 0},
+                          "d": {"CNT_ROLLBACK": 8, "CNT_ESCALATED": 4, "RB_DETECTED": 0, "RB_ROLLED_BACK": 2,
+                                "RB_UNCORR": 1, "RB_ESCALATIONS": 1},
+                          "e": {"RB_DETECTED": 1, "RB_ROLLED_BACK": 2, "RB_UNCORR": 0, "RB_ESCALATIONS": 0}})
+    assert got == {"directed": 5, "detected": 2, "corrected": 1, "uncorrectable": 1, "reexecuted": 9,
+                   "tiles_escalated": 4, "input_mismatches": 1, "rolled_back": 4, "alarms": 1, "escalations": 1}
 
 
 def test_hardware_spec_drops_only_what_the_top_does_not_generate(monkeypatch):

@@ -19,6 +19,20 @@ from .search import _plot_cells, _plot_pareto, _plot_reward, _plt
 TEMPLATES = Path(__file__).parent / "templates"
 
 
+def _engine_fault_text(e: dict) -> str:
+    """The engine row's fault column: directed faults by the counters they moved, the golden-checked operand
+    faults, and the rollback_ctrl state faults (which the golden model cannot express) by outcome."""
+    ef, gf, cf = e["faults"], e.get("golden_faults") or {}, e.get("ctrl_faults") or {}
+    text = (f"{ef['directed']} directed faults, every output exact: {ef['corrected']} corrected in the sanity unit, "
+            f"{ef['reexecuted']} output-stage re-executions, {ef['input_mismatches']} stored-input mismatches, "
+            f"{ef['rolled_back']} rollbacks, {ef['escalations']} layer escalations")
+    if gf.get("faults"):
+        text += f"; {gf['agree']}/{gf['faults']} operand faults agree with the golden sanity flow"
+    if cf:
+        text += "; controller faults: " + ", ".join(f"{v} {k}" for k, v in cf.items())
+    return text
+
+
 def _read(p: Path):
     try:
         return json.loads(p.read_text()) if p.is_file() else None
@@ -276,8 +290,7 @@ def cross_level(steps: dict) -> list[dict]:
         ef = e.get("faults")
         rows.append({"level": f"RTL engine, {e['network']} ({e['name']}) layer by layer",
                      "what": "test images (logits)", "exact": f"{e['bit_exact']}/{e['total']}",
-                     "faults": (f"{ef['directed']} directed faults, outputs exact: {ef['corrected']} corrected, "
-                                f"{ef['rolled_back']} rolled back, {ef['escalated']} escalated") if ef else "—"})
+                     "faults": _engine_fault_text(e) if ef else "—"})
     elif "skipped" in e:
         rows.append({"level": "RTL engine", "what": "not run", "exact": "—", "faults": e["skipped"]})
     if "bit_exact" in b:
