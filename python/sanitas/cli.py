@@ -3,16 +3,20 @@
 Each subcommand lives in ``sanitas/commands/<name>.py`` and exposes ``add_parser(subparsers)`` (registering
 its arguments, typed with the shared ``sanitas.commands._common`` types, and ``set_defaults(func=run)``) and
 ``run(args) -> dict``. The returned dict is the command's summary: with ``--json`` it is printed as ONE strict
-JSON object (no NaN/Infinity: non-finite numbers become ``null``) on the last line of stdout; without, as
-``key: value`` lines. Bad usage (an unknown option, a value its type refuses) and every ``SanitasError`` become
-ONE line ``sanitas: error: <message>`` on stderr and exit status 2; a summary with ``"ok": False`` exits 1.
+JSON object (no NaN/Infinity: non-finite numbers become ``null``), the only line on stdout (the command's progress
+lines, its own and its subprocesses', go to stderr), so ``sanitas X --json | jq`` works; without, as
+``key: value`` lines after the progress. Bad usage (an unknown option, a value its type refuses) and every
+``SanitasError`` become ONE line ``sanitas: error: <message>`` on stderr and exit status 2; a summary with
+``"ok": False`` exits 1.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import math
+import os
 import sys
 
 from .errors import SanitasError
@@ -45,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                 continue            # command not part of this build
             raise
         sp = mod.add_parser(sub)
-        sp.add_argument("--json", action="store_true", help="print one JSON summary object as the last line")
+        sp.add_argument("--json", action="store_true",
+                        help="print only one JSON summary object on stdout (progress goes to stderr)")
     return p
 
 
@@ -81,13 +86,34 @@ def _error(e: BaseException) -> int:
     return 2
 
 
+@contextlib.contextmanager
+def _progress_to_stderr(on: bool):
+    """With ``on``, everything written to stdout meanwhile -- Python's ``sys.stdout`` and file descriptor 1, which
+    subprocesses inherit -- goes to stderr instead, and stdout is restored afterwards."""
+    if not on:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SanitasError as e:
         return _error(e)
     try:
-        summary = args.func(args) or {}
+        with _progress_to_stderr(args.json):
+            summary = args.func(args) or {}
     except SanitasError as e:
         return _error(e)
     except KeyboardInterrupt:

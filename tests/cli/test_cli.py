@@ -1,4 +1,4 @@
-"""The ``sanitas`` CLI: --json summaries on the last line, one-line errors, exit statuses."""
+"""The ``sanitas`` CLI: --json summaries alone on stdout, one-line errors, exit statuses."""
 from __future__ import annotations
 
 import json
@@ -28,8 +28,8 @@ def test_train_and_golden_json(tmp_path):
     assert s["checkpoint"] == str(ck) and 0.0 <= s["test_acc"] <= 1.0 and ck.exists()
     r = sanitas("golden", "--checkpoint", str(ck), "--json")
     assert r.returncode == 0, r.stderr
-    assert "bit-exact: 270/270" in r.stdout
-    s = last_json(r.stdout)
+    assert "bit-exact: 270/270" in r.stderr and len(r.stdout.splitlines()) == 1    # --json: stdout is the summary
+    s = json.loads(r.stdout)
     assert s["bit_exact"] == s["total"] == 270
     r = sanitas("board", "--checkpoint", str(ck), "--backend", "sim", "--limit", "16", "--json")
     assert r.returncode == 0, r.stderr
