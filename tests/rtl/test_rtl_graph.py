@@ -2,10 +2,12 @@
 its Python model (`model_layer`: pack the stream, `engine_model`, unpack), no simulator: a derived FTT-NAS net with
 every primitive of the mibb and adsaf spaces (separable / dilated depthwise convs, padded max and sum pools, skip
 connections, adds, concats, the global sum head), MobileNet-V2 and ResNet-20, each bit-exact with the golden model;
-grouped / dilated convs as engine GEMMs (`gemm_weights`, `im2col(..., dilation)`) against `conv2d_int`.
+grouped / dilated convs as engine GEMMs (`gemm_weights`, `im2col(..., dilation)`) against `conv2d_int`; and the
+searched net through the Icarus engine (rtl_tests/engine test_network) on 2 images.
 """
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 
 import numpy as np
@@ -80,6 +82,19 @@ def test_searched_net_has_every_primitive_as_engine_work():
     pools = [n for n in gm.nodes if n.op == "maxpool"]
     assert sorted((n.attrs["k"], n.attrs["stride"], n.attrs["padding"]) for n in pools) == [(3, 1, 1), (3, 1, 1),
                                                                                            (3, 2, 1)]
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog (Icarus Verilog) not on PATH")
+def test_searched_net_through_the_rtl_engine(tmp_path):
+    """Icarus + cocotbext-axi: the searched net with every primitive, command by command through the engine (the
+    host nodes between them on the host, their tensors read back with a host checkpoint), logits bit-exact."""
+    from sanitas.rtl.network import run_engine_network
+    gm = _golden("searched")
+    s = run_engine_network(tmp_path, ARRAY, None, 2, gm=gm, tests=("test_network",))
+    assert s["passed"], s["log"]
+    assert (s["bit_exact"], s["total"], s["host_nodes"]) == (2, 2, 53)
+    assert [lay["name"] for lay in s["layers"]] == [n.name for n in gm.layers()]
+    assert s["cycles"] == sum(lay["cycles"] for lay in s["layers"]) > 0
 
 
 @pytest.mark.parametrize("groups,dilation,stride,padding", [(1, 2, 1, 2), (4, 1, 2, 1), (4, 2, 1, 2), (2, 1, 1, 0)])
