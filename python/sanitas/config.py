@@ -451,7 +451,7 @@ class FlowConfig:
     csim_faults: int = 200         # fault records through sanitas_top's csim, each compared with ProtectedModel
     csim_fault_images: int = 4     # test images each csim fault record runs on (the first K)
     rtl_faults: int = 500          # single accumulator faults of the RTL regression (sanity_tile, one simulation)
-    rtl_images: int = 4            # test images through the RTL engine layer by layer (an engine-shaped net)
+    rtl_images: int = 4            # test images through the RTL engine command by command
     rtl_area: bool = True          # yosys area of the engine variants, TMR included, for [array] (needs yosys)
     board_faults: int = 20         # faults through the fake board's fault-injection registers, compared with golden
 

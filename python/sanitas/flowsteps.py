@@ -191,12 +191,14 @@ def step_csim(ctx: FlowContext, cfg: Config) -> dict:
 
 
 def _engine_net(ctx: FlowContext, array):
-    """(label, checkpoint, golden model, None) of the first net the RTL engine runs (conv/linear + ReLU + 2x2 pool
-    layers: LeNet-5-shaped): the flow's network, else the search's LeNet-5 baseline, and why the ones before it
-    were passed over ("" for the flow's network); (None, None, None, why) when none runs."""
+    """(label, checkpoint, golden model, why) of the first net the RTL engine runs (`rtl.engine.network_steps`: its
+    conv/linear layers as engine commands, whatever else -- adds, concats, padded pools, the global sum -- on the
+    host; every command within ``array``): the flow's network (the searched net, every primitive of the mibb and
+    adsaf spaces), else the search's LeNet-5 baseline, and why the ones before it were passed over ("" for the
+    flow's network); (None, None, None, why) when none runs."""
     from .errors import SanitasError
     from .golden import export_golden
-    from .rtl.engine import check_array, layer_commands
+    from .rtl.engine import EngineCmd, check_array, network_steps
     from .train import load_checkpoint
     cands = [("flow network", ctx.checkpoint), ("search baseline lenet5",
                                                  ctx.step_dir("search") / "baselines" / "lenet5.pt")]
@@ -207,8 +209,9 @@ def _engine_net(ctx: FlowContext, array):
             continue
         gm = ctx.golden if (ck == ctx.checkpoint and ctx.golden is not None) else export_golden(load_checkpoint(ck)[0])
         try:
-            for cmd in layer_commands(gm):
-                check_array(cmd, array)
+            for cmd in network_steps(gm):
+                if isinstance(cmd, EngineCmd):
+                    check_array(cmd, array)
         except SanitasError as e:
             why.append(f"{label}: {e}")
             continue
@@ -298,7 +301,8 @@ def step_rtl(ctx: FlowContext, cfg: Config) -> dict:
             say(f"  rtl: engine, {f.rtl_images} test images of the {label} layer by layer", flush=True)
             e = run_engine_network(d / "engine", array, ck, f.rtl_images, gm=gm)
             rec["engine"] = {"network": label, "name": gm.spec.get("name"), "bit_exact": e["bit_exact"],
-                             "total": e["total"], "cycles": e.get("cycles"), "wall_s": e.get("wall_s"),
+                             "total": e["total"], "commands": len(e.get("layers", [])),
+                             "host_nodes": e.get("host_nodes"), "cycles": e.get("cycles"), "wall_s": e.get("wall_s"),
                              "passed": bool(e["passed"]), **({"passed_over": why} if why else {})}
             if e.get("faults"):
                 rec["engine"]["faults"] = _engine_faults(e["faults"])

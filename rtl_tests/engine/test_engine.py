@@ -1,15 +1,18 @@
-"""cocotb bench of the RTL ``engine`` top: a whole network (the digits LeNet-5) layer by layer through AXI4-Lite
-control and AXI4-Stream data, driven with cocotbext-axi.
+"""cocotb bench of the RTL ``engine`` top: a whole network (the digits LeNet-5, or a searched / residual graph)
+command by command through AXI4-Lite control and AXI4-Stream data, driven with cocotbext-axi.
 
-The host side is `sanitas.rtl.engine`: the bench turns each conv/linear of the golden model into one engine command
-(`layer_commands`), does the im2col of conv inputs with the rows in pooling-window order (`layer_input`), packs the
-s_axis stream (tiles, K chunks, zero padding: `pack_stream`), writes the layer registers (`sanitas.rtl.engine_regs`),
-starts the command, sends the stream, receives the m_axis frame and turns it back into the next layer's input
-(`unpack_output`, `layer_output`). Per layer it asserts the engine's bytes equal `engine_model` of the same stream,
-STATUS done without alarm, GEMMS = tiles x chunks and no sanity alarm; at the end the logits of every image equal
-`GoldenModel.run_int` (bit-exact count in the summary). ``test_registers`` checks the register map (GEOMETRY,
-read-back of the rw registers, writes ignored while busy are not exercised).
-The pytest entry is `sanitas.rtl.network.run_engine_network` (tests/rtl/test_rtl_engine.py).
+The host side is `sanitas.rtl.engine`: the bench walks the golden model's `network_steps` -- each conv/linear one
+engine command; every other node (add, concat, padded pools, the global sum, host requantisers) computed by the
+host with `host_node`, its output written to host memory with a host checkpoint, as the network input is. Per
+command it does the im2col of conv inputs with the rows in pooling-window order (`layer_input`), packs the s_axis
+stream (tiles, K chunks, zero padding: `pack_stream`), writes the layer registers (`sanitas.rtl.engine_regs`),
+starts the command, sends the stream, receives the m_axis frame and turns it back into the tensor it wrote
+(`unpack_output`, `layer_output`). Per command it asserts the engine's bytes equal `engine_model` of the same
+stream, STATUS done without alarm, GEMMS = tiles x chunks and no sanity alarm; at the end the logits of every image
+equal `GoldenModel.run_int` (bit-exact count in the summary). A command reads its input tensor (``src``) from the
+memory its producer wrote: the engine's words and checkpoint, or a host-written tensor (int8; uint8 when unsigned).
+``test_registers`` checks the register map (GEOMETRY, read-back of the rw registers, writes ignored while busy are
+not exercised). The pytest entry is `sanitas.rtl.network.run_engine_network` (tests/rtl/test_rtl_engine.py).
 """
 from __future__ import annotations
 
@@ -28,8 +31,9 @@ from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamSink
 
 from sanitas.config import ArrayConfig
 from sanitas.golden.model import GoldenModel
-from sanitas.rtl.engine import KMAX, checkpoint, engine_model, layer_commands, layer_input, layer_output, \
-    pack_stream, read_stream, split_frame, stored_tensor, stored_words, tile_gemm, tiles, unpack_output
+from sanitas.rtl.engine import KMAX, EngineCmd, checkpoint, engine_model, host_node, layer_input, layer_output, \
+    network_steps, output_tensor, pack_stream, read_stream, split_frame, stored_tensor, stored_words, tile_gemm, \
+    tiles, unpack_output
 from sanitas.rtl.engine_regs import ENGINE_REGS as R
 from sanitas.rtl.faults import fault_to_fi_ports
 from sanitas.rtl.rollback import CTRL_REGS as RB_REGS
@@ -53,8 +57,9 @@ class Memory:
     checkpoint stored beside them) and the faults a test puts on it -- a stored word or checkpoint bit (persistent
     until the producer rewrites the tensor) or a read-path bit (the next READ stream only)."""
 
-    def __init__(self, words: bytes, ck: tuple[int, int], source: bytes | None = None, to_a=None):
-        self.words, self.ck, self.source = bytearray(words), ck, source
+    def __init__(self, words: bytes, ck: tuple[int, int], source: bytes | None = None, to_a=None,
+                 signed: bool = True):
+        self.words, self.ck, self.source, self.signed = bytearray(words), ck, source, signed
         self.read_fault: tuple[int, int] | None = None      # (byte, bit) of the next READ stream
         self.to_a = to_a      # stored words -> the consumer's A (the host's im2col reads memory); None: A given
 
@@ -125,9 +130,10 @@ class Engine:
     async def command(self, cmd, a: np.ndarray, array: ArrayConfig, mem: Memory, producer=None,
                       max_polls: int = 4000) -> dict:
         """Run one layer command on A; the engine's REQs are answered from ``mem`` (READ), the layer's stream
-        (EXEC) and ``producer`` = (its cmd, its A) or None (REEXEC: the producer's stream; None: reload the network
-        input). Returns {data, stream, ck, ok (the last EXEC frame), execs, status, cycles, gemms, polls, stalled,
-        expected_gemms} and the counter deltas under "delta"."""
+        (EXEC) and ``producer`` = (its cmd, its A) or None (REEXEC: the producer's stream; None: the host rewrites
+        a host-written tensor, the network input or a host node's output). Returns {data, stream, ck, ok (the last
+        EXEC frame), execs, status, cycles, gemms, polls, stalled, expected_gemms} and the counter deltas
+        under "delta"."""
         mt, nt, kc = tiles(cmd, a.shape[0], array, KMAX)
         regs = [("TILES", mt * nt), ("KCHUNKS", kc), ("SHIFT", cmd.shift), ("LO", cmd.lo), ("HI", cmd.hi),
                 ("MODE", cmd.mode()), ("IN_WORDS", len(mem.words))]
@@ -164,8 +170,8 @@ class Engine:
                 await self.src.send(pack_stream(pc, pa, array, KMAX))
                 pdata, pck, _ = split_frame(bytes((await self.sink.recv()).tdata), KMAX)
                 mem.store(stored_words(pdata, pc, pa.shape[0], array, KMAX), pck)
-            elif req == 3:                      # the network input: reload it from its source
-                mem.store(mem.source, checkpoint(mem.source, True))
+            elif req == 3:                      # a host-written tensor: the host writes it again
+                mem.store(mem.source, checkpoint(mem.source, mem.signed))
                 await self.write("CTRL", 2)
             polls += 1
             status = await self.read("STATUS")
@@ -175,10 +181,16 @@ class Engine:
                     expected_gemms=mt * nt * kc, delta={k: after[k] - before[k] for k in after})
 
 
+def host_memory(x: np.ndarray, signed: bool = True) -> Memory:
+    """A host-written tensor (the network input, a host node's output) as a command's stored input: int8 (uint8 when
+    not ``signed``) words in NCHW order, the host's checkpoint."""
+    words = (np.asarray(x, np.int64).ravel() & 0xFF).astype(np.uint8).tobytes()
+    return Memory(words, checkpoint(words, signed), source=words, signed=signed)
+
+
 def input_memory(xq: np.ndarray) -> Memory:
     """The network input as the first layer's stored tensor: int8 images, NCHW order, the host's checkpoint."""
-    words = (np.asarray(xq, np.int64).ravel() & 0xFF).astype(np.uint8).tobytes()
-    return Memory(words, checkpoint(words, True), source=words)
+    return host_memory(xq, True)
 
 
 @cocotb.test()
@@ -230,24 +242,32 @@ def golden_faults(cmd, a: np.ndarray, array: ArrayConfig, rng: np.random.Generat
 
 
 def chain(gm, xq: np.ndarray, array: ArrayConfig) -> list[tuple]:
-    """(cmd, A, the stored words it writes, their checkpoint, its geometry) of every layer on ``xq``, by the host
-    model."""
-    x, out = np.asarray(xq, np.int64), []
-    for cmd in layer_commands(gm):
-        a, geom = layer_input(cmd, x)
-        data = engine_model(pack_stream(cmd, a, array, KMAX), cmd, a.shape[0], array, KMAX)
-        words = stored_words(data, cmd, a.shape[0], array, KMAX)
-        out.append((cmd, a, words, checkpoint(words, cmd.lo < 0, cmd.raw), geom))
-        x = layer_output(cmd, unpack_output(data, cmd, a.shape[0], array, KMAX), geom)
+    """(cmd, A, the stored words it writes, their checkpoint, its geometry, its input tensor) of every engine command
+    on ``xq``, by the host model, the host nodes between them computed with `host_node`; the input tensor is
+    {"x": values, "producer": (cmd, A, geometry) of the command that wrote it, or None: host-written, "words",
+    "ck"}."""
+    tensors, out = {gm.input_node.name: dict(x=np.asarray(xq, np.int64), producer=None)}, []
+    for st in network_steps(gm):
+        if not isinstance(st, EngineCmd):
+            tensors[st.dst] = dict(x=host_node(gm, st.node, [tensors[t]["x"] for t in st.src]), producer=None)
+            continue
+        a, geom = layer_input(st, tensors[st.src]["x"])
+        data = engine_model(pack_stream(st, a, array, KMAX), st, a.shape[0], array, KMAX)
+        words = stored_words(data, st, a.shape[0], array, KMAX)
+        ck = checkpoint(words, st.lo < 0, st.raw)
+        out.append((st, a, words, ck, geom, tensors[st.src]))
+        tensors[st.dst] = dict(x=layer_output(st, unpack_output(data, st, a.shape[0], array, KMAX), geom),
+                               producer=(st, a, geom), words=words, ck=ck)
     return out
 
 
 def a_reader(cmd, array: ArrayConfig, shape, producer=None):
-    """stored words -> the A of ``cmd``: the host's im2col of the tensor in memory (the network input of ``shape``
-    when ``producer`` is None, else the output of producer = (its cmd, its A, its geometry))."""
+    """stored words -> the A of ``cmd``: the host's im2col of the tensor in memory (a host-written tensor of
+    ``shape`` when ``producer`` is None -- int8, uint8 when ``cmd`` reads unsigned words --, else the output of
+    producer = (its cmd, its A, its geometry))."""
     def to_a(words: bytes) -> np.ndarray:
         if producer is None:
-            x = np.frombuffer(words, np.int8).astype(np.int64).reshape(shape)
+            x = np.frombuffer(words, np.uint8 if cmd.in_unsigned else np.int8).astype(np.int64).reshape(shape)
         else:
             pc, pa, pgeom = producer
             x = stored_tensor(words, pc, pa.shape[0], pgeom, array, KMAX)
@@ -255,15 +275,20 @@ def a_reader(cmd, array: ArrayConfig, shape, producer=None):
     return to_a
 
 
-def layer_memory(layers, i: int, xq, array: ArrayConfig) -> tuple[Memory, tuple | None]:
-    """The stored input of layer i (fault-free; A read from it) and its producer (None: the network input)."""
-    cmd = layers[i][0]
-    if i == 0:
-        mem = input_memory(xq)
-        mem.to_a = a_reader(cmd, array, np.shape(xq))
+def stored_input(cmd, t: dict, array: ArrayConfig) -> tuple[Memory, tuple | None]:
+    """The stored input ``t`` (a `chain` tensor) of ``cmd`` as host memory (fault-free; A read from it) and its
+    producer (its cmd, its A), None when host-written."""
+    if t["producer"] is None:
+        mem = host_memory(t["x"], not cmd.in_unsigned)
+        mem.to_a = a_reader(cmd, array, np.shape(t["x"]))
         return mem, None
-    pc, pa, words, ck, pgeom = layers[i - 1]
-    return Memory(words, ck, to_a=a_reader(cmd, array, None, (pc, pa, pgeom))), (pc, pa)
+    pc, pa, pgeom = t["producer"]
+    return Memory(t["words"], t["ck"], to_a=a_reader(cmd, array, None, (pc, pa, pgeom))), (pc, pa)
+
+
+def layer_memory(layers, i: int, array: ArrayConfig) -> tuple[Memory, tuple | None]:
+    """The stored input of `chain` command i (fault-free; A read from it) and its producer (None: host-written)."""
+    return stored_input(layers[i][0], layers[i][5], array)
 
 
 def _want(r, cmd, a, array) -> bytes:
@@ -297,7 +322,7 @@ async def test_faults(dut):
         await eng.write("FI_EDGE", edge)
         await eng.write("FI_PE", row | col << 8 | part << 16)
         await eng.write("FI_CTRL", 1 | kind << 1 | bit << 3)
-        mem, prod = layer_memory(layers, 0, xq, array)
+        mem, prod = layer_memory(layers, 0, array)
         r = await eng.command(cmd, a, array, mem, prod)
         got = tuple(r["delta"][k] for k in CNT)
         assert r["data"] == _want(r, cmd, a, array), f"{name}: wrong output under the fault"
@@ -316,7 +341,7 @@ async def test_faults(dut):
         await eng.write("FI_EDGE", fi.edge)
         await eng.write("FI_PE", fi.fi_row | fi.fi_col << 8 | fi.fi_part << 16)
         await eng.write("FI_CTRL", 1 | fi.fi_kind << 1 | fi.fi_bit << 3 | fi.fi_reg << 8)
-        mem, prod = layer_memory(layers, 0, xq, array)
+        mem, prod = layer_memory(layers, 0, array)
         r = await eng.command(cmd, a, array, mem, prod)
         got = tuple(r["delta"][k] for k in CNT)
         assert gold.outcome != "silent", f"{fault}: silent in the golden sanity flow"
@@ -343,7 +368,7 @@ async def test_faults(dut):
         await eng.write("FI_DMR", 1 | sel << 1 | bit << 4 | every << 12)
         lay = layers2 if every else layers                     # every try: 4 EXECs of conv1, on 2 images
         cmd, a = lay[0][0], lay[0][1]
-        mem, prod = layer_memory(lay, 0, xq[:2] if every else xq, array)
+        mem, prod = layer_memory(lay, 0, array)
         r = await eng.command(cmd, a, array, mem, prod)
         got = (r["delta"]["CNT_ROLLBACK"], r["delta"]["CNT_ESCALATED"])
         assert got in allowed, f"{name}: (re-executed, escalated) {got}, allowed {allowed}"
@@ -356,14 +381,19 @@ async def test_faults(dut):
     await eng.write("FI_DMR", 0)
     # the stored input (host memory): a word or checkpoint bit in the stored tensor is still there on the re-read,
     # so the producer is re-executed (it rewrites the tensor): detected 1, rolled back 2; a read-path bit is gone on
-    # the re-read: rolled back 1. fc3's producer is fc2 (re-run by the engine), conv1's the network input.
+    # the re-read: rolled back 1. The last command (LeNet-5: fc3, its producer fc2, re-run by the engine; a graph's
+    # head: a host-written tensor, which the host writes again), the first one's the network input. Word offsets
+    # wrap at the stored tensor's length.
+    last = len(layers) - 1
     for name, layer, how, where, bit, want in (
-            ("stored_word", 4, "word", 17, 3, (1, 2)), ("stored_word_msb", 4, "word", 95, 7, (1, 2)),
-            ("read_path_word", 4, "read", 40, 7, (1, 1)), ("checkpoint_s0", 4, "ck", 0, 50, (1, 2)),
-            ("checkpoint_f", 4, "ck", 1, 0, (1, 2)), ("read_path_checkpoint", 4, "readck", 3, 2, (1, 1)),
+            ("stored_word", last, "word", 17, 3, (1, 2)), ("stored_word_msb", last, "word", 95, 7, (1, 2)),
+            ("read_path_word", last, "read", 40, 7, (1, 1)), ("checkpoint_s0", last, "ck", 0, 50, (1, 2)),
+            ("checkpoint_f", last, "ck", 1, 0, (1, 2)), ("read_path_checkpoint", last, "readck", 3, 2, (1, 1)),
             ("input_word", 0, "word", 100, 6, (1, 2))):
         cmd, a = layers[layer][0], layers[layer][1]
-        mem, prod = layer_memory(layers, layer, xq, array)
+        mem, prod = layer_memory(layers, layer, array)
+        if how in ("word", "read"):
+            where %= len(mem.words)
         if how == "word":
             mem.flip_word(where, bit)
         elif how == "ck":
@@ -379,12 +409,12 @@ async def test_faults(dut):
         assert r["delta"]["CNT_RD_BAD"] == want[1], f"{name}: reads bad {r['delta']['CNT_RD_BAD']}"
         assert r["data"] == _want(r, cmd, a, array) and r["stream"] == pack_stream(cmd, a, array, KMAX), \
             f"{name}: wrong output"
-        assert bytes(mem.words) == (layers[layer - 1][2] if layer else mem.source), f"{name}: tensor not restored"
+        assert bytes(mem.words) == (layers[layer][5]["words"] if prod else mem.source), f"{name}: tensor not restored"
         results[name] = dict(zip(RB, rb))
     # rollback_ctrl state faults (no golden equivalent): ok / flagged / stalled, never silent (done, no flag, a
     # wrong result)
     rng = np.random.default_rng(cfg.get("seed", 0))
-    cmd, a = layers[4][0], layers[4][1]           # fc3 (6 tile GEMMs), its producer fc2
+    cmd, a = layers[last][0], layers[last][1]     # the last command (LeNet-5: fc3, 6 tile GEMMs, its producer fc2)
     regs = list(RB_REGS)
     ctrl = dict.fromkeys(("ok", "flagged", "stalled", "silent"), 0)
     for _ in range(cfg.get("ctrl_faults", 16)):
@@ -392,7 +422,7 @@ async def test_faults(dut):
         fbit, fkind, cyc = int(rng.integers(RB_REGS[reg])), int(rng.choice(3, p=[0.8, 0.1, 0.1])), \
             int(rng.integers(0, 400))
         await eng.write("FI_RB", 1 | regs.index(reg) << 1 | fbit << 4 | fkind << 7 | cyc << 16)
-        mem, prod = layer_memory(layers, 4, xq, array)
+        mem, prod = layer_memory(layers, last, array)
         r = await eng.command(cmd, a, array, mem, prod, max_polls=120)
         if r["stalled"]:
             o = "stalled"
@@ -422,10 +452,14 @@ async def test_network(dut):
     ref = np.load(cfg["reference"], allow_pickle=False)
     eng = await Engine.start(dut)
     t0 = time.time()
-    x, layers, mem, prod, prev = np.asarray(xq, np.int64), [], input_memory(xq), None, None
-    for cmd in layer_commands(gm):
-        a, geom = layer_input(cmd, x)
-        mem.to_a = a_reader(cmd, array, xq.shape, prev)
+    tensors, layers, host = {gm.input_node.name: dict(x=np.asarray(xq, np.int64), producer=None)}, [], 0
+    for cmd in network_steps(gm):
+        if not isinstance(cmd, EngineCmd):                # the host's node: golden kernel on the stored tensors
+            tensors[cmd.dst] = dict(x=host_node(gm, cmd.node, [tensors[t]["x"] for t in cmd.src]), producer=None)
+            host += 1
+            continue
+        mem, prod = stored_input(cmd, tensors[cmd.src], array)
+        a, geom = layer_input(cmd, tensors[cmd.src]["x"])
         r = await eng.command(cmd, a, array, mem, prod)
         assert r["stream"] == pack_stream(cmd, a, array, KMAX), f"{cmd.name}: A read from memory differs"
         assert r["data"] == _want(r, cmd, a, array), f"{cmd.name}: engine bytes differ from engine_model"
@@ -439,12 +473,14 @@ async def test_network(dut):
         layers.append(dict(name=cmd.name, m=int(a.shape[0]), k=int(cmd.b.shape[0]), n=int(cmd.b.shape[1]),
                            cycles=r["cycles"], gemms=r["gemms"], in_beats=len(r["stream"]) // KMAX,
                            out_beats=len(r["data"]) // KMAX, read_words=len(mem.words)))
-        mem, prod, prev = Memory(words, ck), (cmd, a), (cmd, a, geom)
-        x = layer_output(cmd, unpack_output(r["data"], cmd, a.shape[0], array, KMAX), geom)
+        tensors[cmd.dst] = dict(x=layer_output(cmd, unpack_output(r["data"], cmd, a.shape[0], array, KMAX), geom),
+                                producer=(cmd, a, geom), words=words, ck=ck)
+    x = tensors[output_tensor(gm)]["x"]
     wall = time.time() - t0
     exact = int((x == ref).all(axis=1).sum())
     with open(cfg["summary"], "w") as f:
-        json.dump(dict(images=int(len(xq)), bit_exact=exact, layers=layers, wall_s=round(wall, 2), prot=eng.prot,
+        json.dump(dict(images=int(len(xq)), bit_exact=exact, layers=layers, host_nodes=host, wall_s=round(wall, 2),
+                       prot=eng.prot,
                        cycles=int(sum(lay["cycles"] for lay in layers))), f)
     assert exact == len(xq), f"{exact} of {len(xq)} images bit-exact"
 
@@ -482,12 +518,12 @@ async def test_levels(dut):
     out = []
     for rec in cfg["level_faults"]:
         i = rec["layer"]
-        mem, prod = layer_memory(layers, i, xq, array)
+        mem, prod = layer_memory(layers, i, array)
         for off in rec["offsets"]:
             mem.flip_word(off, rec["bit"])
         total = dict.fromkeys(COUNTER_REGS, 0)
         for j in range(i, len(layers)):
-            cmd, a, _, _, geom = layers[j]
+            cmd, a, _, _, geom, _ = layers[j]
             r = await eng.command(cmd, a, array, mem, prod)
             assert r["status"] & 3 == 2, f"{cmd.name}: STATUS {r['status']:#x}"
             for k, v in r["delta"].items():

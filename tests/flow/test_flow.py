@@ -162,6 +162,27 @@ def test_rtl_engine_runs_the_flow_network_layer_by_layer(tmp_path, capsys, lenet
     assert "faults" not in e and "passed_over" not in e and e["cycles"] > 0
 
 
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs iverilog")
+def test_rtl_engine_runs_a_graph_network_not_the_fallback(tmp_path, capsys):
+    """A residual graph (MobileNet-V2: adds, depthwise convs, the global sum head) as the flow's network: the rtl step
+    runs it through the RTL engine (host nodes between the commands), no LeNet-5 fallback."""
+    import torch
+    from sanitas.models import build
+    from sanitas.train import save_checkpoint
+    out = tmp_path / "f"
+    torch.manual_seed(0)
+    save_checkpoint(build("mobilenetv2", (1, 8, 8), 10, seed=0), out / "train" / "mobilenetv2.pt", "digits")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("train: {model: mobilenetv2}\narray: {fault_injection: false}\n"
+                   "flow: {rtl_faults: 16, rtl_images: 2, rtl_area: false}\n")
+    rc, s, err = _run(capsys, "--steps", "rtl", "--out", str(out), "--config", str(cfg))
+    assert rc == 0, err
+    e = json.loads((out / "flow.json").read_text())["steps"]["rtl"]["engine"]
+    assert (e["network"], e["name"], e["bit_exact"], e["total"], e["passed"]) == ("flow network", "mobilenetv2", 2,
+                                                                                  2, True)
+    assert (e["commands"], e["host_nodes"]) == (20, 8) and "passed_over" not in e and e["cycles"] > 0
+
+
 def test_engine_fault_totals():
     """The engine bench's directed faults ({name: {counter register: delta}}), summed under the flow's names."""
     from sanitas.flowsteps import _engine_faults

@@ -4,17 +4,23 @@ byte-level model of what the engine returns.
 The engine runs one GEMM layer per command (tiles of ROWS x COLS outputs, K in chunks of KMAX, bias, output
 stage). What it does not do is done here, in numpy, as a DMA engine and a host driver would:
 
-* `layer_commands`: a `sanitas.golden.GoldenModel` (conv/linear, each followed by an ``act`` and optionally a
-  ``maxpool``; ``flatten``) -> one `EngineCmd` per conv/linear: B = the weights as (K, N), the bias (int32, with the
-  uint8 zero-point fold 128 * sum_k B[k, j] when the layer's input is unsigned), the requantisation shift, the
-  saturation bounds, the pool window and the raw (logits) mode;
+* `network_steps`: a `sanitas.golden.GoldenModel` in graph order as engine commands and host nodes. One
+  `EngineCmd` per conv/linear (its ``src`` / ``dst``: the stored tensors it reads and writes): B = the weights as
+  (K, N) (`gemm_weights`: a grouped / depthwise conv is block diagonal), the bias (int32, with the uint8
+  zero-point fold 128 * sum_k B[k, j] when the layer's input is unsigned), and, when its only consumer is an
+  ``act``, that requantiser as the output stage (shift, saturation bounds) with the act's only 2x2 stride-2
+  maxpool as the engine's pool; otherwise raw int32 outputs. A `HostStep` for every other node (add, concat,
+  padded / strided max pools, the global sum, requantisers of host tensors), which `host_node` computes with
+  the golden kernel itself; ``flatten`` is a view. `layer_commands`: the commands alone (a chain network);
 * `im2col`: the conv input as A (M, K) -- rows in pooling-window order (each 2x2 window's four output positions
-  are consecutive rows, so the engine pools over consecutive tile rows), K = (C, kh, kw) in the weights' order;
+  are consecutive rows, so the engine pools over consecutive tile rows), K = (C, kh, kw) in the weights' order,
+  taps ``dilation`` apart;
 * `pack_stream` / `unpack_output`: the tile order (M tiles outer, N tiles inner), the zero padding of M, N and K,
   the s_axis byte stream and the m_axis bytes back to the layer's output tensor;
 * `engine_model`: the engine's arithmetic on the same stream (int32 wrap, requantise, pool), so the stream format
   is checked without a simulator (tests/rtl/test_rtl_engine.py) and the RTL bench compares bytes with it;
-* `run_network`: a whole network through a ``run_layer(cmd, a) -> y`` function (the RTL bench, or the model);
+* `run_network`: a whole network through a ``run_layer(cmd, a) -> y`` function (the RTL bench, or the model) and
+  `host_node`;
 * the stored tensors (the host is the memory the engine reads and writes): `stored_words` (the words an EXEC wrote,
   the tensor its checkpoint covers), `checkpoint` (their (S0, F), `sanitas.rtl.dmr.fletcher`), `read_stream` (what
   the engine's READ op takes: the words and the checkpoint beat), `split_frame` (an m_axis frame -> words, the
@@ -48,8 +54,10 @@ class EngineCmd:
     in_unsigned: bool    # A words are uint8
     pool: int            # pooling window side (1: none; 2: 2x2 stride 2)
     raw: bool            # no output stage: int32 outputs
-    conv: dict | None    # conv attrs (k, stride, padding) or None for linear
+    conv: dict | None    # conv attrs (k, stride, padding, dilation) or None for linear
     out_channels: int
+    src: str = ""        # the stored tensor (golden node) the command reads
+    dst: str = ""        # the stored tensor it writes: the conv/linear (raw), its act, or the act's fused maxpool
 
     @property
     def pool_log2(self) -> int:
@@ -60,53 +68,130 @@ class EngineCmd:
         return int(self.in_unsigned) | (int(self.raw) << 1) | (self.pool_log2 << 2)
 
 
-def layer_commands(gm, skip_other: bool = False) -> list[EngineCmd]:
-    """The engine commands of golden model ``gm``, in order (SanitasError for ops the engine cannot run; with
-    ``skip_other`` they are left out, e.g. the residual adds and the global pool of a ResNet for cycle counts: a
-    conv whose output feeds an add then runs raw)."""
-    nodes, cmds = gm.nodes, []
+@dataclass(frozen=True)
+class HostStep:
+    """A node the host computes (`host_node`) between engine commands: add, concat, a pooling the output stage
+    does not do, a global sum, a requantiser not fused into a command."""
+    node: object         # the sanitas.golden GNode
+    src: tuple           # the stored tensors it reads (flatten resolved)
+    dst: str             # its own name
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+
+def gemm_weights(n) -> np.ndarray:
+    """The (K, N) int64 B matrix of conv/linear node ``n``: K = (C, kh, kw) in im2col order; a grouped (depthwise)
+    conv is block diagonal, group g's filters reading only its C/g input channels."""
+    w = np.asarray(n.weight, np.int64)
+    o = w.shape[0]
+    if n.op != "conv" or n.attrs["groups"] == 1:
+        return w.reshape(o, -1).T.copy()
+    g = n.attrs["groups"]
+    cg, og, kk = w.shape[1], o // g, w.shape[2] * w.shape[3]
+    b = np.zeros((g * cg * kk, o), np.int64)
+    for i in range(g):
+        b[i * cg * kk:(i + 1) * cg * kk, i * og:(i + 1) * og] = w[i * og:(i + 1) * og].reshape(og, -1).T
+    return b
+
+
+def _fused_pool(gm, conv, act, after, shapes) -> bool:
+    """Whether ``act``'s only consumer is a maxpool the output stage does: 2x2 stride 2, no padding, even output."""
+    if conv.op != "conv" or len(after) != 1 or after[0].op != "maxpool":
+        return False
+    a = after[0].attrs
+    h, w = shapes[conv.name][2:]
+    return (a["k"], a["stride"] or a["k"], a["padding"]) == (2, 2, 0) and h % 2 == 0 and w % 2 == 0
+
+
+def network_steps(gm) -> list:
+    """The golden model ``gm`` in graph order as engine commands (`EngineCmd`: each conv/linear, its lone ``act``
+    consumer fused as the output stage, that act's lone 2x2 stride-2 maxpool as the engine's pool; raw int32
+    outputs otherwise) and `HostStep` nodes (everything else but the input and ``flatten``, which is a view: the
+    linear after it reads the tensor before it). SanitasError when a conv/linear reads a tensor wider than 8 bits."""
+    nodes = gm.nodes
     consumers = {n.name: [m for m in nodes if n.name in m.inputs] for n in nodes}
+    shapes = gm.shapes()
+    alias, fused, steps = {}, set(), []
+
+    def res(name):
+        return alias.get(name, name)
     for n in nodes:
-        if n.op in ("input", "act", "maxpool", "flatten"):
+        if n.op == "input" or n.name in fused:
             continue
-        if n.op not in ("conv", "linear") and skip_other:
+        if n.op == "flatten":
+            alias[n.name] = res(n.inputs[0])
             continue
         if n.op not in ("conv", "linear"):
-            raise SanitasError(f"engine: op {n.op!r} of node {n.name!r} is not an engine layer")
-        if n.op == "conv" and (n.attrs["groups"] != 1 or n.attrs["dilation"] != 1):
-            raise SanitasError(f"engine: conv {n.name!r} needs groups = dilation = 1")
-        src = gm.by_name[n.inputs[0]]
-        w = np.asarray(n.weight, np.int64).reshape(n.weight.shape[0], -1)     # (N, K)
+            steps.append(HostStep(n, tuple(res(i) for i in n.inputs), n.name))
+            continue
+        src = gm.by_name[res(n.inputs[0])]
+        if src.bits > 8:
+            raise SanitasError(f"engine: {n.op} {n.name!r} reads {src.name!r}, a {src.bits}-bit tensor (the engine "
+                               f"reads int8/uint8)")
+        b = gemm_weights(n)
         bias = np.asarray(n.bias, np.int64)
         unsigned = not src.signed
         if unsigned:
-            bias = bias + 128 * w.sum(axis=1)
+            bias = bias + 128 * b.sum(axis=0)
         nxt = consumers[n.name]
         act = nxt[0] if len(nxt) == 1 and nxt[0].op == "act" else None
-        pool, raw, shift, lo, hi = 1, act is None, 0, 0, 0
+        pool, raw, shift, lo, hi, dst = 1, act is None, 0, 0, 0, n.name
         if act is not None:
             shift = act.e_out - n.e_out
             lo, hi = int_range(act.bits, act.signed, act.narrow)
+            fused.add(act.name)
+            dst = act.name
             after = consumers[act.name]
-            if len(after) == 1 and after[0].op == "maxpool":
-                a = after[0].attrs
-                if a["k"] != 2 or a["stride"] != 2 or a["padding"] != 0:
-                    raise SanitasError(f"engine: maxpool {after[0].name!r} must be 2x2 stride 2")
-                pool = 2
-        conv = dict(k=n.attrs["k"], stride=n.attrs["stride"], padding=n.attrs["padding"]) if n.op == "conv" else None
-        cmds.append(EngineCmd(n.name, w.T.copy(), wrap32(bias), shift, lo, hi, unsigned, pool, raw, conv,
-                              w.shape[0]))
-    return cmds
+            if _fused_pool(gm, n, act, after, shapes):
+                pool, dst = 2, after[0].name
+                fused.add(dst)
+        conv = dict(k=n.attrs["k"], stride=n.attrs["stride"], padding=n.attrs["padding"],
+                    dilation=n.attrs.get("dilation", 1)) if n.op == "conv" else None
+        steps.append(EngineCmd(n.name, b, wrap32(bias), shift, lo, hi, unsigned, pool, raw, conv, b.shape[1],
+                               src.name, dst))
+    return steps
 
 
-def im2col(x: np.ndarray, k: int, stride: int, padding: int, pool: int) -> tuple[np.ndarray, tuple]:
-    """x (N, C, H, W) -> (A (M, C*k*k), (N, Ho, Wo)); rows ordered (n, oh // pool, ow // pool, oh % pool, ow % pool)."""
+def output_tensor(gm) -> str:
+    """The stored tensor that holds ``gm``'s logits (its output node, flatten resolved)."""
+    out = gm.output_node
+    while out.op == "flatten":
+        out = gm.by_name[out.inputs[0]]
+    return out.name
+
+
+def layer_commands(gm, skip_other: bool = False) -> list[EngineCmd]:
+    """The engine commands of `network_steps`: SanitasError when the network has host nodes (a chain of
+    conv/linear + act + 2x2 pool layers only); with ``skip_other`` the host nodes are left out (e.g. the residual
+    adds and the global pool of a ResNet for cycle counts: a conv whose output feeds an add then runs raw)."""
+    steps = network_steps(gm)
+    host = [s for s in steps if isinstance(s, HostStep)]
+    if host and not skip_other:
+        n = host[0].node
+        raise SanitasError(f"engine: op {n.op!r} of node {n.name!r} is not an engine layer")
+    return [s for s in steps if isinstance(s, EngineCmd)]
+
+
+def host_node(gm, node, ins: list) -> np.ndarray:
+    """What the host computes for ``node`` on its input tensors: the golden kernel itself (exact integers)."""
+    from ..golden.model import GOLDEN, GoldenRun, conv2d_int
+    return GOLDEN[node.op](GoldenRun(gm, None, conv2d_int), node, [np.asarray(a, np.int64) for a in ins])
+
+
+def im2col(x: np.ndarray, k: int, stride: int, padding: int, pool: int,
+           dilation: int = 1) -> tuple[np.ndarray, tuple]:
+    """x (N, C, H, W) -> (A (M, C*k*k), (N, Ho, Wo)); rows ordered (n, oh // pool, ow // pool, oh % pool, ow % pool);
+    ``dilation``: the taps of a window are ``dilation`` pixels apart."""
     n, c, h, w = x.shape
     xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    ho, wo = (h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1
+    e = dilation * (k - 1) + 1
+    ho, wo = (h + 2 * padding - e) // stride + 1, (w + 2 * padding - e) // stride + 1
     if ho % pool or wo % pool:
         raise SanitasError(f"engine: conv output {ho}x{wo} does not split into {pool}x{pool} pooling windows")
-    win = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
+    win = np.lib.stride_tricks.sliding_window_view(xp, (e, e), axis=(2, 3))
+    win = win[:, :, ::stride, ::stride, ::dilation, ::dilation]
     a = win.transpose(0, 2, 3, 1, 4, 5).reshape(n, ho // pool, pool, wo // pool, pool, c * k * k)
     return a.transpose(0, 1, 3, 2, 4, 5).reshape(-1, c * k * k), (n, ho, wo)
 
@@ -324,7 +409,7 @@ def layer_input(cmd: EngineCmd, x: np.ndarray) -> tuple[np.ndarray, tuple]:
     if cmd.conv is None:
         return x.reshape(x.shape[0], -1), (x.shape[0],)
     c = cmd.conv
-    return im2col(x, c["k"], c["stride"], c["padding"], cmd.pool)
+    return im2col(x, c["k"], c["stride"], c["padding"], cmd.pool, c.get("dilation", 1))
 
 
 def layer_output(cmd: EngineCmd, y: np.ndarray, geom: tuple) -> np.ndarray:
@@ -337,13 +422,21 @@ def layer_output(cmd: EngineCmd, y: np.ndarray, geom: tuple) -> np.ndarray:
 
 
 def run_network(gm, xq: np.ndarray, run_layer) -> np.ndarray:
-    """Run ``gm`` on int8 images ``xq`` (N, C, H, W) command by command: ``run_layer(cmd, a) -> y`` (the output
-    matrix of `unpack_output`); returns the last layer's output (int32 logits (N, classes))."""
-    x = np.asarray(xq, np.int64)
-    for cmd in layer_commands(gm):
-        a, geom = layer_input(cmd, x)
-        x = layer_output(cmd, run_layer(cmd, a), geom)
-    return x
+    """Run ``gm`` on int8 images ``xq`` (N, C, H, W) step by step (`network_steps`): each engine command through
+    ``run_layer(cmd, a) -> y`` (the output matrix of `unpack_output`), each host node with `host_node`; returns the
+    logits (int32 (N, classes)). SanitasError when a tensor an engine command reads leaves its 8-bit range."""
+    env = {gm.input_node.name: np.asarray(xq, np.int64)}
+    for st in network_steps(gm):
+        if isinstance(st, HostStep):
+            env[st.dst] = host_node(gm, st.node, [env[s] for s in st.src])
+            continue
+        x = env[st.src]
+        lo, hi = (0, 255) if st.in_unsigned else (-128, 127)
+        if x.size and (x.min() < lo or x.max() > hi):
+            raise SanitasError(f"engine: {st.name} reads {st.src} outside [{lo}, {hi}]")
+        a, geom = layer_input(st, x)
+        env[st.dst] = layer_output(st, run_layer(st, a), geom)
+    return env[output_tensor(gm)]
 
 
 def model_layer(array: ArrayConfig, kmax: int = KMAX):

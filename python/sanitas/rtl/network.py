@@ -1,6 +1,7 @@
 """A whole network through the RTL ``engine``: `run_engine_network` builds the engine of an ArrayConfig with
 Icarus and runs the cocotb bench rtl_tests/engine (cocotbext-axi drives its AXI4-Lite and AXI4-Stream ports) on
-the first ``images`` digits test images of a trained checkpoint, layer by layer; the bench compares every layer's
+the first ``images`` digits test images of a trained checkpoint, command by command (`network_steps`: the host
+computes the nodes the engine does not run); the bench compares every layer's
 output bytes with `sanitas.rtl.engine.engine_model` and the logits with `GoldenModel.run_int`.
 
 Files under ``out_dir``: rtl/ (Verilog), sim/ (Icarus build), golden.npz (the golden model the bench loads),
@@ -15,7 +16,7 @@ import numpy as np
 
 from ..config import ArrayConfig
 from ..errors import SanitasError
-from .engine import check_array, layer_commands
+from .engine import EngineCmd, check_array, network_steps
 from .generate import generate_engine, run_bench
 
 
@@ -41,8 +42,9 @@ def run_engine_network(out_dir, array: ArrayConfig, checkpoint, images: int, gm=
         from ..train import load_checkpoint
         model, _ = load_checkpoint(checkpoint)
         gm = export_golden(model)
-    for cmd in layer_commands(gm):
-        check_array(cmd, array)
+    for cmd in network_steps(gm):
+        if isinstance(cmd, EngineCmd):
+            check_array(cmd, array)
     test = load_dataset("digits").test.tensors[0].numpy()
     if images > len(test):
         raise SanitasError(f"the digits test split has {len(test)} images, asked for {images}")
