@@ -10,7 +10,7 @@ memory, counters summed, as the top runs a batch). Fault-free, the counters equa
 ``scrubbed`` words are work, not alarms: ``counters_zero`` looks at the others).
 The extra MACs are the ones the kernels issue beyond the unprotected data MACs (``net_stats.macs`` -
 ``gm.macs()``), reported beside ``sanitas.protect.overhead``'s analytic figure; ``cycles_equal``: the kernels'
-cycle count (``net_stats.cycles``) equals ``firmware.cycle_model`` per image. Used by ``sanitas hls``,
+cycle count (``net_stats.cycles``) equals ``cycles.cycle_model`` per image. Used by ``sanitas hls``,
 ``python -m sanitas.hls.netcsim`` (``make -C hls csim``) and ``benchmarks/bench_hls.py``.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ..config import ArrayConfig
 from ..faults.fault import KINDS, sample_faults
 from . import regmap
 from .faultport import SITE_CODES, state_hook
-from .firmware import cycle_model
+from .cycles import cycle_model
 from .top import TopLibrary, build_top
 
 
