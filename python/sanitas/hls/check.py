@@ -43,12 +43,15 @@ def sample_records(gm, pm, n: int, seed: int = 0) -> list:
 
 
 def check_top(gm, xq, spec="none", out_dir=None, *, faults: int = 0, seed: int = 0, fault_images: int = 4,
-              array: ArrayConfig | None = None, fresh: bool = False) -> dict:
-    """The record of one accelerator check (module doc); every count is an int, every time in seconds."""
+              array: ArrayConfig | None = None, fresh: bool = False, model_graph=None) -> dict:
+    """The record of one accelerator check (module doc); every count is an int, every time in seconds.
+    ``model_graph``: the C++ is written from this hls4ml ModelGraph (``top.build_top``); ``gm`` stays the
+    reference."""
     from ..protect.model import ProtectedModel
     from ..protect.overhead import overhead
     array = array or ArrayConfig()
-    path, compile_s = build_top(gm, spec, out_dir, array=array, fault_port=faults > 0, fresh=fresh)
+    path, compile_s = build_top(gm, spec, out_dir, array=array, fault_port=faults > 0, fresh=fresh,
+                                model_graph=model_graph)
     pm = ProtectedModel(gm, spec)
     lib = TopLibrary(path, gm, pm)
     x = np.asarray(xq, dtype=np.int64)
