@@ -10,9 +10,9 @@ port (``check.sample_records``: the golden sites of every kind and the protectio
 accumulators, layer-wide sums, checkpoints ...), each compared on ``--fault-images`` images with
 ``ProtectedModel(gm, scheme)`` (logits and counters: fault agreement M/M). Extra MACs are counted inside the kernels
 (MACs issued - the op table's data MACs) beside ``sanitas.protect.overhead``'s figure; cycles/image is the engine's
-estimate at the configured ArrayConfig geometry (``firmware.cycle_model``, checked equal to the kernels' count:
+estimate at the configured ArrayConfig geometry (``cycles.cycle_model``, checked equal to the kernels' count:
 ``cycles_equal``), "vs none"
-its ratio to the unprotected accelerator's, and ``firmware.cycle_breakdown`` says where the protected cycles go:
+its ratio to the unprotected accelerator's, and ``cycles.cycle_breakdown`` says where the protected cycles go:
 the sanity unit's check unit runs concurrently with each layer's GEMM (only what exceeds the GEMM, the compares
 after it and depthwise parameter seals show), DMR's elementwise duplicates run as a second lane of the same pass
 (0 cycles), its duplicated convs/linears twice on the array. ``--faults 0`` prints the cycles without a fault run.
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "python"))
 from sanitas.config import ArrayConfig  # noqa: E402
 from sanitas.golden import export_golden  # noqa: E402
 from sanitas.hls.check import check_top  # noqa: E402
-from sanitas.hls.firmware import cycle_breakdown, cycle_model  # noqa: E402
+from sanitas.hls.cycles import cycle_breakdown, cycle_model  # noqa: E402
 from sanitas.hls.netcsim import golden_of  # noqa: E402
 from sanitas.train import load_checkpoint  # noqa: E402
 
@@ -105,7 +105,7 @@ def main() -> int:
     print("-+-".join("-" * w for w in widths))
     for row in rows:
         print(" | ".join(v.ljust(w) for v, w in zip(row, widths)))
-    print("\nwhere the protected cycles go (firmware.cycle_breakdown):")
+    print("\nwhere the protected cycles go (cycles.cycle_breakdown):")
     for line in notes:
         print("  " + line)
     if a.json:

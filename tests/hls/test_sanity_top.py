@@ -16,7 +16,7 @@ from sanitas.golden import export_golden
 from sanitas.hls import regmap
 from sanitas.hls.check import protected_per_image, sample_records
 from sanitas.hls.faultport import state_hook
-from sanitas.hls.firmware import cycle_model
+from sanitas.hls.cycles import cycle_model
 from sanitas.hls.top import TopLibrary, build_top_library
 from sanitas.protect.model import ProtectedModel
 from sanitas.protect.overhead import overhead

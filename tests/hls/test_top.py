@@ -22,7 +22,7 @@ from sanitas.golden import export_golden
 from sanitas.hls import regmap
 from sanitas.hls.check import protected_per_image
 from sanitas.hls.faultport import SITE_CODES, fault_registers
-from sanitas.hls.firmware import _node_cycles, cycle_model
+from sanitas.hls.cycles import _node_cycles, cycle_model
 from sanitas.hls.top import TopLibrary, build_top, build_top_library, compile_net_csim
 from sanitas.models import build
 from sanitas.protect.model import ProtectedModel

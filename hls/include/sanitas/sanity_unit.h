@@ -397,7 +397,7 @@ inline void check_unit(const word_t *x, const sanity_layer &L, const sanity_mem 
     lw_sums(L, m, B, hs, cst);
 }
 
-// Cycles of the sanity unit, fault-free (firmware.cycle_model):
+// Cycles of the sanity unit, fault-free (cycles.cycle_model):
 //   overlap  the check unit (box sums: one padded input element per cycle, then one box per (channel, tap); a
 //            linear layer's box sums are its input; one cycle per check MAC) -- concurrent with the GEMM;
 //   serial   a depthwise conv's parameter seals (one cycle per sealed word), checked before the GEMM uses them;

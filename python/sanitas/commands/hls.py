@@ -1,5 +1,10 @@
 """``sanitas hls``: generate the sanitas INT8 accelerator (``sanitas_top``: im2col + systolic GEMM, HLS C++) of a
-trained checkpoint, compile its C simulation with g++ and check it against the golden model on the test split:
+trained checkpoint, compile its C simulation with g++ and check it against the golden model on the test split.
+The C++ comes through the hls4ml extension: the checkpoint's QNet is converted by hls4ml (QONNX front end, the
+sanitas lowering passes of flow ``vitis:sanitas``; project in ``DIR/hls4ml``) and ``hls.ext.emit`` writes
+``sanitas_top`` from the ModelGraph's sanitas records (``--json``: ``emitter`` "hls4ml-ext", ``convert_s``); a net
+the extension cannot lower yet (searched nets: concat) gets the same C++ from the golden node list, said on stderr
+and in ``--json`` (``emitter`` "golden", ``ext_error``). Checked:
 bit-exact logits, the fault-free counters (no alarm; the patrol's ``scrubbed`` words equal the golden ones), and
 with ``--faults N`` the agreement of logits and counters with
 ``ProtectedModel`` for N fault records. ``--hls4ml`` instead lowers the net through QONNX to a plain hls4ml (Vitis)
@@ -9,6 +14,10 @@ project and checks that.
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+from ..errors import SanitasError
 from ._common import (existing_dir, existing_file, limit_threads, load_model_data_golden, non_negative_int,
                       output_dir, positive_int, scheme)
 from ._config import configure
@@ -54,12 +63,21 @@ def run(args) -> dict:
         return {"ok": r["bit_exact"] == r["total"], "bit_exact": r["bit_exact"], "total": r["total"],
                 "project": args.out, "layers": len(rep.get("layers", []))}
     from ..hls.check import check_top
-    from ..hls.top import check_spec
+    from ..hls.ext.convert import to_sanitas_hls4ml
+    from ..hls.top import CACHE, check_spec
     spec = _spec(args, gm)
     check_spec(gm, spec)
-    r = check_top(gm, gm.quantize_input(x), spec, args.out, faults=args.faults, seed=args.seed)
+    out = Path(args.out) if args.out is not None else CACHE / "src" / gm.spec.get("name", "net")
+    try:
+        hm = to_sanitas_hls4ml(model, out / "hls4ml", golden=gm, compile=False)   # hls4ml + the sanitas passes
+        emitter, convert_s, why = "hls4ml-ext", hm.sanitas_convert_s, None
+    except SanitasError as e:      # a net the extension cannot lower yet (searched nets: concat): said, not hidden
+        hm, emitter, convert_s, why = None, "golden", None, str(e)
+        print(f"sanitas: note: the hls4ml extension cannot lower this net ({why}); C++ from the golden node list",
+              file=sys.stderr)
+    r = check_top(gm, gm.quantize_input(x), spec, out, faults=args.faults, seed=args.seed, model_graph=hm)
     print(f"bit-exact: {r['bit_exact']}/{r['total']}, fault agreement: {r['fault_agreement']}/{r['faults']}, "
           f"csim {r['images_per_s']} images/s (golden {r['golden_images_per_s']}), g++ {r['compile_s']} s")
     ok = (r["bit_exact"] == r["total"] and r["counters_zero"] and r["counters_equal"]
           and r["fault_agreement"] == r["faults"])
-    return {"ok": ok, **r, "out": args.out}
+    return {"ok": ok, **r, "emitter": emitter, "convert_s": convert_s, "ext_error": why, "out": args.out}

@@ -10,7 +10,7 @@ memory, counters summed, as the top runs a batch). Fault-free, the counters equa
 ``scrubbed`` words are work, not alarms: ``counters_zero`` looks at the others).
 The extra MACs are the ones the kernels issue beyond the unprotected data MACs (``net_stats.macs`` -
 ``gm.macs()``), reported beside ``sanitas.protect.overhead``'s analytic figure; ``cycles_equal``: the kernels'
-cycle count (``net_stats.cycles``) equals ``firmware.cycle_model`` per image. Used by ``sanitas hls``,
+cycle count (``net_stats.cycles``) equals ``cycles.cycle_model`` per image. Used by ``sanitas hls``,
 ``python -m sanitas.hls.netcsim`` (``make -C hls csim``) and ``benchmarks/bench_hls.py``.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ..config import ArrayConfig
 from ..faults.fault import KINDS, sample_faults
 from . import regmap
 from .faultport import SITE_CODES, state_hook
-from .firmware import cycle_model
+from .cycles import cycle_model
 from .top import TopLibrary, build_top
 
 
@@ -43,12 +43,15 @@ def sample_records(gm, pm, n: int, seed: int = 0) -> list:
 
 
 def check_top(gm, xq, spec="none", out_dir=None, *, faults: int = 0, seed: int = 0, fault_images: int = 4,
-              array: ArrayConfig | None = None, fresh: bool = False) -> dict:
-    """The record of one accelerator check (module doc); every count is an int, every time in seconds."""
+              array: ArrayConfig | None = None, fresh: bool = False, model_graph=None) -> dict:
+    """The record of one accelerator check (module doc); every count is an int, every time in seconds.
+    ``model_graph``: the C++ is written from this hls4ml ModelGraph (``top.build_top``); ``gm`` stays the
+    reference."""
     from ..protect.model import ProtectedModel
     from ..protect.overhead import overhead
     array = array or ArrayConfig()
-    path, compile_s = build_top(gm, spec, out_dir, array=array, fault_port=faults > 0, fresh=fresh)
+    path, compile_s = build_top(gm, spec, out_dir, array=array, fault_port=faults > 0, fresh=fresh,
+                                model_graph=model_graph)
     pm = ProtectedModel(gm, spec)
     lib = TopLibrary(path, gm, pm)
     x = np.asarray(xq, dtype=np.int64)

@@ -23,7 +23,6 @@ flags are counted in ``net_stats.flagged``.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import NamedTuple
 
@@ -35,6 +34,7 @@ from ..golden.rounding import int_range
 from ..models.ops import spec
 from ..models.ops import spec as spec_of
 from . import regmap
+from .sanity_emit import conv_geom, memory_code, sanity_decl, sanity_plans, su_buf
 
 CPP = "sanitas_net.cpp"
 M_TILE = 256     # largest GEMM row tile held on chip (output pixels per systolic_gemm call), rounded to rows
@@ -89,37 +89,6 @@ class NodePlan(NamedTuple):
 BUILT_SCHEMES = ("dmr", "sanity", "sanity:eager")
 
 
-class SanityPlan(NamedTuple):
-    """The sanity unit of one conv/linear node (``sanity_unit.h``'s ``sanity_layer``), from its golden guard."""
-    G: int
-    C: int
-    K: int
-    M: int
-    lazy: bool
-    lw_mode: int          # 0: none (eager / depthwise), 1: weighted, 2: hamming (layerwide.LayerCheck.mode)
-    row_bits: int
-    spatial: bool
-    arrays: dict          # the trusted image: protect.base.Memory.pristine of the guard
-
-
-def sanity_plans(gm, spec="none", pm=None) -> dict:
-    """Node index -> ``SanityPlan`` of every sanity-guarded node under ``spec`` (its ``ProtectedModel`` guards)."""
-    from ..protect.model import ProtectedModel
-    from ..protect.sanity import SanityLayer, SpatialSanity
-    pm = pm or ProtectedModel(gm, spec)
-    out = {}
-    for i, n in enumerate(gm.nodes):
-        g = pm.plans[n.name].guard
-        if isinstance(g, SpatialSanity):
-            out[i] = SanityPlan(1, g.C, g.K, g.M, True, 0, g.bits, True, g.mem.pristine)
-        elif isinstance(g, SanityLayer):
-            mode = 0 if g.check is None else (1 if g.check.mode == "weighted" else 2)
-            out[i] = SanityPlan(g.G, g.C, g.K, g.M, bool(g.lazy), mode, g.bits, False, g.mem.pristine)
-    return out
-
-
-
-
 def node_plans(gm, spec="none") -> list[NodePlan]:
     """Per node (graph order) its ``NodePlan`` under ``spec`` (a scheme string or per-layer map)."""
     from ..protect.dmr import DupGuard
@@ -137,47 +106,55 @@ def _csum(buf: str, n: int) -> str:
     return f"tensor_checksum({buf}, {n})"
 
 
-def _conv_geom(n, shapes) -> tuple:
-    """(cin, h, w, o, kh, kw, stride, pad, dil, groups, ho, wo) of a conv/linear node (linear: 1x1 on (F, 1, 1))."""
-    o = int(n.weight.shape[0])
-    if n.op == "conv":
-        c, h, wd = shapes[n.inputs[0]]
-        _, kh, kw = n.weight.shape[1:]
-        a = n.attrs
-        _, ho, wo = shapes[n.name]
-        return (c, h, wd, o, kh, kw, a["stride"], a["padding"], a.get("dilation", 1), a.get("groups", 1), ho, wo)
-    return (int(n.weight.shape[1]), 1, 1, o, 1, 1, 1, 0, 1, 1, 1, 1)
-
-
-def _sanity_decl(i: int, n, sp: SanityPlan, shapes) -> str:
-    """The sanity_layer constants and the mutable memory (+ its trusted image in weights.h) of node i."""
-    geo = ", ".join(str(int(v)) for v in _conv_geom(n, shapes))
-    mw, mb, mr, ms, mss = (f"{p}{i}" for p in ("mw", "mb", "msr", "msb", "mss"))
-    a = sp.arrays
-    wx = f"mwx{i}" if sp.lw_mode == 1 else "0"
-    bx = f"mbx{i}" if sp.lw_mode == 1 else "0"
-    ps = f"mps{i}" if sp.spatial else "0"
-    out = [f"// {n.name}: the sanity unit's parameter memory (sanity_unit.h), reset from weights.h\n",
-           f"static int8_t {mw}[{a['weight'].size}];\nstatic int32_t {mb}[{a['bias'].size}];\n",
-           f"static int32_t {mr}[{a['sanity_w'].size}];\nstatic int32_t {ms}[{a['sanity_b'].size}];\n",
-           f"static int64_t {mss}[{a['sanity_sum'].size}];\n"]
-    if sp.lw_mode == 1:
-        out.append(f"static int32_t {wx}[{a['sanity_wx'].size}];\nstatic int64_t {bx}[{a['sanity_bx'].size}];\n")
-    if sp.spatial:
-        out.append(f"static int64_t {ps}[8];\n")
-    out.append(f"static const sanity_layer L{i} = {{{geo}, {sp.G}, {sp.C}, {sp.K}, {sp.M}, "
-               f"{str(sp.lazy).lower()}, {sp.lw_mode}, {sp.row_bits}, {str(sp.spatial).lower()}}};\n")
-    pw = f"swx{i}" if sp.lw_mode == 1 else "0"
-    pb = f"sbx{i}" if sp.lw_mode == 1 else "0"
-    pp = f"sps{i}" if sp.spatial else "0"
-    out.append(f"static sanity_mem S{i} = {{{mw}, {mb}, {mr}, {ms}, {mss}, {wx}, {bx}, {ps}, "
-               f"{{w{i}, b{i}, ssr{i}, ssb{i}, sss{i}, {pw}, {pb}, {pp}}}}};\n\n")
-    return "".join(out)
-
-
 def _two_lane(n, pl: NodePlan, guarded: bool) -> bool:
     """A duplicated elementwise node: its duplicate runs as a second lane of the same pass (layers.h, lane)."""
     return pl.dup and not guarded and n.op not in ("conv", "linear")
+
+
+def _act_args(gm, n, ins, shapes, size):
+    lo, hi = int_range(n.bits, n.signed, n.narrow)
+    return [(["in0"], "dst", None, [size[n.name], n.e_out - gm.by_name[n.inputs[0]].e_out, lo, hi])]
+
+
+def _concat_args(gm, n, ins, shapes, size):
+    offs = np.cumsum([0] + [size[s] for s in n.inputs])
+    return [([p], f"dst + {off}", str(off), [size[s]]) for s, p, off in zip(n.inputs, ins, offs)]
+
+
+def _maxpool_args(gm, n, ins, shapes, size):
+    a = n.attrs
+    return [(["in0", *shapes[n.inputs[0]], a["k"], a["stride"], a["padding"]], "dst", None,
+             list(shapes[n.name][1:]))]
+
+
+def _gsum_args(gm, n, ins, shapes, size):
+    c, h, wd = shapes[n.inputs[0]]
+    return [(["in0", c, h * wd], "dst", None, [])]
+
+
+#: elementwise op -> (layers.h kernel, argument builder): the builder gives per call (args before the output,
+#: the output of the one-lane kernel, that of the two-lane kernel ``<kernel>2`` (None: none; its lanes a, b
+#: follow the other arguments), args after the output); both kernels end with the stats ``st``
+ELEMENTWISE = {
+    "act": ("requant", _act_args),
+    "add": ("add", lambda gm, n, ins, shapes, size: [(["in0", "in1"], "dst", None, [size[n.name]])]),
+    "concat": ("copy", _concat_args),
+    "maxpool": ("maxpool", _maxpool_args),
+    "gsum": ("gsum", _gsum_args),
+    "flatten": ("copy", lambda gm, n, ins, shapes, size: [(["in0"], "dst", "0", [size[n.name]])]),
+}
+
+
+def _elementwise_calls(gm, n, ins, shapes, size, two: bool) -> str:
+    """The layers.h call(s) of elementwise node n: one lane into dst, or (two) both lanes a, b in one pass."""
+    if n.op not in ELEMENTWISE:
+        raise SanitasError(f"node {n.name}: op '{n.op}' has no HLS layer")
+    kernel, build = ELEMENTWISE[n.op]
+    out = []
+    for pre, dst, dst2, post in build(gm, n, ins, shapes, size):
+        args = (pre + ([dst2] if dst2 is not None else []) + post + ["a", "b"]) if two else pre + [dst] + post
+        out.append(f"    {kernel}{'2' if two else ''}({', '.join(str(v) for v in args + ['st'])});\n")
+    return "".join(out)
 
 
 def _lanes_code(gm, n, i, ins, params, shapes, size, n_in) -> str:
@@ -188,34 +165,12 @@ def _lanes_code(gm, n, i, ins, params, shapes, size, n_in) -> str:
          f"static bool lanes_{i}({params}const net_fault &f, net_stats &st, tensor_sum *ws) {{\n"
          f"    lane a = make_lane(t{i}, f, FI_OUTPUT, {i}, {n.bits}, {sg});\n"
          f"    lane b = make_lane(d{i}, f, FI_DMR, {i}, {n.bits}, {sg});\n")]
-    w = L.append
     if spec(n.op).is_source:
-        w(f"input2_{i}:\n    for (int k = 0; k < {n_in}; ++k) {{\n#pragma HLS PIPELINE II = 1\n"
-          f"        lane_put(a, k, cur_img[k]);\n        lane_put(b, k, cur_img[k]);\n    }}\n    (void)st;\n")
-    elif n.op == "act":
-        lo, hi = int_range(n.bits, n.signed, n.narrow)
-        shift = n.e_out - gm.by_name[n.inputs[0]].e_out
-        w(f"    requant2(in0, {size[n.name]}, {shift}, {lo}, {hi}, a, b, st);\n")
-    elif n.op == "add":
-        w(f"    add2(in0, in1, {size[n.name]}, a, b, st);\n")
-    elif n.op == "concat":
-        off = 0
-        for s_name, s_ptr in zip(n.inputs, ins):
-            w(f"    copy2({s_ptr}, {off}, {size[s_name]}, a, b, st);\n")
-            off += size[s_name]
-    elif n.op == "maxpool":
-        c, h, wd = shapes[n.inputs[0]]
-        _, ho, wo = shapes[n.name]
-        a = n.attrs
-        w(f"    maxpool2(in0, {c}, {h}, {wd}, {a['k']}, {a['stride']}, {a['padding']}, {ho}, {wo}, a, b, st);\n")
-    elif n.op == "gsum":
-        c, h, wd = shapes[n.inputs[0]]
-        w(f"    gsum2(in0, {c}, {h * wd}, a, b, st);\n")
-    elif n.op == "flatten":
-        w(f"    copy2(in0, 0, {size[n.name]}, a, b, st);\n")
+        L.append(f"input2_{i}:\n    for (int k = 0; k < {n_in}; ++k) {{\n#pragma HLS PIPELINE II = 1\n"
+                 f"        lane_put(a, k, cur_img[k]);\n        lane_put(b, k, cur_img[k]);\n    }}\n    (void)st;\n")
     else:
-        raise SanitasError(f"node {n.name}: op '{n.op}' has no HLS layer")
-    w("    *ws = a.cs;\n    return checksum_equal(a.cs, b.cs);\n}\n\n")
+        L.append(_elementwise_calls(gm, n, ins, shapes, size, True))
+    L.append("    *ws = a.cs;\n    return checksum_equal(a.cs, b.cs);\n}\n\n")
     return "".join(L)
 
 
@@ -231,47 +186,17 @@ def _node_code(gm, n, idx, shapes, size, n_in, plans, sps) -> str:
     L = [(f"// node {i} {n.name} ({n.op})\n"
          f"static bool compute_{i}({params}word_t *dst, const net_fault &f, net_stats &st, int *cnt) {{\n")]
     w = L.append
-    sp = spec(n.op)
     if i in sps:
         unit = "spatial_conv" if sps[i].spatial else "sanity_conv"
         w(f"    return {unit}<net_gemm>(in0, L{i}, S{i}, dst, {i}, f, st, cnt);\n}}\n\n")
-    elif sp.is_source:
+    elif spec(n.op).is_source:
         w(f"input_{i}:\n    for (int i = 0; i < {n_in}; ++i) dst[i] = cur_img[i];\n")
     elif n.op in ("conv", "linear"):
-        o = int(n.weight.shape[0])
-        if n.op == "conv":
-            c, h, wd = shapes[n.inputs[0]]
-            _, kh, kw = n.weight.shape[1:]
-            a = n.attrs
-            _, ho, wo = shapes[n.name]
-            args = (f"{c}, {h}, {wd}, mw{i}, mb{i}, {o}, {kh}, {kw}, {a['stride']}, {a['padding']}, "
-                    f"{a.get('dilation', 1)}, {a.get('groups', 1)}, dst, {ho}, {wo}")
-        else:
-            args = f"{n.weight.shape[1]}, 1, 1, mw{i}, mb{i}, {o}, 1, 1, 1, 0, 1, 1, dst, 1, 1"
-        w(f"    conv_gemm<net_gemm>(in0, {args}, {i}, f, st);\n")
-    elif n.op == "act":
-        lo, hi = int_range(n.bits, n.signed, n.narrow)
-        shift = n.e_out - gm.by_name[n.inputs[0]].e_out
-        w(f"    requant(in0, dst, {size[n.name]}, {shift}, {lo}, {hi}, st);\n")
-    elif n.op == "add":
-        w(f"    add(in0, in1, dst, {size[n.name]}, st);\n")
-    elif n.op == "concat":
-        off = 0
-        for s_name, s_ptr in zip(n.inputs, ins):
-            w(f"    copy({s_ptr}, dst + {off}, {size[s_name]}, st);\n")
-            off += size[s_name]
-    elif n.op == "maxpool":
-        c, h, wd = shapes[n.inputs[0]]
-        _, ho, wo = shapes[n.name]
-        a = n.attrs
-        w(f"    maxpool(in0, {c}, {h}, {wd}, {a['k']}, {a['stride']}, {a['padding']}, dst, {ho}, {wo}, st);\n")
-    elif n.op == "gsum":
-        c, h, wd = shapes[n.inputs[0]]
-        w(f"    gsum(in0, {c}, {h * wd}, dst, st);\n")
-    elif n.op == "flatten":
-        w(f"    copy(in0, dst, {size[n.name]}, st);\n")
+        g = [str(v) for v in conv_geom(n, shapes)]
+        w(f"    conv_gemm<net_gemm>(in0, {', '.join(g[:3])}, mw{i}, mb{i}, {', '.join(g[3:10])}, dst, "
+          f"{', '.join(g[10:])}, {i}, f, st);\n")
     else:
-        raise SanitasError(f"node {n.name}: op '{n.op}' has no HLS layer")
+        w(_elementwise_calls(gm, n, ins, shapes, size, False))
     if i not in sps:
         w(f"    if (fault_hits(f, FI_OUTPUT, {i})) fault_tensor(dst, {size[n.name]}, f, {n.bits}, "
           f"{str(n.signed).lower()});\n    (void)cnt;\n    return true;\n}}\n\n")
@@ -354,7 +279,7 @@ def render_net(gm, array: ArrayConfig, spec="none") -> str:
     from ..protect.model import ProtectedModel
     pm = ProtectedModel(gm, spec)
     sps = sanity_plans(gm, spec, pm)
-    w(f"#define SANITAS_SU_BUF {_su_buf(gm, sps, shapes)}\n")
+    w(f"#define SANITAS_SU_BUF {su_buf(gm, sps, shapes)}\n")
     w("#include <stdint.h>\n#include <string.h>\n\n#include \"sanitas/layers.h\"\n#include \"sanitas/sanity_unit.h\"\n"
       "#include \"sanitas_regmap.h\"\n#include \"weights.h\"\n\nusing namespace sanitas;\n\n")
     w("struct net_gemm {\n"
@@ -384,13 +309,13 @@ def render_net(gm, array: ArrayConfig, spec="none") -> str:
     w(f"static int8_t cur_img[{n_in}];   // the image being computed (the input node re-reads it on rollback)\n")
     w("enum { C_DET = 0, C_RB = 4, C_UNC = 5, C_ESC = 6 };   // counter indices (regmap.STATUS_COUNTERS)\n\n")
     for i, sp in sps.items():
-        w(_sanity_decl(i, gm.nodes[i], sp, shapes))
+        w(sanity_decl(i, gm.nodes[i], sp, shapes))
     plain = [i for i, n in enumerate(gm.nodes) if spec_of(n.op).has_weights and i not in sps]
     for i in plain:
         n = gm.nodes[i]
         w(f"static int8_t mw{i}[{n.weight.size}];   // {n.name}: the parameter memory (from weights.h)\n"
           f"static int32_t mb{i}[{n.bias.size}];\n")
-    w(_memory_code(sps, plain, {i: (gm.nodes[i].weight.size, gm.nodes[i].bias.size) for i in plain},
+    w(memory_code(sps, plain, {i: (gm.nodes[i].weight.size, gm.nodes[i].bias.size) for i in plain},
                    pm.patrol.k))
     for n in gm.nodes:
         w(f"static void exec_{idx[n.name]}(const net_fault &f, net_stats &st, int *cnt);\n")
@@ -429,63 +354,6 @@ def render_net(gm, array: ArrayConfig, spec="none") -> str:
     return "".join(L)
 
 
-def _su_buf(gm, sps: dict, shapes) -> int:
-    """Elements of the sanity unit's scratch buffers: the largest need of the network's guarded layers."""
-    need = 1
-    for i, sp in sps.items():
-        g = _conv_geom(gm.nodes[i], shapes)
-        p = g[10] * g[11]
-        need = max(need, g[9] * sp.K, sp.G * (sp.M + 1) * p, g[3], sp.K, sp.G * sp.M)
-    return need
-
-
-def _memory_code(sps: dict, plain: list, sizes: dict, k: int) -> str:
-    """reload_node / reset_memory (a layer's / every layer's parameter memory rewritten from its trusted image),
-    upset_memory (a persistent fault written into the memory once) and the patrol (patrol.Patrol)."""
-    out = [("// Layer i's parameter memory rewritten from its trusted image (weights.h); false: i has none.\n"
-            "static bool reload_node(int i) {\n    switch (i) {\n")]
-    out += [f"    case {i}: sanity_reload(L{i}, S{i}); return true;\n" for i in sps]
-    out += [f"    case {i}: memcpy(mw{i}, w{i}, {sizes[i][0]}); memcpy(mb{i}, b{i}, {4 * sizes[i][1]}); "
-            "return true;\n" for i in plain]
-    out.append("    default: return false;\n    }\n}\n\nstatic void reset_memory() {\n")
-    out += [f"    reload_node({i});\n" for i in sorted(list(sps) + plain)]
-    out.append("}\n\n// A persistent upset: the record's memory fault written once (sites of parameter memory only).\n"
-               "static void upset_memory(const net_fault &f) {\n    switch (f.layer) {\n")
-    for i, sp in sps.items():
-        sites = [("FI_WEIGHT", f"mw{i}", sp.arrays["weight"].size, 8),
-                 ("FI_BIAS", f"mb{i}", sp.arrays["bias"].size, 32),
-                 ("FI_SANITY_W", f"msr{i}", sp.arrays["sanity_w"].size, sp.row_bits),
-                 ("FI_SANITY_B", f"msb{i}", sp.arrays["sanity_b"].size, 32),
-                 ("FI_SANITY_SUM", f"mss{i}", sp.arrays["sanity_sum"].size, 64)]
-        if sp.lw_mode == 1:
-            sites += [("FI_SANITY_WX", f"mwx{i}", sp.arrays["sanity_wx"].size, 32),
-                      ("FI_SANITY_BX", f"mbx{i}", sp.arrays["sanity_bx"].size, 64)]
-        if sp.spatial:
-            sites.append(("FI_PARAM_SUM", f"mps{i}", 8, 64))
-        out.append(f"    case {i}:\n" + "".join(f"        read_fault({a}, {m}, {site}, {i}, f, {b});\n"
-                                                  for site, a, m, b in sites) + "        break;\n")
-    for i in plain:
-        out.append(f"    case {i}:\n        read_fault(mw{i}, {sizes[i][0]}, FI_WEIGHT, {i}, f, 8);\n"
-                   f"        read_fault(mb{i}, {sizes[i][1]}, FI_BIAS, {i}, f, 32);\n        break;\n")
-    out.append("    default: break;\n    }\n}\n\n"
-               "// The patrol (protect.patrol.Patrol): k lines per image over the guards in node order.\n"
-               "static int patrol_ptr = 0;\n")
-    lines = " + ".join(f"patrol_lines(L{i})" for i in sps) or "0"
-    out.append("static void patrol_run(int start, int count, int *cnt) {\n    int off = 0, lo, hi;\n"
-               "    (void)lo, (void)hi, (void)start, (void)count, (void)cnt;\n")
-    for i in sps:
-        out.append(f"    lo = start > off ? start : off;\n"
-                   f"    hi = start + count < off + patrol_lines(L{i}) ? start + count : off + patrol_lines(L{i});\n"
-                   f"    if (lo < hi) sanity_patrol(L{i}, S{i}, lo - off, hi - off, cnt);\n"
-                   f"    off += patrol_lines(L{i});\n")
-    out.append(f"}}\n\nstatic void patrol_step(int *cnt) {{\n    const int total = {lines};\n"
-               f"    const int k = {k} < total ? {k} : total;\n    if (k <= 0) return;\n"
-               "    const int first = k < total - patrol_ptr ? k : total - patrol_ptr;\n"
-               "    patrol_run(patrol_ptr, first, cnt);\n    if (k > first) patrol_run(0, k - first, cnt);\n"
-               "    patrol_ptr = (patrol_ptr + k) % total;\n}\n\n")
-    return "".join(out)
-
-
 def render_weights(gm, spec="none") -> str:
     """weights.h: every conv/linear node's int8 weights and int32 biases, and for sanity-guarded nodes the trusted
     image of the sanity memory (rows ssr, biases ssb, seals sss, weighted layer-wide row swx / sbx, parameter
@@ -522,87 +390,6 @@ def write_firmware(gm, out_dir, array: ArrayConfig | None = None, spec="none") -
     (out / "weights.h").write_text(render_weights(gm, spec))
     (out / CPP).write_text(render_net(gm, array, spec))
     return out / CPP
-
-
-def _check_cycles(g: tuple, sp: SanityPlan, gemm: int) -> int:
-    """sanity_unit.h ``check_cycles``: what the sanity unit adds to a layer whose GEMM takes ``gemm`` cycles. Its
-    check unit (box sums, check MACs: input and stored rows only) runs concurrently with the GEMM, so only what
-    exceeds the GEMM shows, + a depthwise conv's parameter seals (checked before use) + one compare per check
-    word after the GEMM."""
-    cin, h, w, o, kh, kw, _, pad, _, _, _, _ = g
-    if not sp.lazy and not sp.spatial:
-        return 0
-    conv = kh * kw > 1 or h > 1 or w > 1
-    box = cin * (h + 2 * pad) * (w + 2 * pad) + cin * kh * kw if conv else 0
-    if sp.spatial:
-        overlap, serial, tail = box + o * (sp.K + 1), o * sp.K + o, o
-    else:
-        words = sp.G * (1 if sp.lw_mode == 1 else sp.M)
-        overlap, serial, tail = box + words * sp.K, 0, words
-    return max(overlap - gemm, 0) + serial + tail
-
-
-def _node_cycles(gm, array: ArrayConfig, spec="none") -> list[tuple]:
-    """Per node (graph order): (op, duplicated, its engine cycles without the sanity unit, the sanity unit's)."""
-    geo = gemm_geometry(gm, array)
-    shapes = {k: tuple(v[1:]) for k, v in gm.shapes().items()}
-    plans = node_plans(gm, spec)
-    sps = sanity_plans(gm, spec)
-    r, c = array.rows, array.cols
-    out = []
-    for i, (n, pl) in enumerate(zip(gm.nodes, plans)):
-        sz = int(np.prod(shapes[n.name]))
-        cyc = unit = 0
-        if n.op in ("conv", "linear"):
-            m, k, og = geo["gemms"][n.name]
-            groups = int(n.attrs.get("groups", 1))
-            sp = sps.get(i)
-            e = 0 if sp is None or sp.spatial else (1 if sp.lazy else sp.M + 1)
-            passes = math.ceil((og + max(e - 1, 0)) / c)
-            for m0 in range(0, m, geo["max_m"]):
-                mt = min(geo["max_m"], m - m0)
-                for k0 in range(0, k, geo["max_k"]):
-                    kt = min(geo["max_k"], k - k0)
-                    cyc += groups * passes * (kt + math.ceil(mt / r) * (kt + r + c - 1 + r))
-            cyc += int(n.weight.shape[0])
-            if sp is not None:
-                unit = _check_cycles(_conv_geom(n, shapes), sp, cyc)
-        elif n.op == "maxpool":
-            cyc += sz * n.attrs["k"] ** 2
-        elif n.op == "gsum":
-            cyc += int(np.prod(shapes[n.inputs[0]]))
-        elif n.op in ("act", "add", "concat", "flatten"):
-            cyc += sz
-        out.append((n.op, pl.dup, cyc, unit))
-    return out
-
-
-def cycle_model(gm, array: ArrayConfig, spec="none", duplicate: bool = True) -> int:
-    """The engine's cycle estimate per image, fault-free (the count ``net_stats.cycles`` accumulates, in closed
-    form): per GEMM tile the PE-column passes (the data columns; lazy sanity's total row rides the checksum PE
-    column, eager's other M rows take PE columns), + what the sanity unit does not hide behind the GEMM
-    (``_check_cycles``: its check unit runs concurrently with the GEMM); a duplicated conv/linear (DMR) runs twice
-    on the array, a duplicated elementwise node's second lane runs in the same pass (no cycles of its own). The
-    patrol runs in the idle cycles between inferences (not counted). ``duplicate=False``: without the duplicated
-    conv/linear nodes' second run."""
-    total = 0
-    for op, dup, cyc, unit in _node_cycles(gm, array, spec):
-        total += (cyc + unit) * (2 if dup and duplicate and op in ("conv", "linear") else 1)
-    return total
-
-
-def cycle_breakdown(gm, array: ArrayConfig, spec="none") -> dict:
-    """Where ``cycle_model(gm, array, spec)`` exceeds the unprotected accelerator's, per image: the extra PE-column
-    passes of the GEMM tiles (eager sanity's partial rows), the sanity unit's cycles not hidden behind the GEMM
-    (box sums / check MACs beyond the GEMM's, depthwise parameter seals, the compares after the GEMM), and the
-    duplicate lanes of DMR (a duplicated conv/linear's second run on the array; elementwise duplicates run in the
-    same pass: 0)."""
-    base = cycle_model(gm, array)
-    unit = sum(u for *_, u in _node_cycles(gm, array, spec))
-    dup_free = cycle_model(gm, array, spec, duplicate=False)
-    total = cycle_model(gm, array, spec)
-    return {"none": base, "total": total, "gemm_passes": dup_free - base - unit, "sanity_unit": unit,
-            "duplicate_lane": total - dup_free}
 
 
 _TOP = r"""// ---------------------------------------------------------------------------------------------- sanitas_top

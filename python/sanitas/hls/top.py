@@ -88,11 +88,18 @@ def build_top_library(gm, spec="none", out_dir=None, *, array: ArrayConfig | Non
     return path
 
 
-def build_top(gm, spec="none", out_dir=None, *, array=None, fault_port=False, fresh=False) -> tuple[Path, float]:
-    """``build_top_library`` that also returns the g++ seconds (0.0 on a cache hit; ``fresh``: always compile)."""
+def build_top(gm, spec="none", out_dir=None, *, array=None, fault_port=False, fresh=False,
+              model_graph=None) -> tuple[Path, float]:
+    """``build_top_library`` that also returns the g++ seconds (0.0 on a cache hit; ``fresh``: always compile).
+    ``model_graph``: a ModelGraph of ``gm``'s QNet converted by ``ext.convert.to_sanitas_hls4ml``: the C++ is
+    written from it (``ext.emit.write_firmware_ext``) instead of from ``gm``."""
     check_spec(gm, spec)
     out = Path(out_dir) if out_dir is not None else CACHE / "src" / gm.spec.get("name", "net")
-    write_firmware(gm, out, array, spec)
+    if model_graph is not None:
+        from .ext.emit import write_firmware_ext
+        write_firmware_ext(model_graph, out, array, spec)
+    else:
+        write_firmware(gm, out, array, spec)
     extra = ("-shared", "-fPIC", "-fvisibility=hidden", "-fvisibility-inlines-hidden", "-DSANITAS_TOP_AXI")
     extra += ("-DSANITAS_FAULT_PORT",) if fault_port else ()
     art, secs = _compile(out, CXXFLAGS, LIB, extra, fresh)

@@ -23,6 +23,7 @@ from ...config import ArrayConfig
 from ...errors import SanitasError
 from ..convert import _cross_check_golden, _fill_config, derive_precisions, export_qonnx, prepare_qonnx
 from . import SOURCES, register
+from .emit import net_skeleton
 from .layers import GEMM_OPS, records
 
 
@@ -98,6 +99,7 @@ def to_sanitas_hls4ml(model, out_dir, array: ArrayConfig | None = None, golden=N
         cfg["Model"]["Strategy"] = "Latency"
         cfg["Model"]["SanitasArray"] = {k: (v.value if hasattr(v, "value") else v)
                                         for k, v in dataclasses.asdict(array).items()}
+        cfg["Model"]["SanitasNet"] = net_skeleton(model)     # names and wiring for ext.emit.net_of
         cfg["Flows"] = [flow]
         _fill_config(cfg, m, d, trace=False)
         hm = hls4ml.converters.convert_from_onnx_model(m.model, hls_config=cfg, output_dir=str(out_dir),
