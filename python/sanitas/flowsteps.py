@@ -198,7 +198,7 @@ def _engine_net(ctx: FlowContext, array):
     flow's network); (None, None, None, why) when none runs."""
     from .errors import SanitasError
     from .golden import export_golden
-    from .rtl.engine import EngineCmd, check_array, network_steps
+    from .rtl.engine import check_network
     from .train import load_checkpoint
     cands = [("flow network", ctx.checkpoint), ("search baseline lenet5",
                                                  ctx.step_dir("search") / "baselines" / "lenet5.pt")]
@@ -209,9 +209,7 @@ def _engine_net(ctx: FlowContext, array):
             continue
         gm = ctx.golden if (ck == ctx.checkpoint and ctx.golden is not None) else export_golden(load_checkpoint(ck)[0])
         try:
-            for cmd in network_steps(gm):
-                if isinstance(cmd, EngineCmd):
-                    check_array(cmd, array)
+            check_network(gm, array)
         except SanitasError as e:
             why.append(f"{label}: {e}")
             continue

@@ -15,7 +15,6 @@ project and checks that.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from ..errors import SanitasError
 from ._common import (existing_dir, existing_file, limit_threads, load_model_data_golden, non_negative_int,
@@ -64,10 +63,10 @@ def run(args) -> dict:
                 "project": args.out, "layers": len(rep.get("layers", []))}
     from ..hls.check import check_top
     from ..hls.ext.convert import to_sanitas_hls4ml
-    from ..hls.top import CACHE, check_spec
+    from ..hls.top import check_spec, source_dir
     spec = _spec(args, gm)
     check_spec(gm, spec)
-    out = Path(args.out) if args.out is not None else CACHE / "src" / gm.spec.get("name", "net")
+    out = source_dir(gm, args.out)
     try:
         hm = to_sanitas_hls4ml(model, out / "hls4ml", golden=gm, compile=False)   # hls4ml + the sanitas passes
         emitter, convert_s, why = "hls4ml-ext", hm.sanitas_convert_s, None

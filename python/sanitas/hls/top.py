@@ -88,13 +88,18 @@ def build_top_library(gm, spec="none", out_dir=None, *, array: ArrayConfig | Non
     return path
 
 
+def source_dir(gm, out_dir=None) -> Path:
+    """The folder the top's C++ of ``gm`` is written to: ``out_dir``, else ``build/hls/top/src/<net name>``."""
+    return Path(out_dir) if out_dir is not None else CACHE / "src" / gm.spec.get("name", "net")
+
+
 def build_top(gm, spec="none", out_dir=None, *, array=None, fault_port=False, fresh=False,
               model_graph=None) -> tuple[Path, float]:
     """``build_top_library`` that also returns the g++ seconds (0.0 on a cache hit; ``fresh``: always compile).
     ``model_graph``: a ModelGraph of ``gm``'s QNet converted by ``ext.convert.to_sanitas_hls4ml``: the C++ is
     written from it (``ext.emit.write_firmware_ext``) instead of from ``gm``."""
     check_spec(gm, spec)
-    out = Path(out_dir) if out_dir is not None else CACHE / "src" / gm.spec.get("name", "net")
+    out = source_dir(gm, out_dir)
     if model_graph is not None:
         from .ext.emit import write_firmware_ext
         write_firmware_ext(model_graph, out, array, spec)

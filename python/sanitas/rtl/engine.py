@@ -213,6 +213,16 @@ def check_array(cmd: EngineCmd, array: ArrayConfig, kmax: int = KMAX) -> None:
                            f"window {1 << cmd.pool_log2}, rows*cols*4 a multiple of {kmax})")
 
 
+def check_network(gm, array: ArrayConfig, kmax: int = KMAX) -> list:
+    """``network_steps(gm)``, after `check_array` of each of its engine commands (SanitasError on the first the
+    engine of ``array`` cannot run)."""
+    steps = network_steps(gm)
+    for cmd in steps:
+        if isinstance(cmd, EngineCmd):
+            check_array(cmd, array, kmax)
+    return steps
+
+
 def pack_stream(cmd: EngineCmd, a: np.ndarray, array: ArrayConfig, kmax: int = KMAX) -> bytes:
     """The s_axis bytes of ``cmd`` on A (M, K): per tile (M tiles outer) bias beats, then per K chunk ROWS A rows
     and COLS B columns of KMAX bytes."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..config import ArrayConfig
 from ..errors import SanitasError
-from .engine import EngineCmd, check_array, network_steps
+from .engine import check_network
 from .generate import generate_engine, run_bench
 
 
@@ -42,9 +42,7 @@ def run_engine_network(out_dir, array: ArrayConfig, checkpoint, images: int, gm=
         from ..train import load_checkpoint
         model, _ = load_checkpoint(checkpoint)
         gm = export_golden(model)
-    for cmd in network_steps(gm):
-        if isinstance(cmd, EngineCmd):
-            check_array(cmd, array)
+    check_network(gm, array)
     test = load_dataset("digits").test.tensors[0].numpy()
     if images > len(test):
         raise SanitasError(f"the digits test split has {len(test)} images, asked for {images}")
