@@ -197,6 +197,18 @@ def test_engine_fault_totals():
                    "tiles_escalated": 4, "input_mismatches": 1, "rolled_back": 4, "alarms": 1, "escalations": 1}
 
 
+def test_report_engine_row_names_commands_and_host_nodes():
+    """The report's RTL engine row says how the net ran: engine commands and host nodes (older records: layer by
+    layer)."""
+    from sanitas.report.flow import cross_level
+    e = {"network": "searched net", "name": "every_primitive", "bit_exact": 4, "total": 4}
+    row, = cross_level({"rtl": {"engine": dict(e, commands=44, host_nodes=53)}})
+    assert row == {"level": "RTL engine, searched net (every_primitive): 44 engine commands, 53 host nodes",
+                   "what": "test images (logits)", "exact": "4/4", "faults": "—"}
+    old, = cross_level({"rtl": {"engine": e}})
+    assert old["level"] == "RTL engine, searched net (every_primitive): layer by layer"
+
+
 def test_hardware_spec_drops_only_what_the_top_does_not_generate(monkeypatch):
     from sanitas.flowsteps import hardware_spec
     from sanitas.golden import export_golden

@@ -288,7 +288,9 @@ def cross_level(steps: dict) -> list[dict]:
     e = r.get("engine") or {}
     if "bit_exact" in e:
         ef = e.get("faults")
-        rows.append({"level": f"RTL engine, {e['network']} ({e['name']}) layer by layer",
+        split = (f"{e['commands']} engine commands, {e['host_nodes']} host nodes"
+                 if e.get("commands") is not None and e.get("host_nodes") is not None else "layer by layer")
+        rows.append({"level": f"RTL engine, {e['network']} ({e['name']}): {split}",
                      "what": "test images (logits)", "exact": f"{e['bit_exact']}/{e['total']}",
                      "faults": _engine_fault_text(e) if ef else "—"})
     elif "skipped" in e:
