@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import Config
+from .errors import SanitasError
 from .flow import FlowContext, _subcommand
 from .paths import REPO_ROOT
 from .runfolder import atomic_write
@@ -79,14 +80,37 @@ def step_golden(ctx: FlowContext, cfg: Config) -> dict:
     return rec if c["bit_exact"] == c["total"] else {"status": "failed", **rec}
 
 
+def _ext_graph(model, gm, out_dir, compile: bool):
+    """The QNet through the hls4ml extension (``hls.ext.convert.to_sanitas_hls4ml``), as ``sanitas hls`` does:
+    (ModelGraph or None, emitter, ext_error, convert_s); a net it cannot lower falls back ("golden"), said."""
+    import sys
+
+    from .hls.ext.convert import to_sanitas_hls4ml
+    try:
+        hm = to_sanitas_hls4ml(model, out_dir, golden=gm, compile=compile)
+        return hm, "hls4ml-ext", None, hm.sanitas_convert_s
+    except SanitasError as e:
+        print(f"sanitas: note: the hls4ml extension cannot lower this net ({e}); falling back", file=sys.stderr)
+        return None, "golden", str(e), None
+
+
 def step_hls(ctx: FlowContext, cfg: Config) -> dict:
-    """QONNX -> hls4ml project (``hls/hls4ml``), compiled; predictions checked bit-exactly against golden."""
+    """QONNX -> hls4ml project (``hls/hls4ml``) through the sanitas extension (flow ``vitis:sanitas``), compiled;
+    predictions checked bit-exactly against golden. A net the extension cannot lower gets hls4ml's plain QONNX
+    project instead (``emitter`` "golden" in the record, with ``ext_error``)."""
     from .hls.convert import check_bitexact, to_hls4ml
+    from .hls.ext.convert import predict
     model, gm = ctx.need_model(), ctx.need_golden()
     prj = ctx.step_dir("hls") / "hls4ml"
-    hm = to_hls4ml(model, prj, golden=gm)
-    c = check_bitexact(hm, gm, ctx.data().test.tensors[0].numpy()[: cfg.hls.limit])
-    rec = {"bit_exact": c["bit_exact"], "total": c["total"], "project": str(prj)}
+    x = ctx.data().test.tensors[0].numpy()[: cfg.hls.limit]
+    hm, emitter, why, convert_s = _ext_graph(model, gm, prj, compile=True)
+    if hm is not None:
+        exact = int((predict(hm, x) == gm.run_int(gm.quantize_input(x))).all(axis=1).sum())
+        c = {"bit_exact": exact, "total": len(x)}
+    else:
+        c = check_bitexact(to_hls4ml(model, prj, golden=gm), gm, x)
+    rec = {"bit_exact": c["bit_exact"], "total": c["total"], "project": str(prj), "emitter": emitter,
+           "ext_error": why, "convert_s": convert_s}
     return rec if c["bit_exact"] == c["total"] else {"status": "failed", **rec}
 
 
@@ -177,9 +201,11 @@ def step_csim(ctx: FlowContext, cfg: Config) -> dict:
     spec, dropped = hardware_spec(gm, plan_spec(ctx))
     x = ctx.data().test.tensors[0].numpy()
     xq = gm.quantize_input(x).astype(np.int64)
+    hm, emitter, why, convert_s = _ext_graph(ctx.need_model(), gm, ctx.step_dir("csim") / "hls4ml", compile=False)
     c = check_top(gm, xq, spec, ctx.step_dir("csim") / "top", faults=f.csim_faults, seed=cfg.campaign.seed,
-                  fault_images=f.csim_fault_images, array=cfg.array)
+                  fault_images=f.csim_fault_images, array=cfg.array, model_graph=hm)
     rec = {**_hardware_note(gm, spec, dropped), "network": gm.spec.get("name"), "fault_images": f.csim_fault_images,
+           "emitter": emitter, "ext_error": why, "convert_s": convert_s,
            **{k: c[k] for k in ("bit_exact", "total", "faults", "fault_agreement", "faults_changing_logits",
                                 "counters_zero", "cycles_per_image", "compile_s", "images_per_s")},
            "extra_macs_per_image": c["extra_macs"] // max(1, c["total"])}

@@ -84,6 +84,17 @@ def test_vgg_firmware_byte_identical(tmp_path):
         assert _same_files(gm, hm, tmp_path, spec, ArrayConfig()) == [], spec
 
 
+def test_untrained_vgg_converts_byte_identical(tmp_path):
+    """A freshly initialised net: torch's exporter shares its equal (all-zero) bias constants between layers,
+    which made hls4ml's infer_precision fail (IndexError) until hls.convert unshares them."""
+    from sanitas.hls.ext.convert import to_sanitas_hls4ml
+    from sanitas.models import build
+    model = build("vgg", (1, 28, 28), 10, seed=0)
+    gm = export_golden(model)
+    hm = to_sanitas_hls4ml(model, OUT / "vgg-untrained", golden=gm, compile=False)
+    assert _same_files(gm, hm, tmp_path, "sanity+dmr", ArrayConfig()) == []
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("net", ["resnet20", "mobilenetv2"])
 def test_resnet_mobilenet_firmware_byte_identical(net, tmp_path, request):

@@ -111,11 +111,43 @@ def prepare_qonnx(onnx_path, out_path=None):
     from qonnx.util.cleanup import cleanup_model
 
     m = cleanup_model(ModelWrapper(str(onnx_path)))
+    m = _unshare_quant_constants(m)
     m = m.transform(ConvertToChannelsLastAndClean(make_input_channels_last=True))
     m = m.transform(GemmToMatMul())
     m = cleanup_model(m)
     if out_path is not None:
         m.save(str(out_path))
+    return m
+
+
+def _unshare_quant_constants(m):
+    """Give every consumer of a quantised constant its own Quant node (and parameter tensors); returns the copies.
+
+    torch's ONNX exporter deduplicates equal initializers, so layers with equal weights or biases (all-zero
+    biases of a freshly initialised net, equal seed-0 weights) read one shared ``Quant`` output. qonnx's
+    channels-last conversion then transposes that constant for its first consumer only and leaves a dangling
+    ``Transpose`` for the others; hls4ml folds a shared constant into its first consumer only. Returns the
+    (topologically re-sorted) model."""
+    from onnx import helper
+    copies = 0
+    for q in [n for n in m.graph.node if n.op_type == "Quant" and m.get_initializer(n.input[0]) is not None]:
+        for k, cons in enumerate(m.find_consumers(q.output[0])[1:], start=1):
+            ins = []
+            for name in q.input:
+                new = f"{name}_u{k}"
+                m.set_initializer(new, np.array(m.get_initializer(name)))
+                ins.append(new)
+            out = f"{q.output[0]}_u{k}"
+            m.graph.node.append(helper.make_node("Quant", ins, [out], name=f"{q.name}_u{k}", domain=q.domain,
+                                                 **{a.name: helper.get_attribute_value(a) for a in q.attribute}))
+            m.set_tensor_shape(out, m.get_tensor_shape(q.output[0]))
+            for i, name in enumerate(cons.input):
+                if name == q.output[0]:
+                    cons.input[i] = out
+            copies += 1
+    if copies:
+        from qonnx.transformation.general import SortGraph
+        m = m.transform(SortGraph())
     return m
 
 
