@@ -12,7 +12,13 @@ flattening and returns LUT / FF per module (where the area goes).
 
 Every variant reads its results through the same drain (a ROWS:1 row multiplexer and a COLS-word output register,
 the unprotected `sanity_unit` with CHK_EN = 0): an output-stationary array has to read its accumulators out, and
-the protected variants check the rows on that very path, so the baseline carries it too.
+the protected variants check the rows on that very path, so the baseline carries it too. The output stage
+(dmr_unit) is instantiated with the engine's read width (`engine_read_words`: one stream beat of words an edge).
+
+`engine_area` is the whole-engine comparison: the generated ``engine`` top synthesised with PROT = 0 (the
+unprotected engine) and PROT = 1 (sanity lazy + two-lane dmr_unit + read checks + rollback_ctrl + the hold bank
+and the sanity_tile capture register): every unit either engine instantiates is counted, the engine's own
+operand / accumulator / output registers in both.
 """
 from __future__ import annotations
 
@@ -118,10 +124,17 @@ TARGETS = {"sanity+dmr": "LUT+FF <= +10 % and extra DSP <= rows", "tmr": "LUT+FF
 FLOW = "yosys synth_xilinx -flatten -noiopad -family xc7 (one run per unit, FI_EN = 0)"
 
 
+def engine_read_words(array) -> int:
+    """Words a read beat of the engine carries (its dmr_unit's RD_N): the stream's KMAX * DATA_W bits in bytes."""
+    from .engine_regs import ENGINE_KMAX
+    return ENGINE_KMAX * array.data_width // 8
+
+
 def variant_units(array, out: Path) -> dict[str, list[tuple]]:
     """Variant (`VARIANTS`) -> [(files, top, params)] of its units, rendered under ``out``."""
     from .generate import generate_dmr_unit, generate_rollback_ctrl, generate_sanity_array, generate_tmr_array
     from ..config import ArrayConfig
+    rd_n = engine_read_words(array)
     lazy = ArrayConfig(**dict(array.to_dict(), checksums="lazy", fault_injection=False))
     eager = ArrayConfig(**dict(array.to_dict(), checksums="eager", fault_injection=False))
     san_l = generate_sanity_array(lazy, out / "lazy")
@@ -129,13 +142,13 @@ def variant_units(array, out: Path) -> dict[str, list[tuple]]:
     dmr = generate_dmr_unit(lazy, out / "dmr")
     rb = generate_rollback_ctrl(lazy, out / "rb")
     tmr = generate_tmr_array(lazy, out / "tmr")
-    stage = (dmr, "dmr_unit", {"FI_EN": 0, "DMR_EN": 0})
+    stage = (dmr, "dmr_unit", {"FI_EN": 0, "DMR_EN": 0, "RD_N": rd_n})
     return {
         "unprotected": [(san_l, "sanity_array", {"FI_EN": 0, "CHK_EN": 0}), stage],
         "sanity lazy": [(san_l, "sanity_array", {"FI_EN": 0, "EAGER": 0}), stage],
         "sanity eager": [(san_e, "sanity_array", {"FI_EN": 0, "EAGER": 1}), stage],
         "sanity+dmr": [(san_l, "sanity_array", {"FI_EN": 0, "EAGER": 0}),
-                       (dmr, "dmr_unit", {"FI_EN": 0, "DMR_EN": 1}), (rb, "rollback_ctrl", {"FI_EN": 0})],
+                       (dmr, "dmr_unit", {"FI_EN": 0, "DMR_EN": 1, "RD_N": rd_n}), (rb, "rollback_ctrl", {"FI_EN": 0})],
         "tmr": [(tmr, "tmr_array", {"FI_EN": 0}), stage],
     }
 
@@ -196,6 +209,36 @@ def area_table(array, out: Path | None = None, *, timeout_s: float = 3600.0, pro
                "tmr": ratios["tmr"]["LUT+FF"] >= 2.0}
     return {"rows": array.rows, "cols": array.cols, "flow": FLOW, "seconds": round(time.perf_counter() - t0, 1),
             "variants": table, "ratios": ratios, "targets": targets}
+
+
+def engine_area(array, out: Path | None = None, *, timeout_s: float = 3600.0, progress=None) -> dict:
+    """The whole engine (templates/engine.v.j2 at ``array``'s rows x cols, lazy, FI_EN = 0) synthesised twice:
+    {"unprotected": {LUT, FF, DSP, BRAM, seconds} (PROT = 0), "sanity+dmr": {...} (PROT = 1),
+    "ratio": {"LUT+FF": fraction over unprotected, "extra_DSP": int}}."""
+    from .generate import generate_engine
+    from ..config import ArrayConfig
+    lazy = ArrayConfig(**dict(array.to_dict(), checksums="lazy", fault_injection=False))
+
+    def run(folder: Path) -> dict:
+        files = generate_engine(lazy, folder)
+        rows = {}
+        for name, prot in (("unprotected", 0), ("sanity+dmr", 1)):
+            t0 = time.perf_counter()
+            res = estimate_area(files, "engine", {"FI_EN": 0, "PROT": prot}, timeout_s=timeout_s)
+            rows[name] = {c: res[c] for c in CLASSES} | {"seconds": round(time.perf_counter() - t0, 1)}
+            if progress is not None:
+                progress(f"  engine {name:11s} " + " ".join(f"{c} {rows[name][c]:6d}" for c in CLASSES)
+                         + f"  ({rows[name]['seconds']} s)")
+        return rows
+    if out is None:
+        with tempfile.TemporaryDirectory(prefix="sanitas_engine_area_") as tmp:
+            rows = run(Path(tmp))
+    else:
+        rows = run(Path(out))
+    base, prot = rows["unprotected"], rows["sanity+dmr"]
+    rows["ratio"] = {"LUT+FF": round((prot["LUT"] + prot["FF"]) / max(base["LUT"] + base["FF"], 1) - 1, 4),
+                     "extra_DSP": prot["DSP"] - base["DSP"]}
+    return rows
 
 
 def module_breakdown(verilog_files, top: str, *, family: str = "xc7", timeout_s: float = 3600.0) -> dict[str, dict]:
