@@ -105,7 +105,9 @@ def test_classify_primitives():
 def test_engine_area_ratio(tmp_path, monkeypatch):
     """engine_area synthesises the engine top with PROT = 0 and PROT = 1 (FI_EN = 0) and divides (yosys replaced by
     fixed counts); the dmr_unit of the unit table gets the engine's read width (32 words a beat)."""
-    counts = {0: {"LUT": 4000, "FF": 6000, "DSP": 16, "BRAM": 0}, 1: {"LUT": 4500, "FF": 6300, "DSP": 20, "BRAM": 1}}
+    counts = {0: {"LUT": 4000, "FF": 6000, "DSP": 16, "BRAM": 0, "cells": {"LUT6": 4000}},
+              1: {"LUT": 4400, "FF": 6300, "DSP": 20, "BRAM": 1, "LUTRAM": 25,
+                  "cells": {"LUT6": 4400, "RAM32M": 24, "RAM32X1D": 1, "SRLC32E": 2}}}
     seen = []
 
     def fake(files, top, params, **kw):
@@ -115,5 +117,6 @@ def test_engine_area_ratio(tmp_path, monkeypatch):
     res = area_mod.engine_area(ArrayConfig(rows=4, cols=4), tmp_path)
     assert seen == [("engine", 0, 0, "engine.v"), ("engine", 1, 0, "engine.v")]
     assert (res["unprotected"]["LUT"], res["sanity+dmr"]["FF"], res["sanity+dmr"]["BRAM"]) == (4000, 6300, 1)
+    assert (res["sanity+dmr"]["LUT_eq"], res["sanity+dmr"]["LUTRAM"]) == (4400 + 24 * 4 + 2 + 2, 25)
     assert res["ratio"] == {"LUT+FF": 0.08, "extra_DSP": 4}
     assert area_mod.engine_read_words(ArrayConfig(rows=4, cols=4)) == 32

@@ -108,6 +108,19 @@ def estimate_area(verilog_files, top: str, params: dict | None = None, *, family
     return result
 
 
+#: LUTs a LUT-based primitive occupies (distributed RAM and shift registers are built from LUTs: counted as LUTs in
+#: the engine comparison, `lut_equivalent`).
+LUT_COST = {"RAM32M": 4, "RAM64M": 4, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM32X1S": 1, "RAM64X1S": 1,
+            "RAM128X1S": 2, "RAM256X1S": 4, "SRL16E": 1, "SRLC32E": 1, "SRLC16E": 1}
+
+
+def lut_equivalent(res: dict) -> int:
+    """LUT + the LUTs of the LUTRAM and SRL primitives of an `estimate_area` result (unknown LUTRAM kinds: 4)."""
+    extra = sum(int(n) * LUT_COST.get(name, 4) for name, n in res.get("cells", {}).items()
+                if re.match(RESOURCE_CLASSES["LUTRAM"], name) or re.match(RESOURCE_CLASSES["SRL"], name))
+    return int(res["LUT"]) + extra
+
+
 #: Resource classes of the variant table.
 CLASSES = ("LUT", "FF", "DSP", "BRAM")
 #: The engine variants compared (benchmarks/bench_rtl.py), each the sum of its units (FI_EN = 0):
@@ -213,8 +226,9 @@ def area_table(array, out: Path | None = None, *, timeout_s: float = 3600.0, pro
 
 def engine_area(array, out: Path | None = None, *, timeout_s: float = 3600.0, progress=None) -> dict:
     """The whole engine (templates/engine.v.j2 at ``array``'s rows x cols, lazy, FI_EN = 0) synthesised twice:
-    {"unprotected": {LUT, FF, DSP, BRAM, seconds} (PROT = 0), "sanity+dmr": {...} (PROT = 1),
-    "ratio": {"LUT+FF": fraction over unprotected, "extra_DSP": int}}."""
+    {"unprotected": {LUT, FF, DSP, BRAM, LUTRAM, SRL, LUT_eq, seconds} (PROT = 0), "sanity+dmr": {...} (PROT = 1),
+    "ratio": {"LUT+FF": fraction over unprotected, "extra_DSP": int}}; the ratio counts LUT_eq (`lut_equivalent`:
+    the LUTs of distributed RAM, e.g. the tile's hold memory, and of shift registers included) + FF."""
     from .generate import generate_engine
     from ..config import ArrayConfig
     lazy = ArrayConfig(**dict(array.to_dict(), checksums="lazy", fault_injection=False))
@@ -225,10 +239,12 @@ def engine_area(array, out: Path | None = None, *, timeout_s: float = 3600.0, pr
         for name, prot in (("unprotected", 0), ("sanity+dmr", 1)):
             t0 = time.perf_counter()
             res = estimate_area(files, "engine", {"FI_EN": 0, "PROT": prot}, timeout_s=timeout_s)
-            rows[name] = {c: res[c] for c in CLASSES} | {"seconds": round(time.perf_counter() - t0, 1)}
+            rows[name] = {c: res[c] for c in CLASSES} | {"LUTRAM": res.get("LUTRAM", 0), "SRL": res.get("SRL", 0),
+                                                         "LUT_eq": lut_equivalent(res),
+                                                         "seconds": round(time.perf_counter() - t0, 1)}
             if progress is not None:
-                progress(f"  engine {name:11s} " + " ".join(f"{c} {rows[name][c]:6d}" for c in CLASSES)
-                         + f"  ({rows[name]['seconds']} s)")
+                progress(f"  engine {name:11s} " + " ".join(f"{c} {rows[name][c]:6d}" for c in CLASSES + ("LUTRAM",))
+                         + f" LUT incl. LUTRAM/SRL {rows[name]['LUT_eq']:6d}  ({rows[name]['seconds']} s)")
         return rows
     if out is None:
         with tempfile.TemporaryDirectory(prefix="sanitas_engine_area_") as tmp:
@@ -236,7 +252,7 @@ def engine_area(array, out: Path | None = None, *, timeout_s: float = 3600.0, pr
     else:
         rows = run(Path(out))
     base, prot = rows["unprotected"], rows["sanity+dmr"]
-    rows["ratio"] = {"LUT+FF": round((prot["LUT"] + prot["FF"]) / max(base["LUT"] + base["FF"], 1) - 1, 4),
+    rows["ratio"] = {"LUT+FF": round((prot["LUT_eq"] + prot["FF"]) / max(base["LUT_eq"] + base["FF"], 1) - 1, 4),
                      "extra_DSP": prot["DSP"] - base["DSP"]}
     return rows
 
