@@ -12,7 +12,9 @@ through the same drain (a ROWS:1 row multiplexer and a COLS-word output register
 BRAM is 0 for every variant: the units hold no tensor buffers (the engine's activation/weight memories are the
 same in all variants and are not part of this comparison). Printed: the table, the ratios against unprotected
 (same run), the targets and the yosys seconds per variant; ``--breakdown`` adds LUT / FF per module of the lazy
-sanity_array (hierarchical synth_xilinx).
+sanity_array (hierarchical synth_xilinx); ``--engine`` also synthesises the whole engine top with PROT = 0 and
+PROT = 1 (`sanitas.rtl.area.engine_area`: every unit either engine instantiates counted, the hold bank and the
+sanity_tile capture register included).
 
 Fault-free cycles per layer (LeNet-5 and ResNet-20 on 8x8 digits, per image): each conv/linear is an im2col GEMM
 (M = output pixels, N = output channels, K = C_in/groups * kh * kw) cut into ceil(M/rows) * ceil(N/cols) tiles; one
@@ -43,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 
 from sanitas.config import ArrayConfig  # noqa: E402
-from sanitas.rtl.area import area_table, module_breakdown  # noqa: E402
+from sanitas.rtl.area import area_table, engine_area, module_breakdown  # noqa: E402
 
 
 def gemm_layers(model: str) -> list[tuple[str, int, int, int]]:
@@ -82,6 +84,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cols", type=int, default=16)
     ap.add_argument("--no-area", action="store_true", help="cycles only (no yosys)")
     ap.add_argument("--breakdown", action="store_true", help="also LUT / FF per module of the lazy sanity_array")
+    ap.add_argument("--engine", action="store_true", help="also the whole engine top, PROT = 0 vs PROT = 1")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     ap.add_argument("--checkpoint", type=Path, default=None, help="a digits LeNet-5 checkpoint: run the RTL engine")
     ap.add_argument("--images", type=int, default=10, help="images through the RTL engine (with --checkpoint)")
@@ -114,6 +117,12 @@ def main(argv=None) -> int:
               f"({100 * tmr['LUT+FF']:+.1f} %); yosys {tab['seconds']:.0f} s")
         result.update(area=tab["variants"], area_ratios=tab["ratios"], area_targets=tab["targets"],
                       area_seconds=tab["seconds"])
+    if args.engine:
+        print(f"engine top, {array.rows}x{array.cols} (yosys synth_xilinx -flatten, FI_EN = 0):")
+        eng_area = engine_area(array, progress=print)
+        q = eng_area["ratio"]
+        print(f"engine sanity+dmr over unprotected: LUT+FF {100 * q['LUT+FF']:+.1f} %, extra DSP {q['extra_DSP']:+d}")
+        result["engine_area"] = eng_area
     result["cycles"] = {}
     for model in ("lenet5", "resnet20"):
         rows = cycle_table(array, model)

@@ -10,6 +10,7 @@ about 30 s.
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -59,8 +60,8 @@ def test_area_table_ratios_and_targets(tmp_path, monkeypatch):
     counts = {("sanity_array", (("CHK_EN", 0), ("FI_EN", 0))): (1000, 1000, 4),
               ("sanity_array", (("EAGER", 0), ("FI_EN", 0))): (1100, 1050, 6),
               ("sanity_array", (("EAGER", 1), ("FI_EN", 0))): (1300, 1200, 10),
-              ("dmr_unit", (("DMR_EN", 0), ("FI_EN", 0))): (500, 0, 0),
-              ("dmr_unit", (("DMR_EN", 1), ("FI_EN", 0))): (600, 100, 0),
+              ("dmr_unit", (("DMR_EN", 0), ("FI_EN", 0), ("RD_N", 32))): (500, 0, 0),
+              ("dmr_unit", (("DMR_EN", 1), ("FI_EN", 0), ("RD_N", 32))): (600, 100, 0),
               ("rollback_ctrl", (("FI_EN", 0),)): (10, 20, 0),
               ("tmr_array", (("FI_EN", 0),)): (6000, 3000, 12)}
     calls = []
@@ -99,3 +100,23 @@ def test_classify_primitives():
     counts = area_mod._classify({"LUT6": 3, "LUT1": 1, "FDRE": 5, "FDSE": 1, "DSP48E1": 2, "CARRY4": 4,
                                  "SRLC32E": 1, "MUXF7": 2, "RAMB36E1": 1, "RAM64X1D": 2, "IBUF": 9})
     assert counts == {"LUT": 4, "FF": 6, "DSP": 2, "CARRY": 4, "SRL": 1, "MUXF": 2, "BRAM": 1, "LUTRAM": 2}
+
+
+def test_engine_area_ratio(tmp_path, monkeypatch):
+    """engine_area synthesises the engine top with PROT = 0 and PROT = 1 (FI_EN = 0) and divides (yosys replaced by
+    fixed counts); the dmr_unit of the unit table gets the engine's read width (32 words a beat)."""
+    counts = {0: {"LUT": 4000, "FF": 6000, "DSP": 16, "BRAM": 0, "cells": {"LUT6": 4000}},
+              1: {"LUT": 4400, "FF": 6300, "DSP": 20, "BRAM": 1, "LUTRAM": 25,
+                  "cells": {"LUT6": 4400, "RAM32M": 24, "RAM32X1D": 1, "SRLC32E": 2}}}
+    seen = []
+
+    def fake(files, top, params, **kw):
+        seen.append((top, params["PROT"], params["FI_EN"], Path(files[-1]).name))
+        return counts[params["PROT"]]
+    monkeypatch.setattr(area_mod, "estimate_area", fake)
+    res = area_mod.engine_area(ArrayConfig(rows=4, cols=4), tmp_path)
+    assert seen == [("engine", 0, 0, "engine.v"), ("engine", 1, 0, "engine.v")]
+    assert (res["unprotected"]["LUT"], res["sanity+dmr"]["FF"], res["sanity+dmr"]["BRAM"]) == (4000, 6300, 1)
+    assert (res["sanity+dmr"]["LUT_eq"], res["sanity+dmr"]["LUTRAM"]) == (4400 + 24 * 4 + 2 + 2, 25)
+    assert res["ratio"] == {"LUT+FF": 0.08, "extra_DSP": 4}
+    assert area_mod.engine_read_words(ArrayConfig(rows=4, cols=4)) == 32

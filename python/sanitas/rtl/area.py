@@ -12,7 +12,13 @@ flattening and returns LUT / FF per module (where the area goes).
 
 Every variant reads its results through the same drain (a ROWS:1 row multiplexer and a COLS-word output register,
 the unprotected `sanity_unit` with CHK_EN = 0): an output-stationary array has to read its accumulators out, and
-the protected variants check the rows on that very path, so the baseline carries it too.
+the protected variants check the rows on that very path, so the baseline carries it too. The output stage
+(dmr_unit) is instantiated with the engine's read width (`engine_read_words`: one stream beat of words an edge).
+
+`engine_area` is the whole-engine comparison: the generated ``engine`` top synthesised with PROT = 0 (the
+unprotected engine) and PROT = 1 (sanity lazy + two-lane dmr_unit + read checks + rollback_ctrl + the hold bank
+and the sanity_tile capture register): every unit either engine instantiates is counted, the engine's own
+operand / accumulator / output registers in both.
 """
 from __future__ import annotations
 
@@ -102,6 +108,19 @@ def estimate_area(verilog_files, top: str, params: dict | None = None, *, family
     return result
 
 
+#: LUTs a LUT-based primitive occupies (distributed RAM and shift registers are built from LUTs: counted as LUTs in
+#: the engine comparison, `lut_equivalent`).
+LUT_COST = {"RAM32M": 4, "RAM64M": 4, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM32X1S": 1, "RAM64X1S": 1,
+            "RAM128X1S": 2, "RAM256X1S": 4, "SRL16E": 1, "SRLC32E": 1, "SRLC16E": 1}
+
+
+def lut_equivalent(res: dict) -> int:
+    """LUT + the LUTs of the LUTRAM and SRL primitives of an `estimate_area` result (unknown LUTRAM kinds: 4)."""
+    extra = sum(int(n) * LUT_COST.get(name, 4) for name, n in res.get("cells", {}).items()
+                if re.match(RESOURCE_CLASSES["LUTRAM"], name) or re.match(RESOURCE_CLASSES["SRL"], name))
+    return int(res["LUT"]) + extra
+
+
 #: Resource classes of the variant table.
 CLASSES = ("LUT", "FF", "DSP", "BRAM")
 #: The engine variants compared (benchmarks/bench_rtl.py), each the sum of its units (FI_EN = 0):
@@ -118,10 +137,17 @@ TARGETS = {"sanity+dmr": "LUT+FF <= +10 % and extra DSP <= rows", "tmr": "LUT+FF
 FLOW = "yosys synth_xilinx -flatten -noiopad -family xc7 (one run per unit, FI_EN = 0)"
 
 
+def engine_read_words(array) -> int:
+    """Words a read beat of the engine carries (its dmr_unit's RD_N): the stream's KMAX * DATA_W bits in bytes."""
+    from .engine_regs import ENGINE_KMAX
+    return ENGINE_KMAX * array.data_width // 8
+
+
 def variant_units(array, out: Path) -> dict[str, list[tuple]]:
     """Variant (`VARIANTS`) -> [(files, top, params)] of its units, rendered under ``out``."""
     from .generate import generate_dmr_unit, generate_rollback_ctrl, generate_sanity_array, generate_tmr_array
     from ..config import ArrayConfig
+    rd_n = engine_read_words(array)
     lazy = ArrayConfig(**dict(array.to_dict(), checksums="lazy", fault_injection=False))
     eager = ArrayConfig(**dict(array.to_dict(), checksums="eager", fault_injection=False))
     san_l = generate_sanity_array(lazy, out / "lazy")
@@ -129,13 +155,13 @@ def variant_units(array, out: Path) -> dict[str, list[tuple]]:
     dmr = generate_dmr_unit(lazy, out / "dmr")
     rb = generate_rollback_ctrl(lazy, out / "rb")
     tmr = generate_tmr_array(lazy, out / "tmr")
-    stage = (dmr, "dmr_unit", {"FI_EN": 0, "DMR_EN": 0})
+    stage = (dmr, "dmr_unit", {"FI_EN": 0, "DMR_EN": 0, "RD_N": rd_n})
     return {
         "unprotected": [(san_l, "sanity_array", {"FI_EN": 0, "CHK_EN": 0}), stage],
         "sanity lazy": [(san_l, "sanity_array", {"FI_EN": 0, "EAGER": 0}), stage],
         "sanity eager": [(san_e, "sanity_array", {"FI_EN": 0, "EAGER": 1}), stage],
         "sanity+dmr": [(san_l, "sanity_array", {"FI_EN": 0, "EAGER": 0}),
-                       (dmr, "dmr_unit", {"FI_EN": 0, "DMR_EN": 1}), (rb, "rollback_ctrl", {"FI_EN": 0})],
+                       (dmr, "dmr_unit", {"FI_EN": 0, "DMR_EN": 1, "RD_N": rd_n}), (rb, "rollback_ctrl", {"FI_EN": 0})],
         "tmr": [(tmr, "tmr_array", {"FI_EN": 0}), stage],
     }
 
@@ -196,6 +222,39 @@ def area_table(array, out: Path | None = None, *, timeout_s: float = 3600.0, pro
                "tmr": ratios["tmr"]["LUT+FF"] >= 2.0}
     return {"rows": array.rows, "cols": array.cols, "flow": FLOW, "seconds": round(time.perf_counter() - t0, 1),
             "variants": table, "ratios": ratios, "targets": targets}
+
+
+def engine_area(array, out: Path | None = None, *, timeout_s: float = 3600.0, progress=None) -> dict:
+    """The whole engine (templates/engine.v.j2 at ``array``'s rows x cols, lazy, FI_EN = 0) synthesised twice:
+    {"unprotected": {LUT, FF, DSP, BRAM, LUTRAM, SRL, LUT_eq, seconds} (PROT = 0), "sanity+dmr": {...} (PROT = 1),
+    "ratio": {"LUT+FF": fraction over unprotected, "extra_DSP": int}}; the ratio counts LUT_eq (`lut_equivalent`:
+    the LUTs of distributed RAM, e.g. the tile's hold memory, and of shift registers included) + FF."""
+    from .generate import generate_engine
+    from ..config import ArrayConfig
+    lazy = ArrayConfig(**dict(array.to_dict(), checksums="lazy", fault_injection=False))
+
+    def run(folder: Path) -> dict:
+        files = generate_engine(lazy, folder)
+        rows = {}
+        for name, prot in (("unprotected", 0), ("sanity+dmr", 1)):
+            t0 = time.perf_counter()
+            res = estimate_area(files, "engine", {"FI_EN": 0, "PROT": prot}, timeout_s=timeout_s)
+            rows[name] = {c: res[c] for c in CLASSES} | {"LUTRAM": res.get("LUTRAM", 0), "SRL": res.get("SRL", 0),
+                                                         "LUT_eq": lut_equivalent(res),
+                                                         "seconds": round(time.perf_counter() - t0, 1)}
+            if progress is not None:
+                progress(f"  engine {name:11s} " + " ".join(f"{c} {rows[name][c]:6d}" for c in CLASSES + ("LUTRAM",))
+                         + f" LUT incl. LUTRAM/SRL {rows[name]['LUT_eq']:6d}  ({rows[name]['seconds']} s)")
+        return rows
+    if out is None:
+        with tempfile.TemporaryDirectory(prefix="sanitas_engine_area_") as tmp:
+            rows = run(Path(tmp))
+    else:
+        rows = run(Path(out))
+    base, prot = rows["unprotected"], rows["sanity+dmr"]
+    rows["ratio"] = {"LUT+FF": round((prot["LUT_eq"] + prot["FF"]) / max(base["LUT_eq"] + base["FF"], 1) - 1, 4),
+                     "extra_DSP": prot["DSP"] - base["DSP"]}
+    return rows
 
 
 def module_breakdown(verilog_files, top: str, *, family: str = "xc7", timeout_s: float = 3600.0) -> dict[str, dict]:
