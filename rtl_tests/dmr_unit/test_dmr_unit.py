@@ -9,6 +9,10 @@ Golden: `sanitas.rtl.dmr` (built on `sanitas.golden.rounding.requantize` and `sa
   * test_fault_regression: ``per_reg`` single faults (random bit, kind, beat) in each of the unit's registers
     (`DMR_REGS`), each on a fresh tensor after a reset; the RTL verdicts and words equal `run_stream` with the same
     fault, the outcome (masked / detected / silent) is the golden's, and none is silent. Prints faults/s.
+  * test_streams at the engine's read width (RD_N words a beat, RD_W summed an edge: `sanitas.rtl.engine_regs`):
+    the words are read back in beats of RD_N (the last one partial, the unused tail words random), each held until
+    rd_ready; every beat takes exactly ceil(rd_n / RD_W) edges, the read sums are the word-serial golden's, and
+    most tensors' lengths are not a multiple of RD_W (nor of RD_N), the corrupted word in the last part.
 The pytest functions at the bottom build and run each test with Icarus.
 """
 from __future__ import annotations
@@ -24,6 +28,7 @@ import pytest
 
 from sanitas.rtl.dmr import DMR_OUTCOMES, DMR_REGS, DmrFault, classify, golden_checksum, run_stream, to_golden
 from sanitas.rtl.bench import UnitBench, bench_config, run_unit
+from sanitas.rtl.engine_regs import ENGINE_KMAX, ENGINE_READ_W
 from sanitas.rtl.generate import generate_dmr_unit
 
 import cocotb
@@ -50,14 +55,27 @@ class DmrBench(UnitBench):
     inputs = ("clr", "cnt_clr", "shift", "lo", "hi", "rd_signed", "in_valid", "in_first", "in_last", "in_acc",
               "rd_valid", "rd_data", "chk", "ref_s0", "ref_f", "fi_en", "fi_sel", "fi_bit", "fi_kind")
 
+    def __init__(self, dut, cfg):
+        super().__init__(dut, cfg)
+        self.rd_n, self.rd_w = int(cfg.get("rd_n", 1)), int(cfg.get("rd_w", 1))   # the top's RD_N, RD_W
+        self.read_edges = self.want_edges = self.non_multiple = 0
+
     def defaults(self):
         self.dut.rd_n.value = 1       # RD_N = 1: one word a read beat
 
-    def tensor(self):
-        """(windows, shift, lo, hi): a random tensor of 1..24 windows of 1 or 4 accumulators."""
+    def tensor(self, i: int = 0):
+        """(windows, shift, lo, hi): a random tensor of 1..24 windows of 1 or 4 accumulators (RD_N > 1: 1..99 windows,
+        a multiple of RD_W only when i % 4 == 3)."""
         rng = self.rng
         pool = int(rng.choice([1, 4]))
-        n = int(rng.integers(1, 25))
+        if self.rd_n == 1:
+            n = int(rng.integers(1, 25))
+        elif i % 4 == 3:
+            n = self.rd_w * int(rng.integers(1, 100 // self.rd_w))
+        else:
+            n = int(rng.integers(1, 100))
+            n += n % self.rd_w == 0
+        self.non_multiple += n % self.rd_w != 0 and n % self.rd_n != 0
         mag = int(rng.choice([1 << 8, 1 << 14, 1 << 31]))
         windows = [rng.integers(-mag, mag, pool).clip(-(1 << 31), (1 << 31) - 1).tolist() for _ in range(n)]
         shift = int(rng.choice([0, -1, -3, int(rng.integers(1, 12))]))
@@ -76,19 +94,24 @@ class DmrBench(UnitBench):
         dut.clr.value = 0
         beat, words = 0, []
 
-        async def edge():
+        async def edge(sample: bool = False):
             nonlocal beat
             hit = fault is not None and fault.beat == beat
             dut.fi_en.value = int(hit)
             if hit:
                 dut.fi_sel.value, dut.fi_bit.value = DMR_REGS.index(fault.reg), fault.bit
                 dut.fi_kind.value = KINDS.index(fault.kind)
+            ready = None
+            if sample:                           # rd_ready before the edge (the inputs of this edge settled)
+                await ReadOnly()
+                ready = int(dut.rd_ready.value)
             await RisingEdge(dut.clk)
             await ReadOnly()
             if int(dut.out_valid.value):
                 words.append(int(dut.out_data.value))
             await FallingEdge(dut.clk)
             beat += 1
+            return ready
 
         await FallingEdge(dut.clk)
         for w in windows:
@@ -99,9 +122,24 @@ class DmrBench(UnitBench):
         dut.in_valid.value = 0
         vals = [(x - 256 if x >= 128 else x) if lo < 0 else x for x in words]
         read = vals if read is None else read
-        for x in read:
-            dut.rd_valid.value, dut.rd_data.value = 1, int(x) & 0xFF
-            await edge()
+        if self.rd_n == 1:
+            for x in read:
+                dut.rd_valid.value, dut.rd_data.value = 1, int(x) & 0xFF
+                await edge()
+        for b0 in range(0, len(read) if self.rd_n > 1 else 0, self.rd_n):   # beats of RD_N words, RD_W an edge
+            chunk = [int(x) & 0xFF for x in read[b0:b0 + self.rd_n]]
+            dut.rd_valid.value = 0
+            for _ in range(int(self.rng.integers(0, 3))):                    # idle edges between beats
+                await edge()
+            tail = [int(v) for v in self.rng.integers(0, 256, self.rd_n - len(chunk))]   # not part of the tensor
+            dut.rd_valid.value, dut.rd_n.value = 1, len(chunk)
+            dut.rd_data.value = sum(x << (8 * k) for k, x in enumerate(chunk + tail))
+            edges = 1
+            while not await edge(sample=True):
+                edges += 1
+            self.read_edges += edges
+            self.want_edges += -(-len(chunk) // self.rd_w)
+            assert edges == -(-len(chunk) // self.rd_w), f"beat of {len(chunk)} words took {edges} edges"
         dut.rd_valid.value = 0
         dut.fi_en.value = 0
         wr = (_s64(dut.wr_s0.value.to_unsigned()), _s64(dut.wr_f.value.to_unsigned()))
@@ -130,13 +168,15 @@ async def test_streams(dut):
     cases = collections.Counter()
     want_rd_bad = 0
     for i in range(cfg["n_tensors"]):
-        windows, shift, lo, hi = bench.tensor()
+        windows, shift, lo, hi = bench.tensor(i)
         gold = run_stream(windows, shift, lo, hi)
         mode = ("clean", "word", "checkpoint")[i % 3]
         read, ref = None, None
         if mode == "word":           # a stored activation word corrupted (one bit of its 8-bit pattern)
             read = gold.words.copy()
-            j, b = int(rng.integers(len(read))), int(rng.integers(8))
+            last = len(read) % bench.rd_w or bench.rd_w     # RD_N > 1: a word of the last part read
+            j = int(rng.integers(len(read))) if bench.rd_n == 1 else len(read) - 1 - int(rng.integers(last))
+            b = int(rng.integers(8))
             pattern = (int(read[j]) & 0xFF) ^ (1 << b)
             read[j] = pattern - 256 if lo < 0 and pattern >= 128 else pattern
         elif mode == "checkpoint":   # a stored checkpoint word corrupted (one bit of S0 or F)
@@ -153,7 +193,9 @@ async def test_streams(dut):
         cases[mode] += 1
     assert bench.counters() == (0, want_rd_bad)
     Path(cfg["summary"]).write_text(json.dumps({"tensors": sum(cases.values()), "cases": dict(cases),
-                                                "counters": list(bench.counters())}))
+                                                "counters": list(bench.counters()), "read_edges": bench.read_edges,
+                                                "want_edges": bench.want_edges,
+                                                "non_multiple": bench.non_multiple}))
 
 
 @cocotb.test()
@@ -200,8 +242,9 @@ N_TENSORS = 60
 PER_REG = 40
 
 
-def _run(test: str, seed: int, **cfg) -> dict:
-    return run_unit(ROOT / "build" / "rtl_tests" / "dmr_unit" / test, "dmr_unit", test, seed, generate_dmr_unit, **cfg)
+def _run(test: str, seed: int, name: str | None = None, parameters: dict | None = None, **cfg) -> dict:
+    return run_unit(ROOT / "build" / "rtl_tests" / "dmr_unit" / (name or test), "dmr_unit", test, seed,
+                    generate_dmr_unit, parameters=parameters, **cfg)
 
 
 @needs_iverilog
@@ -209,6 +252,18 @@ def test_dmr_streams():
     s = _run("test_streams", seed=5, n_tensors=N_TENSORS)
     assert s["tensors"] == N_TENSORS and s["cases"] == {"clean": 20, "word": 20, "checkpoint": 20}
     assert s["counters"] == [0, 40]
+
+
+@needs_iverilog
+def test_dmr_streams_serial_read():
+    """The engine's read width (RD_N = ENGINE_KMAX bytes a beat, RD_W = ENGINE_READ_W words summed an edge): reads
+    exact at lengths that are no multiple of RD_W / RD_N, a corrupted word in the last part caught."""
+    rd_n, rd_w = ENGINE_KMAX, ENGINE_READ_W
+    s = _run("test_streams", seed=7, name="test_streams_serial", parameters={"RD_N": rd_n, "RD_W": rd_w},
+             n_tensors=N_TENSORS, rd_n=rd_n, rd_w=rd_w)
+    assert s["tensors"] == N_TENSORS and s["cases"] == {"clean": 20, "word": 20, "checkpoint": 20}
+    assert s["counters"] == [0, 40]
+    assert s["non_multiple"] == 45 and s["read_edges"] == s["want_edges"] > N_TENSORS
 
 
 @needs_iverilog

@@ -305,7 +305,8 @@ CNT = ("CNT_DETECTED", "CNT_CORRECTED", "CNT_UNCORR")
 async def test_faults(dut):
     """Single faults of every kind the engine handles, on the first 4 images: PE / checksum accumulators (conv1,
     FI_*), output-stage registers (FI_DMR), stored input words, read-path words and checkpoint words (the host
-    memory, fc3 and conv1), and a sample of rollback_ctrl state faults (FI_RB, fc3); each outcome checked
+    memory, fc3 and conv1), READ lengths no multiple of RD_W (clean, and a word of the last part flipped), and a
+    sample of rollback_ctrl state faults (FI_RB, fc3); each outcome checked
     against the counters it must move, the bytes against the fault-free model. Skipped without FI_EN / PROT."""
     array, cfg = _cfg()
     eng = await Engine.start(dut)
@@ -410,6 +411,23 @@ async def test_faults(dut):
         assert r["data"] == _want(r, cmd, a, array) and r["stream"] == pack_stream(cmd, a, array, KMAX), \
             f"{name}: wrong output"
         assert bytes(mem.words) == (layers[layer][5]["words"] if prod else mem.source), f"{name}: tensor not restored"
+        results[name] = dict(zip(RB, rb))
+    # READ lengths that are no multiple of the read check's RD_W words an edge (nor of a beat: the last beat and its
+    # last part partial): the last command reading a host-written tensor of that length, exact (no false alarm),
+    # and a flipped word in the last part caught (the host writes the tensor again: detected 1, rolled back 2)
+    cmd, a = layers[last][0], layers[last][1]
+    rng = np.random.default_rng(cfg.get("seed", 0) + 2)
+    for name, n, flip, want in (("odd_read", 77, None, (0, 0)), ("odd_read_word", 45, (44, 5), (1, 2))):
+        words = rng.integers(0, 256, n).astype(np.uint8).tobytes()
+        mem = Memory(words, checkpoint(words, not cmd.in_unsigned), source=words, signed=not cmd.in_unsigned)
+        if flip is not None:
+            mem.flip_word(*flip)
+        r = await eng.command(cmd, a, array, mem, None)
+        rb = tuple(r["delta"][k] for k in RB)
+        assert rb == (*want, 0, 0), f"{name}: rollback_ctrl counters {rb}"
+        assert r["status"] & 7 == 2 and r["ok"] and r["execs"] == 1, f"{name}: STATUS {r['status']:#x}"
+        assert r["delta"]["CNT_RD_BAD"] == want[1], f"{name}: reads bad {r['delta']['CNT_RD_BAD']}"
+        assert r["data"] == _want(r, cmd, a, array) and bytes(mem.words) == words, f"{name}: wrong output / tensor"
         results[name] = dict(zip(RB, rb))
     # rollback_ctrl state faults (no golden equivalent): ok / flagged / stalled, never silent (done, no flag, a
     # wrong result)

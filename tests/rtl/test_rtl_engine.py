@@ -112,7 +112,9 @@ def test_lenet5_through_the_rtl_engine(tmp_path, lenet, lenet5_ckpt):
 #: The bench's directed single faults (rtl_tests/engine test_faults) -> {counter register: delta}, the same at every
 #: geometry, outputs exact: the sanity unit's counters for array faults (in conv1 through the FI_* registers); the
 #: output stage's tile re-executions / escalations and rollback_ctrl's for lane faults (the window-max faults could
-#: be masked on other data); rollback_ctrl's for stored-input (host memory), checkpoint and read-path faults.
+#: be masked on other data); rollback_ctrl's for stored-input (host memory), checkpoint and read-path faults, and
+#: for READ lengths no multiple of the read check's RD_W (odd_read: 77 words clean; odd_read_word: 45 words, the
+#: last part's last word flipped).
 _CNT = ("CNT_DETECTED", "CNT_CORRECTED", "CNT_UNCORR")
 _RB = ("RB_DETECTED", "RB_ROLLED_BACK", "RB_UNCORR", "RB_ESCALATIONS")
 _LANE = ("CNT_ROLLBACK", "CNT_ESCALATED") + _RB
@@ -123,7 +125,7 @@ _GROUPS = {
             "lane_b_max": (1, 0, 0, 0, 0, 0), "lane_a_s0_every_try": (8, 4, 0, 2, 1, 1)},
     _RB: {"stored_word": (1, 2, 0, 0), "stored_word_msb": (1, 2, 0, 0), "read_path_word": (1, 1, 0, 0),
           "checkpoint_s0": (1, 2, 0, 0), "checkpoint_f": (1, 2, 0, 0), "read_path_checkpoint": (1, 1, 0, 0),
-          "input_word": (1, 2, 0, 0)}}
+          "input_word": (1, 2, 0, 0), "odd_read": (0, 0, 0, 0), "odd_read_word": (1, 2, 0, 0)}}
 ENGINE_FAULTS = {name: dict(zip(regs, deltas)) for regs, faults in _GROUPS.items() for name, deltas in faults.items()}
 
 
@@ -156,9 +158,14 @@ def test_engine_faults_at_the_flow_geometry(tmp_path, lenet, lenet5_ckpt):
     (ArrayConfig(rows=4, cols=4), {"FI_EN": 0, "RETRIES": 0}, ()),
     (ArrayConfig(rows=8, cols=8), {"KMAX": 6}, ("engine: KMAX*DATA_W must be a multiple of 32 and KMAX <= 2**K_W - 1",
                                                 "engine: ROWS*COLS*32 must be a multiple of KMAX*DATA_W",
-                                                "engine: the checkpoint beat needs KMAX*DATA_W > 160")),
+                                                "engine: the checkpoint beat needs KMAX*DATA_W > 160",
+                                                "engine: RD_W must divide KMAX*DATA_W/8",
+                                                "dmr_unit: RD_W must divide RD_N")),
     (ArrayConfig(rows=4, cols=4), {"PROT": 0}, ()),
     (ArrayConfig(rows=4, cols=4), {"PROT": 2}, ("engine: PROT must be 0 or 1",)),
+    (ArrayConfig(rows=4, cols=4), {"RD_W": 32}, ()),
+    (ArrayConfig(rows=4, cols=4), {"RD_W": 5}, ("engine: RD_W must divide KMAX*DATA_W/8",
+                                                "dmr_unit: RD_W must divide RD_N")),
     (ArrayConfig(rows=1, cols=2), {}, ("engine: ROWS*COLS*32 must be a multiple of KMAX*DATA_W",)),
 ])
 def test_engine_compiles_cleanly_and_guards_fire(tmp_path, array, params, errors):

@@ -216,10 +216,11 @@ class UnitBench:
             await FallingEdge(self.dut.clk)
 
 
-def run_unit(out, module: str, test: str, seed: int, generate, **cfg) -> dict:
+def run_unit(out, module: str, test: str, seed: int, generate, parameters: dict | None = None, **cfg) -> dict:
     """pytest side of a unit bench: render ``module`` with ``generate(ArrayConfig(), out / "rtl")``, run the cocotb
-    test ``test`` of rtl_tests/<module> with ``cfg`` (+ seed, summary path) and return its JSON summary; an
-    AssertionError names the log when the simulation fails."""
+    test ``test`` of rtl_tests/<module> with ``cfg`` (+ seed, summary path) and the Verilog ``parameters`` of the
+    top (each parameter set its own ``out``), and return its JSON summary; an AssertionError names the log when the
+    simulation fails."""
     import json
     from pathlib import Path
     from .generate import run_bench
@@ -229,6 +230,6 @@ def run_unit(out, module: str, test: str, seed: int, generate, **cfg) -> dict:
     summary.unlink(missing_ok=True)
     sim_exit, n_tests, n_failed, _, log = run_bench(
         out, array, dict(cfg, seed=seed, summary=str(summary)), seed, (test,), toplevel=module, bench=module,
-        sources=generate(array, out / "rtl"))
+        sources=generate(array, out / "rtl"), parameters=parameters)
     assert (sim_exit, n_tests, n_failed) == (0, 1, 0), f"cocotb {test} failed (log: {log})"
     return json.loads(summary.read_text())

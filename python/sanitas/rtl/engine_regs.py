@@ -89,5 +89,8 @@ ENGINE_REG_TABLE: tuple[EngineReg, ...] = (
 ENGINE_REGS: dict[str, EngineReg] = {r.name: r for r in ENGINE_REG_TABLE}
 #: K per chunk of the engine (its KMAX parameter default): the streams are KMAX bytes wide.
 ENGINE_KMAX = 32
+#: Words of a stream beat the engine's read check adds per edge (its RD_W parameter default, a divisor of the
+#: KMAX * DATA_W / 8 words a beat): a READ beat takes ceil(words / ENGINE_READ_W) edges, s_axis_tready low meanwhile.
+ENGINE_READ_W = 8
 #: AXI4-Lite address width of the engine (bytes).
 ENGINE_ADDR_W = 8

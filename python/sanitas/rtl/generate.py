@@ -37,7 +37,7 @@ from sanitas.paths import REPO_ROOT
 from ..config import ArrayConfig, clog2
 from ..errors import SanitasError
 from ..protect.code import n_partials as sanity_partials
-from .engine_regs import ENGINE_ADDR_W, ENGINE_KMAX, ENGINE_REG_TABLE, ENGINE_REGS
+from .engine_regs import ENGINE_ADDR_W, ENGINE_KMAX, ENGINE_READ_W, ENGINE_REG_TABLE, ENGINE_REGS
 
 #: Environment variable carrying the JSON bench configuration into the cocotb simulation.
 BENCH_ENV = "SANITAS_SYSTOLIC_BENCH"
@@ -111,7 +111,7 @@ def render_systolic_array(array: ArrayConfig, templates: tuple[str, ...] = _TEMP
                fi_en=int(array.fault_injection), eager=verilog_parameters(array)["EAGER"],
                checksums=array.checksums.value, version=sanitas.__version__,
                regs=ENGINE_REG_TABLE, regs_by=ENGINE_REGS, addr_w=ENGINE_ADDR_W,
-               engine_kmax=ENGINE_KMAX)
+               engine_kmax=ENGINE_KMAX, engine_read_w=ENGINE_READ_W)
     return {name[: -len(".j2")]: env.get_template(name).render(**ctx) for name in templates}
 
 
