@@ -17,7 +17,8 @@ import pytest
 from sanitas.config import ArrayConfig
 from sanitas.rtl import area as area_mod
 from sanitas.rtl.area import VARIANTS, area_table, estimate_area, module_breakdown
-from sanitas.rtl.generate import generate_sanity_array, generate_systolic_array
+from sanitas.rtl.engine_regs import ENGINE_READ_W
+from sanitas.rtl.generate import generate_engine, generate_sanity_array, generate_systolic_array
 
 needs_yosys = pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys not on PATH")
 
@@ -60,8 +61,8 @@ def test_area_table_ratios_and_targets(tmp_path, monkeypatch):
     counts = {("sanity_array", (("CHK_EN", 0), ("FI_EN", 0))): (1000, 1000, 4),
               ("sanity_array", (("EAGER", 0), ("FI_EN", 0))): (1100, 1050, 6),
               ("sanity_array", (("EAGER", 1), ("FI_EN", 0))): (1300, 1200, 10),
-              ("dmr_unit", (("DMR_EN", 0), ("FI_EN", 0), ("RD_N", 32))): (500, 0, 0),
-              ("dmr_unit", (("DMR_EN", 1), ("FI_EN", 0), ("RD_N", 32))): (600, 100, 0),
+              ("dmr_unit", (("DMR_EN", 0), ("FI_EN", 0), ("RD_N", 32), ("RD_W", 8))): (500, 0, 0),
+              ("dmr_unit", (("DMR_EN", 1), ("FI_EN", 0), ("RD_N", 32), ("RD_W", 8))): (600, 100, 0),
               ("rollback_ctrl", (("FI_EN", 0),)): (10, 20, 0),
               ("tmr_array", (("FI_EN", 0),)): (6000, 3000, 12)}
     calls = []
@@ -104,7 +105,7 @@ def test_classify_primitives():
 
 def test_engine_area_ratio(tmp_path, monkeypatch):
     """engine_area synthesises the engine top with PROT = 0 and PROT = 1 (FI_EN = 0) and divides (yosys replaced by
-    fixed counts); the dmr_unit of the unit table gets the engine's read width (32 words a beat)."""
+    fixed counts); the dmr_unit of the unit table gets the engine's read widths (32 words a beat, 8 an edge)."""
     counts = {0: {"LUT": 4000, "FF": 6000, "DSP": 16, "BRAM": 0, "cells": {"LUT6": 4000}},
               1: {"LUT": 4400, "FF": 6300, "DSP": 20, "BRAM": 1, "LUTRAM": 25,
                   "cells": {"LUT6": 4400, "RAM32M": 24, "RAM32X1D": 1, "SRLC32E": 2}}}
@@ -119,4 +120,19 @@ def test_engine_area_ratio(tmp_path, monkeypatch):
     assert (res["unprotected"]["LUT"], res["sanity+dmr"]["FF"], res["sanity+dmr"]["BRAM"]) == (4000, 6300, 1)
     assert (res["sanity+dmr"]["LUT_eq"], res["sanity+dmr"]["LUTRAM"]) == (4400 + 24 * 4 + 2 + 2, 25)
     assert res["ratio"] == {"LUT+FF": 0.08, "extra_DSP": 4}
-    assert area_mod.engine_read_words(ArrayConfig(rows=4, cols=4)) == 32
+    assert area_mod.engine_beat_words(ArrayConfig(rows=4, cols=4)) == 32
+    assert area_mod.engine_read_words(ArrayConfig(rows=4, cols=4)) == ENGINE_READ_W == 8
+
+
+def test_unit_table_uses_the_engine_read_widths(tmp_path):
+    """The dmr_unit of the unit table is the engine's: RD_N = the words of a beat (KMAX bytes), RD_W = the engine's
+    RD_W default as rendered into engine.v (and its instance of dmr_unit passes both)."""
+    import re
+    array = ArrayConfig(rows=4, cols=4)
+    text = generate_engine(array, tmp_path / "eng")[-1].read_text()
+    assert int(re.search(r"parameter integer RD_W\s*=\s*(\d+),", text).group(1)) == area_mod.engine_read_words(array)
+    assert int(re.search(r"parameter integer KMAX\s*=\s*(\d+),", text).group(1)) == area_mod.engine_beat_words(array)
+    assert ".RD_N(TB)," in text and ".RD_W(RD_W))" in text
+    units = area_mod.variant_units(array, tmp_path / "units")
+    dmr = [p for _, top, p in units["sanity+dmr"] if top == "dmr_unit"]
+    assert dmr == [{"FI_EN": 0, "DMR_EN": 1, "RD_N": 32, "RD_W": 8}]

@@ -13,7 +13,8 @@ flattening and returns LUT / FF per module (where the area goes).
 Every variant reads its results through the same drain (a ROWS:1 row multiplexer and a COLS-word output register,
 the unprotected `sanity_unit` with CHK_EN = 0): an output-stationary array has to read its accumulators out, and
 the protected variants check the rows on that very path, so the baseline carries it too. The output stage
-(dmr_unit) is instantiated with the engine's read width (`engine_read_words`: one stream beat of words an edge).
+(dmr_unit) is instantiated as the engine instantiates it: RD_N = `engine_beat_words` (a stream beat's words) and
+RD_W = `engine_read_words` (the words its read check adds an edge, the engine's RD_W).
 
 `engine_area` is the whole-engine comparison: the generated ``engine`` top synthesised with PROT = 0 (the
 unprotected engine) and PROT = 1 (sanity lazy + two-lane dmr_unit + read checks + rollback_ctrl + the hold bank
@@ -137,17 +138,25 @@ TARGETS = {"sanity+dmr": "LUT+FF <= +10 % and extra DSP <= rows", "tmr": "LUT+FF
 FLOW = "yosys synth_xilinx -flatten -noiopad -family xc7 (one run per unit, FI_EN = 0)"
 
 
-def engine_read_words(array) -> int:
+def engine_beat_words(array) -> int:
     """Words a read beat of the engine carries (its dmr_unit's RD_N): the stream's KMAX * DATA_W bits in bytes."""
     from .engine_regs import ENGINE_KMAX
     return ENGINE_KMAX * array.data_width // 8
+
+
+def engine_read_words(array) -> int:
+    """Words of a beat the engine's read check adds an edge (its RD_W, the dmr_unit's RD_W: `ENGINE_READ_W`)."""
+    from .engine_regs import ENGINE_READ_W
+    if engine_beat_words(array) % ENGINE_READ_W:
+        raise ValueError(f"ENGINE_READ_W {ENGINE_READ_W} must divide the {engine_beat_words(array)} words a beat")
+    return ENGINE_READ_W
 
 
 def variant_units(array, out: Path) -> dict[str, list[tuple]]:
     """Variant (`VARIANTS`) -> [(files, top, params)] of its units, rendered under ``out``."""
     from .generate import generate_dmr_unit, generate_rollback_ctrl, generate_sanity_array, generate_tmr_array
     from ..config import ArrayConfig
-    rd_n = engine_read_words(array)
+    rd = {"RD_N": engine_beat_words(array), "RD_W": engine_read_words(array)}
     lazy = ArrayConfig(**dict(array.to_dict(), checksums="lazy", fault_injection=False))
     eager = ArrayConfig(**dict(array.to_dict(), checksums="eager", fault_injection=False))
     san_l = generate_sanity_array(lazy, out / "lazy")
@@ -155,13 +164,13 @@ def variant_units(array, out: Path) -> dict[str, list[tuple]]:
     dmr = generate_dmr_unit(lazy, out / "dmr")
     rb = generate_rollback_ctrl(lazy, out / "rb")
     tmr = generate_tmr_array(lazy, out / "tmr")
-    stage = (dmr, "dmr_unit", {"FI_EN": 0, "DMR_EN": 0, "RD_N": rd_n})
+    stage = (dmr, "dmr_unit", {"FI_EN": 0, "DMR_EN": 0, **rd})
     return {
         "unprotected": [(san_l, "sanity_array", {"FI_EN": 0, "CHK_EN": 0}), stage],
         "sanity lazy": [(san_l, "sanity_array", {"FI_EN": 0, "EAGER": 0}), stage],
         "sanity eager": [(san_e, "sanity_array", {"FI_EN": 0, "EAGER": 1}), stage],
         "sanity+dmr": [(san_l, "sanity_array", {"FI_EN": 0, "EAGER": 0}),
-                       (dmr, "dmr_unit", {"FI_EN": 0, "DMR_EN": 1, "RD_N": rd_n}), (rb, "rollback_ctrl", {"FI_EN": 0})],
+                       (dmr, "dmr_unit", {"FI_EN": 0, "DMR_EN": 1, **rd}), (rb, "rollback_ctrl", {"FI_EN": 0})],
         "tmr": [(tmr, "tmr_array", {"FI_EN": 0}), stage],
     }
 
