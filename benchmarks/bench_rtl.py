@@ -16,27 +16,25 @@ sanity_array (hierarchical synth_xilinx); ``--engine`` also synthesises the whol
 PROT = 1 (`sanitas.rtl.area.engine_area`: every unit either engine instantiates counted, the hold bank and the
 sanity_tile capture register included).
 
-Fault-free cycles per layer (LeNet-5 and ResNet-20 on 8x8 digits, per image): each conv/linear is an im2col GEMM
-(M = output pixels, N = output channels, K = C_in/groups * kh * kw) cut into ceil(M/rows) * ceil(N/cols) tiles; one
-tile pass of the RTL array takes K + rows + cols + 2 edges from start to done (start edge, K beats, the wavefront,
-the check edge: measured by rtl_tests/systolic_array), then ``rows`` drain beats read the rows out (every variant).
-The sanity check runs on those drain beats (lazy: the total residual; eager: every residual), so fault-free sanity
-adds no beat; the unprotected array's wavefront is one column shorter (K + rows + cols + 1). The DMR lanes and
-checksums run beside the stream (no cycles). Targets: sanity+dmr <= +10 % LUT+FF and at most one extra DSP column
-(``cols``-wide array: rows extra DSPs) over unprotected; TMR >= +200 % LUT+FF; lazy fault-free cycles <= +10 %.
+Fault-free cycles (``--cycles``): measured, not modelled -- `sanitas.rtl.cycles.cycle_table` simulates the RTL
+engine PROT = 1 vs PROT = 0 and reads its CYCLES register per command (the same table as
+benchmarks/bench_rtl_cycles.py, at ``--engine-rows`` x ``--engine-cols``; LeNet-5 on ``--images`` digits images of
+``--checkpoint``, or of the test suite's cached checkpoint, and every distinct ResNet-20 shape once). Target:
+protected <= +10 % cycles. Area targets: sanity+dmr <= +10 % LUT+FF and at most one extra DSP column (``cols``-wide
+array: rows extra DSPs) over unprotected; TMR >= +200 % LUT+FF.
 
 Measured (``--checkpoint P [--images K]``): the RTL ``engine`` (Icarus, cocotbext-axi; `sanitas.rtl.network`) runs K
 digits test images of a LeNet-5 checkpoint layer by layer (batched along M) at ``--engine-rows`` x
 ``--engine-cols``; printed: the engine's busy cycles per layer (CYCLES register: stream in, sanity passes, output
 stage, stream out) and per image, bit-exact images, simulated cycles/s.
 
-Run: ``.venv/bin/python benchmarks/bench_rtl.py [--rows 16 --cols 16] [--checkpoint P --images 10] [--json out.json]``.
+Run: ``.venv/bin/python benchmarks/bench_rtl.py [--rows 16 --cols 16] [--cycles] [--checkpoint P --images 10]
+[--json out.json]``.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 from pathlib import Path
@@ -48,36 +46,6 @@ from sanitas.config import ArrayConfig  # noqa: E402
 from sanitas.rtl.area import area_table, engine_area, module_breakdown  # noqa: E402
 
 
-def gemm_layers(model: str) -> list[tuple[str, int, int, int]]:
-    """[(layer, M, N, K)] of the per-image im2col GEMMs of a zoo network on 8x8 digits."""
-    from sanitas.golden import export_golden
-    from sanitas.models import build
-    gm = export_golden(build(model, seed=0))
-    shapes = gm.shapes()
-    out = []
-    for n in gm.layers():
-        shape = shapes[n.name][1:]
-        m = int(math.prod(shape[1:])) if len(shape) > 1 else 1
-        k = int(math.prod(n.weight.shape[1:]))
-        out.append((n.name, m, int(shape[0]), k))
-    return out
-
-
-def tile_cycles(array: ArrayConfig, k: int, variant: str) -> int:
-    """Edges of one fault-free tile pass of the RTL array (see the module doc)."""
-    base = k + array.rows + array.cols + 2 + array.rows          # pass + drain beats
-    return {"unprotected": base - 1, "lazy": base, "eager": base}[variant]
-
-
-def cycle_table(array: ArrayConfig, model: str) -> list[dict]:
-    rows = []
-    for name, m, n, k in gemm_layers(model):
-        tiles = math.ceil(m / array.rows) * math.ceil(n / array.cols)
-        c = {v: tiles * tile_cycles(array, k, v) for v in ("unprotected", "lazy", "eager")}
-        rows.append(dict(layer=name, M=m, N=n, K=k, tiles=tiles, **c))
-    return rows
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=16)
@@ -87,7 +55,9 @@ def main(argv=None) -> int:
     ap.add_argument("--engine", action="store_true", help="also the whole engine top, PROT = 0 vs PROT = 1")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     ap.add_argument("--checkpoint", type=Path, default=None, help="a digits LeNet-5 checkpoint: run the RTL engine")
-    ap.add_argument("--images", type=int, default=10, help="images through the RTL engine (with --checkpoint)")
+    ap.add_argument("--images", type=int, default=10, help="images through the RTL engine (--checkpoint, --cycles)")
+    ap.add_argument("--cycles", action="store_true", help="also the measured fault-free engine cycles")
+    ap.add_argument("--sample-tiles", type=int, default=None, help="--cycles, ResNet-20: M tiles to simulate")
     ap.add_argument("--engine-rows", type=int, default=8)
     ap.add_argument("--engine-cols", type=int, default=8)
     args = ap.parse_args(argv)
@@ -123,17 +93,18 @@ def main(argv=None) -> int:
         q = eng_area["ratio"]
         print(f"engine sanity+dmr over unprotected: LUT+FF {100 * q['LUT+FF']:+.1f} %, extra DSP {q['extra_DSP']:+d}")
         result["engine_area"] = eng_area
-    result["cycles"] = {}
-    for model in ("lenet5", "resnet20"):
-        rows = cycle_table(array, model)
-        tot = {v: sum(r[v] for r in rows) for v in ("unprotected", "lazy", "eager")}
-        print(f"fault-free cycles per image, {model} ({len(rows)} GEMM layers): unprotected {tot['unprotected']}, "
-              f"lazy {tot['lazy']} ({100 * (tot['lazy'] / tot['unprotected'] - 1):+.1f} %), eager {tot['eager']} "
-              f"({100 * (tot['eager'] / tot['unprotected'] - 1):+.1f} %)")
-        for r in rows:
-            print(f"  {r['layer']:10s} M {r['M']:4d} N {r['N']:4d} K {r['K']:4d} tiles {r['tiles']:3d}  "
-                  f"{r['unprotected']:6d} / {r['lazy']:6d} / {r['eager']:6d}")
-        result["cycles"][model] = {"layers": rows, "total": tot}
+    if args.cycles:
+        from bench_rtl_cycles import default_checkpoint
+
+        from sanitas.rtl.cycles import cycle_table
+        eng = ArrayConfig(rows=args.engine_rows, cols=args.engine_cols)
+        with tempfile.TemporaryDirectory(prefix="sanitas_cycles_") as tmp:
+            t = cycle_table(Path(tmp), eng, default_checkpoint(args.checkpoint), args.images, args.sample_tiles)
+        print(f"fault-free engine cycles (CYCLES register), {t['array']} array: protected vs unprotected")
+        for net, tot in t["totals"].items():
+            print(f"  {net:9s} protected {tot['protected']:8d}  unprotected {tot['unprotected']:8d}  "
+                  f"{100 * (tot['ratio'] - 1):+.1f} % (target <= +10 %: {tot['ratio'] <= 1.10})")
+        result["cycles"] = t
     if args.checkpoint is not None:
         from sanitas.rtl.network import run_engine_network
         eng = ArrayConfig(rows=args.engine_rows, cols=args.engine_cols, fault_injection=False)

@@ -29,6 +29,14 @@ from sanitas.rtl.cycles import cycle_table  # noqa: E402
 TARGET = 1.10
 
 
+def default_checkpoint(path: Path | None) -> Path | None:
+    """``path``, else the test suite's cached digits LeNet-5 checkpoint (None when there is none)."""
+    if path is not None:
+        return path
+    hits = sorted((ROOT / "build" / "test-cache").glob("lenet5-e*.pt"))
+    return hits[0] if hits else None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=8)
@@ -38,10 +46,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sample-tiles", type=int, default=None, help="ResNet-20: simulate only this many M tiles")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    ckpt = args.checkpoint
-    if ckpt is None:
-        hits = sorted((ROOT / "build" / "test-cache").glob("lenet5-e*.pt"))
-        ckpt = hits[0] if hits else None
+    ckpt = default_checkpoint(args.checkpoint)
     array = ArrayConfig(rows=args.rows, cols=args.cols)
     with tempfile.TemporaryDirectory(prefix="sanitas_cycles_") as tmp:
         t = cycle_table(Path(tmp), array, ckpt, args.images, args.sample_tiles)

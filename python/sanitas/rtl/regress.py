@@ -18,9 +18,10 @@ from .generate import generate_sanity_tile, run_bench
 K_MAX = 10
 
 
-def run_regression(out_dir, array: ArrayConfig, n_faults: int, seed: int = 0) -> dict:
+def run_regression(out_dir, array: ArrayConfig, n_faults: int, seed: int = 0, simulator: str = "icarus") -> dict:
     """Run the regression; returns {"faults", "outcomes": {masked, corrected, uncorrectable, silent},
-    "sites", "faults_per_s", "mismatches", "examples", "per_pe", "passed"}. RuntimeError: no iverilog."""
+    "sites", "faults_per_s", "mismatches", "examples", "per_pe", "passed", "simulator"}. ``simulator``: "icarus"
+    or "verilator" (`generate.SIMULATORS`). RuntimeError: the simulator is not installed."""
     if isinstance(n_faults, bool) or not isinstance(n_faults, int) or n_faults < 1:
         raise SanitasError(f"the regression needs n_faults >= 1, got {n_faults!r}")
     out = Path(out_dir).resolve()
@@ -29,8 +30,9 @@ def run_regression(out_dir, array: ArrayConfig, n_faults: int, seed: int = 0) ->
     sim_exit, n_tests, n_failed, _, log = run_bench(
         out, array, dict(seed=int(seed), n_faults=n_faults, k_max=K_MAX, summary=str(summary)), int(seed),
         ("test_regression",), toplevel="sanity_tile", bench="sanity_tile",
-        sources=generate_sanity_tile(array, out / "rtl"))
+        sources=generate_sanity_tile(array, out / "rtl"), simulator=simulator)
     s = json.loads(summary.read_text()) if summary.is_file() else {}
     s["passed"] = (sim_exit, n_tests, n_failed) == (0, 1, 0) and bool(s)
     s["log"] = str(log)
+    s["simulator"] = simulator
     return s
