@@ -14,7 +14,9 @@ One Icarus simulation per array configuration runs the cocotb tests against the 
     differ from the fault-free golden values, row_err must name the faulty row, and a flip must move the faulty
     result by +-2**bit (mod 2**ACC_W) and nothing else.
   * test_fault_injection also drives ``n_operand`` operand-register faults (`sanitas.rtl.sanity.operand_faults`, the
-    fi_reg port): C and S must equal `gemm_replay`, row_err exactly the rows whose extended product is not 0.
+    fi_reg port): C and S must equal `gemm_replay`, row_err exactly the rows whose extended product is not 0, and
+    a_err (the A-path check, A_CHK) exactly when `sanitas.rtl.sanity.a_path_alarm` says the record changed an A
+    byte between the column-0 and the checksum-column folds; a_err stays 0 fault-free and under accumulator faults.
   * test_fault_replay (run by `sanitas.rtl.generate.run_cocotb_replay` only): the given Fault records on the given
     GEMMs, back to back; writes the outputs for the caller to compare with the golden and HLS levels.
 Each test writes its counts into the JSON summary (path in the bench config). The pytest function at the bottom
@@ -36,7 +38,7 @@ from sanitas.faults import Fault
 from sanitas.golden.gemm import gemm_replay, gemm_with_checksum, wrap
 from sanitas.rtl.bench import ArrayBench
 from sanitas.rtl.generate import BENCH_ENV, run_cocotb_smoke
-from sanitas.rtl.sanity import column_set, eager, operand_faults, partial_checksums, rerun_sels
+from sanitas.rtl.sanity import a_path_alarm, column_set, eager, operand_faults, partial_checksums, rerun_sels
 
 import cocotb
 
@@ -100,6 +102,7 @@ async def test_gemm_random(dut):
         assert np.array_equal(res.c, c_gold), f"case {i}: C mismatch\nhw={res.c}\ngolden={c_gold}"
         assert np.array_equal(res.s, s_gold), f"case {i}: S mismatch hw={res.s} golden={s_gold}"
         assert res.chk_err == 0 and res.row_err == 0, f"case {i}: false alarm row_err={res.row_err:#x}"
+        assert res.a_err == 0, f"case {i}: false A-path alarm"
         # partial checksum PEs: computed in every pass when eager, held at 0 in a lazy ordinary pass
         assert res.part_valid == int(eager(p)), f"case {i}: part_valid {res.part_valid}"
         assert np.array_equal(res.p, p_gold if eager(p) else np.zeros_like(p_gold)), f"case {i}: P {res.p}"
@@ -147,6 +150,8 @@ async def test_fault_injection(dut):
         c_rep, s_rep = gemm_replay(a, b, fault, p)
         if not (np.array_equal(res.c, c_rep) and np.array_equal(res.s, s_rep)):
             replay_mismatch.append(fault)
+        if res.a_err:                                             # accumulators never touch the A path
+            false_alarms.append((fault, "a_err"))
         injected += 1
         flips += kind == "bitflip"
         got = np.concatenate([res.c, res.s[:, None]], axis=1)       # (ROWS, COLS + 1) extended product
@@ -186,7 +191,7 @@ async def test_fault_injection(dut):
     assert detected == corrupting == located
     # operand registers (fi_reg): C and S equal gemm_replay, and the row check flags exactly the rows whose extended
     # product no longer sums to 0
-    op_bad, op_flagged = [], 0
+    op_bad, op_flagged, op_a_err = [], 0, 0
     n_op = cfg.get("n_operand", 0)
     faults = operand_faults(p, rng, 16, -(-n_op // (2 * p.rows * (p.cols + 1))))   # every register, then a sample
     for fault in [faults[i] for i in rng.permutation(len(faults))[:n_op]]:
@@ -196,10 +201,13 @@ async def test_fault_injection(dut):
         c_rep, s_rep = gemm_replay(a, b, fault, p)
         rows_bad = wrap(c_rep.sum(axis=1) + s_rep, p.acc_width) != 0
         want = int(sum(1 << r for r in np.flatnonzero(rows_bad)))
-        if not (np.array_equal(res.c, c_rep) and np.array_equal(res.s, s_rep) and res.row_err == want):
-            op_bad.append((fault.to_dict(), res.row_err, want))
+        a_want = int(a_path_alarm(a, b, fault, p))     # A_CHK: a changed A byte between the two folds
+        if not (np.array_equal(res.c, c_rep) and np.array_equal(res.s, s_rep) and res.row_err == want
+                and res.a_err == a_want):
+            op_bad.append((fault.to_dict(), res.row_err, want, res.a_err, a_want))
         op_flagged += res.row_err != 0
-    _update_summary(cfg, operand_faults=min(len(faults), n_op), operand_flagged=op_flagged)
+        op_a_err += res.a_err
+    _update_summary(cfg, operand_faults=min(len(faults), n_op), operand_flagged=op_flagged, operand_a_err=op_a_err)
     assert not op_bad, f"{len(op_bad)} operand faults differ from gemm_replay, e.g. {op_bad[:3]}"
 
 
@@ -244,5 +252,6 @@ def test_systolic_array(array):
     assert summary["faults_injected"] == N_FAULTS
     assert summary["faults_corrupting"] > 0
     assert summary["operand_faults"] == N_OPERAND and summary["operand_flagged"] > 0
+    assert summary["operand_a_err"] > 0      # A-path alarms (each one equal to the golden a_path_alarm in the bench)
     assert summary["faults_detected"] == summary["faults_corrupting"] == summary["faults_located"]
     assert summary["false_alarms"] == 0

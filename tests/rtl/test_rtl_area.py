@@ -58,7 +58,7 @@ def test_variant_dsp_and_breakdown(tmp_path):
 def test_area_table_ratios_and_targets(tmp_path, monkeypatch):
     """area_table sums the units of each variant and divides by the unprotected sum of the same run (yosys replaced
     by fixed counts per (top, params), so the arithmetic is checked exactly)."""
-    counts = {("sanity_array", (("CHK_EN", 0), ("FI_EN", 0))): (1000, 1000, 4),
+    counts = {("sanity_array", (("A_CHK", 0), ("CHK_EN", 0), ("FI_EN", 0))): (1000, 1000, 4),
               ("sanity_array", (("EAGER", 0), ("FI_EN", 0))): (1100, 1050, 6),
               ("sanity_array", (("EAGER", 1), ("FI_EN", 0))): (1300, 1200, 10),
               ("dmr_unit", (("DMR_EN", 0), ("FI_EN", 0), ("RD_N", 32), ("RD_W", 8))): (500, 0, 0),

@@ -21,7 +21,7 @@ from sanitas.golden.gemm import gemm_replay, wrap
 from sanitas.protect.code import DATA, OK, SANITY, UNCORRECTABLE, hamming_cover
 from sanitas.rtl.faults import FiPorts, fault_to_fi_ports
 from sanitas.rtl.generate import generate_sanity_array, n_partials, verilog_parameters
-from sanitas.rtl.sanity import check_row, partial_checksums, pe_faults, protected_gemm
+from sanitas.rtl.sanity import a_path_alarm, check_row, partial_checksums, pe_faults, protected_gemm
 
 needs_iverilog = pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog (Icarus Verilog) not on PATH")
 A = np.array([[1, -2, 3], [127, -128, 5]])                # (2, 3)
@@ -110,6 +110,32 @@ def test_protected_gemm_outcomes():
     with pytest.raises(SanitasError, match="the sanity flow models the sites pe_acc, chk_acc, part_acc, pe_a, pe_b, "
                                            "got 'weight'"):
         protected_gemm(A, B, Fault("weight", "gemm", (0, 0), 1), arr)
+
+
+def test_a_path_alarm_and_pass1_rerun():
+    """An A operand fault between the column-0 and checksum-column folds sets a_err: pass 1 runs again fault-free
+    (one detection, a_path 1, no re-run passes); the row checksums alone miss a column-0 fault (silent)."""
+    arr = ArrayConfig(rows=2, cols=5)
+    gold = gemm_replay(A, B, None, arr)[0]
+    col0 = Fault("pe_a", "gemm", (1, 0), 4, cycle=2)                 # kk = 2 - 1 - 0 = 1: A[1, 1] ^= 16
+    assert a_path_alarm(A, B, col0, arr)
+    o = protected_gemm(A, B, col0, arr)
+    assert (o.outcome, o.rerun, o.detected, o.corrected, o.uncorrectable, o.a_path) == ("corrected", False, 1, 0, 0, 1)
+    assert np.array_equal(o.c, gold) and not np.array_equal(o.c_pass1, gold)
+    o = protected_gemm(A, B, col0, arr, a_path=False)                 # sanity_array alone: every output of row 1
+    assert (o.outcome, o.detected, o.a_path) == ("silent", 0, 0)      # wrong, residual 0
+    mid = Fault("pe_a", "gemm", (0, 3), 6, cycle=4)                   # kk = 1: columns 3, 4 and the checksum
+    assert protected_gemm(A, B, mid, arr, a_path=False).outcome == "uncorrectable"
+    o = protected_gemm(A, B, mid, arr)
+    assert (o.outcome, o.detected, o.uncorrectable, o.a_path) == ("corrected", 1, 0, 1)
+    chk = Fault("pe_a", "gemm", (0, 5), 3, cycle=5)                   # the checksum PE's own A register: C right
+    o = protected_gemm(A, B, chk, arr)
+    assert (o.outcome, o.rerun, o.detected, o.a_path) == ("masked", False, 1, 1)
+    # no alarm: a padding step (kk < 0), a stuck bit that already had the value, other sites, fault-free
+    assert not a_path_alarm(A, B, Fault("pe_a", "gemm", (1, 2), 4, cycle=2), arr)
+    assert not a_path_alarm(A, B, Fault("pe_a", "gemm", (0, 1), 0, "stuck1", cycle=1), arr)   # A[0, 0] = 1
+    assert not a_path_alarm(A, B, Fault("pe_b", "gemm", (0, 3), 6, cycle=3), arr)
+    assert not a_path_alarm(A, B, None, arr)
 
 
 def test_pe_faults_cover_every_pe():

@@ -166,7 +166,7 @@ def variant_units(array, out: Path) -> dict[str, list[tuple]]:
     tmr = generate_tmr_array(lazy, out / "tmr")
     stage = (dmr, "dmr_unit", {"FI_EN": 0, "DMR_EN": 0, **rd})
     return {
-        "unprotected": [(san_l, "sanity_array", {"FI_EN": 0, "CHK_EN": 0}), stage],
+        "unprotected": [(san_l, "sanity_array", {"FI_EN": 0, "CHK_EN": 0, "A_CHK": 0}), stage],
         "sanity lazy": [(san_l, "sanity_array", {"FI_EN": 0, "EAGER": 0}), stage],
         "sanity eager": [(san_e, "sanity_array", {"FI_EN": 0, "EAGER": 1}), stage],
         "sanity+dmr": [(san_l, "sanity_array", {"FI_EN": 0, "EAGER": 0}),

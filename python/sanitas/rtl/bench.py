@@ -34,6 +34,7 @@ class GemmResult:
     chk_err: int   # 0/1
     p: np.ndarray  # (ROWS, NP) int64, partial checksums P (0 when they did not run)
     part_valid: int  # 0/1: P was computed in this pass
+    a_err: int = 0   # 0/1: the A-path check fired (A_CHK; the A folds at column 0 and the checksum column differ)
 
 
 class ArrayBench:
@@ -162,7 +163,7 @@ class ArrayBench:
         part = np.stack([self.unpack(getattr(arr, f"p_row{r}").value.to_unsigned(), self.n_part)
                          for r in range(p.rows)])
         return GemmResult(c=c, s=s, row_err=arr.row_err.value.to_unsigned(), chk_err=int(arr.chk_err.value),
-                          p=part, part_valid=int(arr.part_valid.value))
+                          p=part, part_valid=int(arr.part_valid.value), a_err=int(arr.a_err.value))
 
     async def recheck(self, a: np.ndarray, b: np.ndarray, gap_prob: float = 0.0) -> tuple[GemmResult, int]:
         """The re-run passes after an alarm (`sanitas.rtl.sanity.rerun_sels`: eager one; lazy 2 * NP + 1, one

@@ -289,9 +289,9 @@ def run_cocotb_smoke(out_dir, array: ArrayConfig, seed: int = 0, *, n_random: in
     Layout under ``out_dir``: rtl/ (Verilog), sim/ (Icarus build), results.xml, sim.log, summary.json (written
     by the bench). ``n_operand`` operand-register faults (fi_reg) follow the accumulator faults. Returns {"passed",
     "tests", "failed", "gemms_checked", "reruns_checked", "faults_injected", "faults_corrupting", "faults_detected",
-    "faults_located", "false_alarms", "operand_faults", "operand_flagged", "rows", "cols", "data_width",
-    "acc_width", "seed", "results_xml", "log"}. Raises RuntimeError when iverilog is not on PATH, SanitasError on
-    bad counts.
+    "faults_located", "false_alarms", "operand_faults", "operand_flagged", "operand_a_err", "rows", "cols",
+    "data_width", "acc_width", "seed", "results_xml", "log"}. Raises RuntimeError when iverilog is not on PATH,
+    SanitasError on bad counts.
     """
     _check_count("n_random", n_random)
     _check_count("n_faults", n_faults)
@@ -315,6 +315,7 @@ def run_cocotb_smoke(out_dir, array: ArrayConfig, seed: int = 0, *, n_random: in
         "false_alarms": summary.get("false_alarms", 0),
         "operand_faults": summary.get("operand_faults", 0),
         "operand_flagged": summary.get("operand_flagged", 0),
+        "operand_a_err": summary.get("operand_a_err", 0),
         "rows": array.rows,
         "cols": array.cols,
         "data_width": array.data_width,

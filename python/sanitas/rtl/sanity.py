@@ -15,6 +15,15 @@ the pass sequence of the protected GEMM (`protected_gemm`):
    the sanity_unit keeps the pattern bits per row (rp_m != 0; rt - rp_m == 0, the complement residual) and the
    beats after the total pass locate with them -- the same verdict as one beat with every residual.
 
+The A-path check of sanity_tile (``a_path=True``, `a_path_alarm`) comes before step 2: a pe_a record that changes
+the A byte a valid beat carries (any PE column 0..cols: between the column-0 and the checksum-column folds of the
+array) sets a_err at the end of pass 1; its C is dropped and pass 1 runs again, fault-free (the record is a single
+transient), counted as one detection (`GemmOutcome.a_path`, in ``detected``); with ``a_retries = 0`` (sanity_tile
+A_RETRIES = 0: no re-run left) the alarm is flagged instead (a detection and an uncorrectable, C left as it is).
+A pe_a record the row checksums alone
+cannot see (column 0: every output of the row wrong, residual 0) is silent without it (sanity_unit alone has no A
+path: its benches pass ``a_path=False``).
+
 Outcome of a record (`OUTCOMES`): ``uncorrectable`` when a row was flagged; else ``masked`` when the pass-1 C was
 already right, ``corrected`` when it was wrong and the final C is right; ``silent`` when the final C is wrong and
 nothing was flagged. Fault sites: ``pe_acc``, ``chk_acc``, the operand registers ``pe_a`` / ``pe_b``
@@ -143,36 +152,60 @@ class GemmOutcome(NamedTuple):
     corrected: int         # rows corrected in the location beats
     uncorrectable: int     # rows flagged in the location beats
     outcome: str           # one of OUTCOMES
+    a_path: int = 0        # A-path re-runs of pass 1 (a_err; also counted in detected)
 
 
-def protected_gemm(a, b, fault: Fault | None, array: ArrayConfig) -> GemmOutcome:
-    """Run the sanity flow of `sanity_array` on A @ B with ``fault`` in pass 1 (None: fault-free)."""
+def a_path_alarm(a, b, fault: Fault | None, array: ArrayConfig) -> bool:
+    """True when ``fault`` in pass 1 of A (m, k) @ B (k, n) sets the array's a_err (A_CHK = 1): a pe_a record (any PE
+    column 0..cols) whose cycle meets a valid beat (kk in [0, k)) and whose masks change that A byte -- the column-0
+    fold (the clean A) and the checksum-column fold (the A after the register) then differ in its row."""
+    if fault is None or fault.site != "pe_a":
+        return False
+    a = np.asarray(a, np.int64)
+    t = locate(fault, array, a.shape[0], a.shape[1], np.shape(b)[1])
+    if t.kk is None or not 0 <= t.kk < a.shape[1]:
+        return False
+    old = int(a[t.row, t.kk])
+    return int(apply_masks(np.int64(old), *t.masks, t.width, True)) != old
+
+
+def protected_gemm(a, b, fault: Fault | None, array: ArrayConfig, *, a_path: bool = True,
+                   a_retries: int = 2) -> GemmOutcome:
+    """Run the sanity flow of `sanity_tile` on A @ B with ``fault`` in pass 1 (None: fault-free); ``a_path``: with
+    the A-path check (pass 1 re-run on a_err, `a_path_alarm`; at most ``a_retries`` re-runs, the tile's A_RETRIES,
+    then flagged), False: `sanity_array` alone (no A path)."""
     if fault is not None and fault.site not in SANITY_SITES:
         raise SanitasError(f"the sanity flow models the sites {', '.join(SANITY_SITES)}, got '{fault.site}'")
     if fault is not None and fault.site == "part_acc":
         _as_chk(fault, array)
     acc_fault = fault if fault is not None and fault.site != "part_acc" else None
     c1, s1 = gemm_replay(a, b, acc_fault, array)
-    p1 = partial_checksums(a, b, array, fault, running=eager(array))
     gold, s0 = gemm_replay(a, b, None, array)
+    alarm_a = a_path and a_path_alarm(a, b, fault, array)
+    n_a, flag_a = int(alarm_a and a_retries > 0), int(alarm_a and a_retries <= 0)   # a re-run is fault-free
+    if n_a:                       # pass 1 dropped and run again, fault-free: the flow below sees the clean pass
+        c_faulty, fault = c1, None
+        c1, s1 = gold, s0
+    p1 = partial_checksums(a, b, array, fault, running=eager(array))
     p0 = partial_checksums(a, b, array)
     w = array.acc_width
     alarms = [check_row(c1[r], int(s1[r]), p1[r], part=eager(array), fix=False, acc_width=w).alarm
               for r in range(c1.shape[0])]
-    final, corrected, unc = c1.copy(), 0, 0
+    final, corrected, unc = c1.copy(), 0, flag_a
     if any(alarms):
         for r in range(c1.shape[0]):
             v = check_row(c1[r], int(s0[r]), p0[r], part=True, fix=True, acc_width=w)
             final[r] = v.c
             corrected += v.status == DATA
             unc += v.status in (SANITY, UNCORRECTABLE)
+    c_first = c_faulty if n_a else c1
     if unc:
         outcome = "uncorrectable"
     elif np.array_equal(final, gold):
-        outcome = "masked" if np.array_equal(c1, gold) else "corrected"
+        outcome = "masked" if np.array_equal(c_first, gold) else "corrected"
     else:
         outcome = "silent"
-    return GemmOutcome(final, c1, any(alarms), sum(alarms), corrected, unc, outcome)
+    return GemmOutcome(final, c_first, any(alarms), n_a + flag_a + sum(alarms), corrected, unc, outcome, n_a)
 
 
 def operand_faults(array: ArrayConfig, rng: np.random.Generator, k: int, per_reg: int) -> list[Fault]:
