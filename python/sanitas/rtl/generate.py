@@ -241,39 +241,29 @@ def run_bench(out: Path, array: ArrayConfig, cfg: dict, seed: int, testcase, *, 
     (sim exit, tests, failed, results.xml, sim.log). A build folder is reused when the sources are unchanged: give
     each parameter set (and simulator) its own ``out``."""
     import os
+    from unittest import mock
 
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
-    env = _simulator_env(simulator)
+    env = _simulator_env(simulator)       # raises first when the simulator is missing
     results_xml, log = out / "results.xml", out / "sim.log"
     results_xml.unlink(missing_ok=True)
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)     # the runner's build and test subprocesses inherit os.environ
-    try:
-        return _run_bench(get_runner(simulator), out, array, cfg, seed, testcase, toplevel, bench, sources,
-                          parameters, get_results, results_xml, log)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _run_bench(runner, out, array, cfg, seed, testcase, toplevel, bench, sources, parameters, get_results,
-               results_xml, log):
     # Verilator's lint: implicit width extension is the templates' style (Icarus and yosys take it silently)
-    args = ["-Wno-WIDTH", "-Wno-UNOPTFLAT", "-Wno-fatal"] if runner.__class__.__name__ == "Verilator" else []
-    runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=out / "sim", timescale=("1ns", "1ps"),
-                 parameters=dict(parameters or {}), build_args=args, log_file=out / "build.log")
-    sim_exit = 0
-    try:
-        runner.test(test_module=f"test_{bench}", hdl_toplevel=toplevel, test_dir=bench_dir(bench),
-                    build_dir=out / "sim", results_xml=str(results_xml), testcase=list(testcase),
-                    extra_env={BENCH_ENV: json.dumps(dict(array.to_dict(), **cfg))}, seed=int(seed), log_file=log)
-    except SystemExit as exc:  # the runner exits on simulator failure / failed tests; report instead
-        sim_exit = exc.code if isinstance(exc.code, int) else 1
+    args = ["-Wno-WIDTH", "-Wno-UNOPTFLAT", "-Wno-fatal"] if simulator == "verilator" else []
+    # the runner's build and test subprocesses inherit os.environ: the simulator's additions only for this run
+    runner = get_runner(simulator)
+    with mock.patch.dict(os.environ, env):
+        runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=out / "sim", timescale=("1ns", "1ps"),
+                     parameters=dict(parameters or {}), build_args=args, log_file=out / "build.log")
+        sim_exit = 0
+        try:
+            runner.test(test_module=f"test_{bench}", hdl_toplevel=toplevel, test_dir=bench_dir(bench),
+                        build_dir=out / "sim", results_xml=str(results_xml), testcase=list(testcase),
+                        extra_env={BENCH_ENV: json.dumps(dict(array.to_dict(), **cfg))}, seed=int(seed),
+                        log_file=log)
+        except SystemExit as exc:  # the runner exits on simulator failure / failed tests; report instead
+            sim_exit = exc.code if isinstance(exc.code, int) else 1
     try:
         n_tests, n_failed = get_results(results_xml)
     except RuntimeError:
