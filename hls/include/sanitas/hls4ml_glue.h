@@ -133,6 +133,21 @@ add_out:
     for (int i = 0; i < CONFIG_T::n; ++i) from_word(y[i], r[i]);
 }
 
+// channel concat of two tensors on one grid, a copy (channels-last: per pixel a's Ca channels, then b's Cb;
+// a vector is one pixel). CONFIG_T: HW, Ca, Cb. Counts the cycles of layers.h's copy of both parts.
+template <class a_T, class b_T, class res_T, class CONFIG_T>
+void concat2(const a_T *a, const b_T *b, res_T *y) {
+    static const int C = CONFIG_T::Ca + CONFIG_T::Cb;
+concat_px:
+    for (int p = 0; p < CONFIG_T::HW; ++p) {
+    concat_a:
+        for (int c = 0; c < CONFIG_T::Ca; ++c) from_word(y[p * C + c], to_word(a[p * CONFIG_T::Ca + c]));
+    concat_b:
+        for (int c = 0; c < CONFIG_T::Cb; ++c) from_word(y[p * C + CONFIG_T::Ca + c], to_word(b[p * CONFIG_T::Cb + c]));
+    }
+    glue_stats().cycles += CONFIG_T::HW * C;
+}
+
 // global sum over H, W -> (C,), exact. CONFIG_T: C, HW, chw (1: the input is (C, H, W), 0: channels-last).
 template <class data_T, class res_T, class CONFIG_T>
 void global_sum(const data_T *x, res_T *y) {

@@ -104,17 +104,19 @@ def export_qonnx(model, out_path, input_shape=None) -> Path:
 
 
 def prepare_qonnx(onnx_path, out_path=None):
-    """qonnx cleanup + channels-last + Gemm->MatMul (what hls4ml's QONNX reader expects); returns a ModelWrapper."""
+    """qonnx cleanup + channels-last (`hls.layout`, one linear pass) + Gemm->MatMul + two-input concats (what
+    hls4ml's QONNX reader expects); returns a ModelWrapper."""
     from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
     from qonnx.transformation.gemm_to_matmul import GemmToMatMul
     from qonnx.util.cleanup import cleanup_model
 
+    from .layout import binary_concats, to_channels_last
+
     m = cleanup_model(ModelWrapper(str(onnx_path)))
     m = _unshare_quant_constants(m)
-    m = m.transform(ConvertToChannelsLastAndClean(make_input_channels_last=True))
+    m = to_channels_last(m)
     m = m.transform(GemmToMatMul())
-    m = cleanup_model(m)
+    m = binary_concats(cleanup_model(m))
     if out_path is not None:
         m.save(str(out_path))
     return m
@@ -184,12 +186,26 @@ def _quant_type(m, node) -> FixType:
     return FixType(int(b), int(exp) - 1, signed, rnd, "SAT_SYM" if narrow else "SAT")
 
 
+def concat_type(name: str, types: list) -> FixType:
+    """The type of a channel concat of tensors of ``types`` (the golden's ``concat``: one grid, one sign, the
+    widest input's width; values are copied, never rounded)."""
+    if any(t is None for t in types):
+        raise SanitasError(f"{name} (Concat): input type unknown")
+    grids = sorted({(t.e, t.signed) for t in types})
+    if len(grids) != 1:
+        said = ", ".join(f"2**{e} {'signed' if s else 'unsigned'}" for e, s in grids)
+        raise SanitasError(f"{name}: concatenates grids {said} (golden: one grid and sign)")
+    e, signed = grids[0]
+    return FixType(max(t.width for t in types), e, signed, "TRN", "WRAP")
+
+
 def derive_precisions(m, sanitas_layers: bool = False) -> Precisions:
     """Derive every tensor type of a prepared QONNX model from its Quant nodes (a `Precisions` record).
 
     ``sanitas_layers``: the graph is lowered onto sanitas layers (``hls.ext``), which also take the residual ``Add``
-    of two quantised tensors (exact: one bit wider than the wider input, on their common grid, which must be one)
-    and ``ReduceSum`` (the global sum: an int32 on the input's grid); hls4ml's own kernels take neither exactly."""
+    of two quantised tensors (exact: one bit wider than the wider input, on their common grid, which must be one),
+    ``ReduceSum`` (the global sum: an int32 on the input's grid) and ``Concat`` (`concat_type`); hls4ml's own
+    kernels take none of them exactly."""
     consts: dict[str, FixType] = {}   # outputs of Quant nodes applied to initializers (weights, biases)
     tensors: dict[str, FixType] = {}
     layers: dict[str, MacPrecision] = {}
@@ -253,6 +269,8 @@ def derive_precisions(m, sanitas_layers: bool = False) -> Precisions:
                 tensors[n.output[0]] = x
         elif op == "ReduceSum" and sanitas_layers:
             tensors[n.output[0]] = FixType(ACC_BITS, x.e, True, "TRN", "WRAP")
+        elif op == "Concat" and sanitas_layers:
+            tensors[n.output[0]] = concat_type(n.name, [tensors.get(i) for i in n.input])
         elif op in ("MaxPool", "Flatten", "Reshape", "Transpose"):
             tensors[n.output[0]] = x
         else:
@@ -263,18 +281,44 @@ def derive_precisions(m, sanitas_layers: bool = False) -> Precisions:
     return Precisions(in_type, tensors, layers, tuple(acts))
 
 
+def merged_twins(golden) -> dict[str, str]:
+    """Nodes the ONNX exporter may merge: node -> the first earlier node computing the same thing (the same op,
+    attributes, output grid and, for conv / linear, weights and biases, reading the same nodes or their twins).
+    torch's exporter removes such common subexpressions (a searched cell's ReLU + quantiser, max pool or average
+    pool -- a constant depthwise conv -- of one tensor, repeated by two of its edges), so QONNX holds one node
+    for both."""
+    first: dict[tuple, str] = {}
+    twins: dict[str, str] = {}
+    for n in golden.nodes:
+        if n.op == "input":
+            continue
+        key = (n.op, tuple(twins.get(i, i) for i in n.inputs), repr(sorted(n.attrs.items())), n.e_out, n.bits,
+               n.signed, bool(n.narrow))
+        if n.weight is not None:
+            w, b = np.asarray(n.weight), np.asarray(n.bias)
+            key += (w.shape, w.tobytes(), b.tobytes())
+        if key in first:
+            twins[n.name] = first[key]
+        else:
+            first[key] = n.name
+    return twins
+
+
 def _cross_check_golden(d: Precisions, golden) -> None:
-    """Exponents derived from the QONNX Quant nodes must equal the golden model's (same net, same scales)."""
+    """Exponents derived from the QONNX Quant nodes must equal the golden model's (same net, same scales; the
+    golden's `merged_twins` may be merged into one Quant)."""
     gin = golden.input_node
     if d.input.e != gin.e_out or d.input.width != gin.bits or d.input.signed != gin.signed:
         raise SanitasError(f"input type {d.input} disagrees with golden (e={gin.e_out}, {gin.bits} bits)")
+    twins = merged_twins(golden)
     q = sorted(r.e_acc for r in d.layers.values())
     g = sorted(n.e_out for n in golden.layers())
-    if q != g:
+    if q not in (g, sorted(n.e_out for n in golden.layers() if n.name not in twins)):
         raise SanitasError(f"accumulator exponents {q} (QONNX) != {g} (golden)")
     qa = sorted((t.e, t.width, t.signed) for t in d.acts[1:])   # [0] is the input quantiser
     ga = sorted((n.e_out, n.bits, n.signed) for n in golden.nodes if spec(n.op).requant)
-    if qa != ga:
+    merged = sorted((n.e_out, n.bits, n.signed) for n in golden.nodes if spec(n.op).requant and n.name not in twins)
+    if qa not in (ga, merged):
         raise SanitasError(f"activation types {qa} (QONNX) != {ga} (golden)")
 
 

@@ -9,9 +9,11 @@ skeleton node of its op reading the same nodes (ties broken by the lowering's at
 grids (exponent, width, sign, symmetric range), int8 weights, int32 biases, shapes -- come from the records and
 the hls4ml types, the names and the wiring from the skeleton. What hls4ml has no sanitas layer for is rebuilt
 from its layers: the input (``Input``: its precision), flattens (``Reshape``: its type, and the (H, W, C) order of
-hls4ml's flatten, undone on the following linear layer's weight columns), layout ``Transpose``s (no node), and
-the QNet's identity requantisations (a quantiser onto its input's own grid, which hls4ml's front end removes:
-a skeleton ``act`` no layer maps to, on its input's grid). Anything else is refused with one line.
+hls4ml's flatten, undone on the following linear layer's weight columns), layout ``Transpose``s (no node), the
+partial concats of a QNet concat of n > 2 inputs (``hls.layout.binary_concats``: the last of the chain is the
+node), and the QNet's identity requantisations (a quantiser onto its input's own grid, which hls4ml's front end removes:
+a skeleton ``act`` no layer maps to, on its input's grid), and the nodes the exporter merged with their ``twin``
+(``hls.convert.merged_twins``: the twin's numbers). Anything else is refused with one line.
 
 ``write_firmware_ext(model_graph, out_dir, array, spec)`` = ``firmware.write_firmware(net_of(model_graph), ...)``:
 byte-identical with the golden-driven emission of the same QNet (tests/hls/test_ext_emit.py).
@@ -23,6 +25,7 @@ import numpy as np
 from ...config import ArrayConfig
 from ...errors import SanitasError
 from ...golden.model import GNode, GoldenModel
+from ..layout import PART
 from .layers import GEMM_OPS
 from .templates import array_config
 
@@ -31,11 +34,13 @@ _CHECKED = {"conv": ("stride", "padding", "groups", "dilation", "k"), "maxpool":
             "act": ("relu",)}
 
 
-def net_skeleton(model) -> dict:
-    """The QNet's node list as JSON-able data (what ``to_sanitas_hls4ml`` stores as ``Model.SanitasNet``)."""
+def net_skeleton(model, twins: dict | None = None) -> dict:
+    """The QNet's node list as JSON-able data (what ``to_sanitas_hls4ml`` stores as ``Model.SanitasNet``);
+    ``twins`` (``hls.convert.merged_twins`` of its golden model) marks the nodes the exporter may merge."""
+    twins = twins or {}
     return {"spec": dict(model.spec),
             "nodes": [{"name": n.name, "op": n.op, "inputs": list(n.inputs), "attrs": dict(n.attrs)}
-                      for n in model.nodes]}
+                      | ({"twin": twins[n.name]} if n.name in twins else {}) for n in model.nodes]}
 
 
 def _model_cfg(model_graph) -> dict:
@@ -56,18 +61,25 @@ class _Matcher:
         self.skel = skel
         self.by_name = {d["name"]: d for d in skel}
         self.node_of: dict[str, str] = {}      # hls4ml tensor -> skeleton node name
+        self.parts: dict[str, list[str]] = {}  # partial concat tensor -> the skeleton nodes it concatenates
         self.matched: dict[str, object] = {}  # skeleton node name -> record / ("input"|"flatten", grid, hwc)
 
     def resolve(self, name: str) -> str:
         """The node whose tensor hls4ml holds for skeleton node ``name``: an act no layer has taken by the time
         its consumer comes (hls4ml's order is topological) is an identity hls4ml removed: its input's tensor."""
         d = self.by_name[name]
+        if name not in self.matched and d.get("twin") in self.matched:   # merged by the exporter into its twin
+            return self.resolve(d["twin"])
         if d["op"] == "act" and name not in self.matched:
             return self.resolve(d["inputs"][0])
         return name
 
+    def sources(self, layer) -> list[str]:
+        """The skeleton nodes ``layer`` reads, in order (a partial concat stands for the nodes it holds)."""
+        return [s for t in layer.inputs for s in (self.parts[t] if t in self.parts else [self.node_of[t]])]
+
     def take(self, layer, op: str, rec=None) -> str:
-        srcs = sorted(self.node_of[t] for t in layer.inputs)
+        srcs = sorted(self.sources(layer))
         cands = [d for d in self.skel if d["op"] == op and d["name"] not in self.matched
                  and sorted(self.resolve(i) for i in d["inputs"]) == srcs]
         if rec is not None and op in _CHECKED:
@@ -90,6 +102,9 @@ def net_of(model_graph) -> GoldenModel:
     mt = _Matcher(skel)
     for layer in model_graph.get_layers():
         rec = layer.get_attr("record")
+        if rec is not None and rec.op == "concat" and PART in layer.outputs[0]:
+            mt.parts[layer.outputs[0]] = mt.sources(layer)       # a part of a QNet concat of > 2 inputs
+            continue
         if rec is not None:
             name = mt.take(layer, rec.op, rec)
             if rec.op in _CHECKED:
@@ -120,6 +135,8 @@ def _nodes(skel: list[dict], mt: _Matcher) -> list[GNode]:
     for d in skel:
         name, op, got = d["name"], d["op"], mt.matched.get(d["name"])
         attrs = dict(d["attrs"])
+        if got is None and d.get("twin") in mt.matched:
+            got = mt.matched[d["twin"]]                     # merged by the exporter: its twin's numbers
         if got is None:
             if op != "act":
                 raise SanitasError(f"QNet node {name} ({op}): no hls4ml layer computes it")

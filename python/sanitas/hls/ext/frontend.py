@@ -7,6 +7,12 @@
   ``SanitasGlobalSum``. Its axes are read here; the axes Constant layer hls4ml makes of the initializer is
   removed by the pass ``sanitas_reduce_sum_axes``, registered into hls4ml's ``parse_qonnx`` flow (as hls4ml's
   own ``resize_remove_constants`` does for Resize).
+* dilated ``Conv``: hls4ml's Conv handler sizes the output with an effective kernel of k * d instead of
+  d * (k - 1) + 1 (one row and column short per dilation step above 1), and every layer after it inherits the
+  wrong shape. `mark_dilated_convs` gives such nodes the op type ``SanitasDilatedConv`` just before hls4ml parses
+  the graph; its handler is hls4ml's own Conv handler with the output size corrected
+  (``models.ops.conv_out``, the golden's), so the layer is hls4ml's Conv with its dilation attributes, lowered to
+  ``SanitasGemm`` like any other.
 """
 from __future__ import annotations
 
@@ -32,6 +38,42 @@ def parse_reduce_sum(node, input_names, input_shapes, graph):
     return {"name": node.name, "class_name": "SanitasReduceSum", "inputs": list(input_names),
             "outputs": list(node.output), "n_chan": int(shape[1]), "in_height": int(shape[2]),
             "in_width": int(shape[3])}
+
+
+DILATED = "SanitasDilatedConv"
+
+
+def _dilations(node) -> list[int]:
+    from onnx import helper
+    a = next((a for a in node.attribute if a.name == "dilations"), None)
+    return [] if a is None else [int(v) for v in helper.get_attribute_value(a)]
+
+
+def mark_dilated_convs(model) -> int:
+    """Give every dilated ``Conv`` of a prepared QONNX ModelWrapper the op type `DILATED` (parsed by
+    `parse_dilated_conv`); returns how many."""
+    n = 0
+    for node in model.graph.node:
+        if node.op_type == "Conv" and any(d > 1 for d in _dilations(node)):
+            node.op_type = DILATED
+            n += 1
+    return n
+
+
+def parse_dilated_conv(node, input_names, input_shapes, graph):
+    """hls4ml's Conv handler, with the output height / width of a dilated 2-d conv corrected."""
+    from hls4ml.converters.onnx.convolution import parse_conv_layer
+
+    from ...models.ops import conv_out
+    layer = parse_conv_layer(node, input_names, input_shapes, graph)
+    if layer.get("n_dim") != 2:
+        raise SanitasError(f"{node.name}: dilated {layer.get('n_dim')}-d conv (sanitas: 2-d only)")
+    for side, pad_a, pad_b, axis in (("height", "pad_top", "pad_bottom", -3), ("width", "pad_left", "pad_right", -2)):
+        k, s, d = (int(layer[f"{key}_{side}"]) for key in ("filt", "stride", "dilation"))
+        if layer[pad_a] != layer[pad_b]:
+            raise SanitasError(f"{node.name}: asymmetric padding {layer[pad_a]}/{layer[pad_b]} (golden: one value)")
+        layer[f"out_{side}"] = conv_out(int(input_shapes[0][axis]), k, s, int(layer[pad_a]), d)
+    return layer
 
 
 def _make_reduce_sum_class():
@@ -68,7 +110,7 @@ def _make_axes_pass():
     return SanitasReduceSumAxes
 
 
-HANDLERS = {"ReduceSum": parse_reduce_sum}
+HANDLERS = {"ReduceSum": parse_reduce_sum, DILATED: parse_dilated_conv}
 #: generic (backend-independent) passes -> the hls4ml flow they join
 GENERIC_PASSES = {"sanitas_reduce_sum_axes": ("parse_qonnx", _make_axes_pass)}
 
@@ -77,4 +119,4 @@ def frontend_classes() -> dict:
     return {"SanitasReduceSum": _make_reduce_sum_class()}
 
 
-__all__ = ["HANDLERS", "frontend_classes", "parse_reduce_sum"]
+__all__ = ["HANDLERS", "DILATED", "frontend_classes", "mark_dilated_convs", "parse_dilated_conv", "parse_reduce_sum"]

@@ -3,10 +3,10 @@ classes that carry it (registered with ``hls4ml.model.layers.register_layer`` by
 
 A `SanitasRecord` says everything the accelerator needs to run one layer, in the golden model's vocabulary (the
 same fields a ``golden.model.Node`` has): the op of the QNet op table (``conv``, ``linear``, ``act``, ``maxpool``,
-``add``, ``gsum``), its attributes (stride, padding, dilation, groups, k, relu), the integer grid of its output
-(``e_out``, ``bits``, ``signed``, ``narrow``), the int8 weights in (O, C/g, kh, kw) / (O, F) order and the int32
-biases, and the shapes of its input(s) and output in the kernels' (C, H, W) / (F,) layout. The lowering passes
-(`sanitas.hls.ext.passes`) build it from the hls4ml layer they replace; the templates
+``add``, ``concat``, ``gsum``), its attributes (stride, padding, dilation, groups, k, relu), the integer grid of
+its output (``e_out``, ``bits``, ``signed``, ``narrow``), the int8 weights in (O, C/g, kh, kw) / (O, F) order
+and the int32 biases, and the shapes of its input(s) and output in the kernels' (C, H, W) / (F,) layout. The
+lowering passes (`sanitas.hls.ext.passes`) build it from the hls4ml layer they replace; the templates
 (`sanitas.hls.ext.templates`) render the layer's config struct and its call into ``sanitas/hls4ml_glue.h`` from
 it and nothing else; ``records(hls_model)`` returns the network's records in graph order, the input a
 record-driven generator (``firmware.py``) can take instead of golden nodes.
@@ -27,7 +27,7 @@ GEMM_OPS = ("conv", "linear")
 class SanitasRecord:
     """One layer of the accelerator (see the module doc); shapes exclude the batch axis."""
     name: str                        # the hls4ml layer name
-    op: str                          # QNet op: conv | linear | act | maxpool | add | gsum
+    op: str                          # QNet op: conv | linear | act | maxpool | add | concat | gsum
     inputs: tuple[str, ...]          # hls4ml tensor names read (graph wiring)
     in_shapes: tuple[tuple[int, ...], ...]   # (C, H, W) or (F,) per input
     out_shape: tuple[int, ...]       # (O, Ho, Wo) or (F,)
@@ -35,7 +35,7 @@ class SanitasRecord:
     bits: int                        # output width (32 for GEMM accumulators)
     signed: bool
     narrow: bool = False             # symmetric range (-2**(b-1) + 1 ...)
-    attrs: dict = field(default_factory=dict)   # stride, padding, dilation, groups, k, relu, shift, lo, hi
+    attrs: dict = field(default_factory=dict)   # stride, padding, dilation, groups, k, relu, shift, lo, hi, hw..
     weight: np.ndarray | None = None  # int8 (O, C/g, kh, kw) or (O, F)
     bias: np.ndarray | None = None    # int32 (O,)
 
@@ -102,17 +102,22 @@ def _make_classes():
     class SanitasAdd(SanitasLayer):
         """Exact residual add (its requantisation is the following SanitasRequant)."""
 
+    class SanitasConcat(SanitasLayer):
+        """Channel concat of two tensors on one grid (a copy; a QNet concat of n inputs is a chain of n - 1)."""
+
     class SanitasGlobalSum(SanitasLayer):
         """Exact sum over H, W (the 1/(H*W) of an average pool is folded into the next requantisation)."""
 
-    return {c.__name__: c for c in (SanitasGemm, SanitasRequant, SanitasMaxPool, SanitasAdd, SanitasGlobalSum)}
+    return {c.__name__: c for c in (SanitasGemm, SanitasRequant, SanitasMaxPool, SanitasAdd, SanitasConcat,
+                                          SanitasGlobalSum)}
 
 
 _CLASSES: dict = {}
 
 #: record op -> hls4ml layer class name
 CLASS_OF_OP = {"conv": "SanitasGemm", "linear": "SanitasGemm", "act": "SanitasRequant",
-               "maxpool": "SanitasMaxPool", "add": "SanitasAdd", "gsum": "SanitasGlobalSum"}
+               "maxpool": "SanitasMaxPool", "add": "SanitasAdd", "concat": "SanitasConcat",
+               "gsum": "SanitasGlobalSum"}
 
 
 def layer_classes() -> dict:

@@ -14,6 +14,9 @@ tensor names, and derives the sanitas layer's record and output precision from t
   half to even and saturate (the golden's requantisation), anything else is refused;
 * ``Pooling2D`` (max) -> ``SanitasMaxPool``; ``Merge`` (add) -> ``SanitasAdd`` (output: the wider input grid must
   equal the other's, as the golden's exact add);
+* ``Concatenate`` (channel axis) -> ``SanitasConcat``: the inputs on one grid and sign, the output the widest
+  input's width (``hls.convert.concat_type``, the golden's concat); a QNet concat of n > 2 tensors arrives as a
+  chain of two-input concats (``hls.layout.binary_concats``), each lowered on its own;
 
 Any layer a pass cannot express exactly raises ``SanitasError`` naming it, so no approximate kernel is ever kept.
 """
@@ -185,13 +188,36 @@ def _build_add(model, node):
     return "SanitasAdd", rec, prec
 
 
+def _build_concat(model, node):
+    """Concatenate of two tensors along the channel axis (the last of hls4ml's layout) -> SanitasConcat (a copy)."""
+    from hls4ml.model.types import FixedPrecisionType
+
+    from ..convert import FixType, concat_type
+    a, b = (node.get_input_variable(i) for i in node.inputs)
+    rank = len(a.shape)
+    if int(node.get_attr("axis")) not in (rank, -1):
+        raise SanitasError(f"{node.name}: concat along axis {node.get_attr('axis')} of a {rank}-d tensor (golden: "
+                           "the channel axis)")
+    types = []
+    for k, v in enumerate((a, b)):
+        width, e, signed, _, _ = _fix(v.type.precision, f"{node.name} input {k}")
+        types.append(FixType(width, e, signed))
+    t = concat_type(node.name, types)
+    prec = FixedPrecisionType(t.width, t.width + t.e, t.signed, "TRN", "WRAP")
+    rec = SanitasRecord(name=node.name, op="concat", inputs=tuple(node.inputs),
+                        in_shapes=(_chw(a.shape), _chw(b.shape)), out_shape=_chw(node.get_output_variable().shape),
+                        e_out=t.e, bits=t.width, signed=t.signed,
+                        attrs={"hw": int(np.prod(a.shape[:-1])), "ca": int(a.shape[-1]), "cb": int(b.shape[-1])})
+    return "SanitasConcat", rec, prec
+
+
 def _build_gsum(model, node):
     """SanitasReduceSum (front-end layer of ONNX ReduceSum over H, W of NCHW) -> SanitasGlobalSum (exact)."""
     x = node.get_input_variable()
-    _, e, _, _, _ = _fix(x.type.precision, f"{node.name} input")
+    _, e, signed, _, _ = _fix(x.type.precision, f"{node.name} input")
     c, h, w = (int(node.get_attr(k)) for k in ("n_chan", "in_height", "in_width"))
     rec = SanitasRecord(name=node.name, op="gsum", inputs=tuple(node.inputs), in_shapes=((c, h, w),),
-                        out_shape=(c,), e_out=e, bits=32, signed=False, attrs={"chw": 1})
+                        out_shape=(c,), e_out=e, bits=32, signed=signed, attrs={"chw": 1})
     return "SanitasGlobalSum", rec, acc_precision(e)
 
 
@@ -201,6 +227,7 @@ LOWERING = {
     "sanitas_lower_requant": (("Activation",), _build_requant),
     "sanitas_lower_maxpool": (("Pooling2D",), _build_maxpool),
     "sanitas_lower_add": (("Merge",), _build_add),
+    "sanitas_lower_concat": (("Concatenate",), _build_concat),
     "sanitas_lower_gsum": (("SanitasReduceSum",), _build_gsum),
 }
 

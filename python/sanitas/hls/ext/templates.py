@@ -4,7 +4,7 @@ Every template formats from the layer's `SanitasRecord` only: the config templat
 (geometry, node index for the fault port and, for GEMM layers, the ``gemm`` struct of the systolic array rendered
 from the ``ArrayConfig`` in the hls4ml config's ``Model.SanitasArray``, with the model-wide row / reduction tile
 sizes ``gemm_geometry`` computes, as ``firmware.py`` does); the function template writes one call into
-``sanitas/hls4ml_glue.h`` (``sanitas::glue::conv / requantize / max_pool / add2 / global_sum``).
+``sanitas/hls4ml_glue.h`` (``sanitas::glue::conv / requantize / max_pool / add2 / concat2 / global_sum``).
 """
 from __future__ import annotations
 
@@ -75,6 +75,8 @@ def _config(node) -> str:
                       Ho=ho, Wo=wo)
     elif rec.op == "add":
         fields["n"] = rec.attrs["n"]
+    elif rec.op == "concat":
+        fields.update(HW=rec.attrs["hw"], Ca=rec.attrs["ca"], Cb=rec.attrs["cb"])
     elif rec.op == "gsum":
         c, h, w = rec.in_shapes[0]
         fields.update(C=c, HW=h * w, chw=rec.attrs.get("chw", 0))
@@ -93,7 +95,7 @@ def _call(node) -> str:
         w, b = node.weights["weight"], node.weights["bias"]
         return (f"sanitas::glue::conv<{ins[0].type.name}, {out.type.name}, {w.type.name}, {b.type.name}, {cfg}>"
                 f"({ins[0].name}, {out.name}, {w.name}, {b.name});")
-    fn = {"act": "requantize", "maxpool": "max_pool", "gsum": "global_sum", "add": "add2"}[rec.op]
+    fn = {"act": "requantize", "maxpool": "max_pool", "gsum": "global_sum", "add": "add2", "concat": "concat2"}[rec.op]
     types = ", ".join(v.type.name for v in ins)
     args = ", ".join(v.name for v in ins)
     return f"sanitas::glue::{fn}<{types}, {out.type.name}, {cfg}>({args}, {out.name});"
