@@ -47,6 +47,8 @@ def test_steps_ok_and_levels_bit_exact(flow):
     c = rec["csim"]                                   # the protected network's csim, the whole test split
     assert (c["bit_exact"], c["total"], c["fault_agreement"], c["faults"]) == (270, 270, 12, 12)
     assert c["counters_zero"] and c["kernel"]["passed"] and c["kernel"]["mismatches"] == 0
+    # the searched net (cells with concats) goes through the hls4ml extension, not the golden-driven fallback
+    assert (c["emitter"], c["ext_error"]) == ("hls4ml-ext", None) and 0 < c["convert_s"] < 120
     b = rec["board"]
     assert (b["bit_exact"], b["total"], b["ip"]) == (16, 16, "csim")       # sanitas_top's C++ behind the registers
     assert b["fault_agreement"] == b["faults"] == 5

@@ -113,7 +113,7 @@ def test_flow_registered_once():
     assert reqs.index(LOWER_FLOW) < reqs.index("vivado:init_layers") < reqs.index("vitis:apply_templates")
     assert get_flow(LOWER_FLOW).optimizers == ["vitis:sanitas_lower_gemm", "vitis:sanitas_lower_requant",
                                                "vitis:sanitas_lower_maxpool", "vitis:sanitas_lower_add",
-                                               "vitis:sanitas_lower_gsum"]
+                                               "vitis:sanitas_lower_concat", "vitis:sanitas_lower_gsum"]
     from hls4ml.model.flow import get_flow as flow_of
     assert "sanitas_reduce_sum_axes" in flow_of("parse_qonnx").optimizers
 
