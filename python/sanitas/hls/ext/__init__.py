@@ -4,9 +4,9 @@ firmware calls the sanitas kernels (``hls/include/sanitas/layers.h`` through ``h
 `register()` (idempotent) plugs into hls4ml 1.3's extension API, on the Vitis backend:
 
 * ``register_onnx_layer_handler`` + ``register_layer``: ONNX ops hls4ml has no handler for (`frontend`:
-  ReduceSum, the QNet's global sum);
+  ReduceSum, the QNet's global sum; SanitasDilatedConv, a dilated Conv hls4ml's own handler would mis-size);
 * ``register_layer``: the sanitas layer classes (`layers`: SanitasGemm, SanitasRequant, SanitasMaxPool,
-  SanitasAdd, SanitasGlobalSum), each carrying one typed `SanitasRecord`;
+  SanitasAdd, SanitasConcat, SanitasGlobalSum), each carrying one typed `SanitasRecord`;
 * ``register_pass`` + ``register_flow``: the lowering passes (`passes`) in the flow ``vitis:sanitas_lower``, and
   the flow ``vitis:sanitas`` = hls4ml's ``vitis:ip`` with ``sanitas_lower`` inserted after the generic
   ``optimize`` flow (select it with ``HLSConfig["Flows"] = ["vitis:sanitas"]``);

@@ -11,9 +11,9 @@ the hls4ml types, the names and the wiring from the skeleton. What hls4ml has no
 from its layers: the input (``Input``: its precision), flattens (``Reshape``: its type, and the (H, W, C) order of
 hls4ml's flatten, undone on the following linear layer's weight columns), layout ``Transpose``s (no node), the
 partial concats of a QNet concat of n > 2 inputs (``hls.layout.binary_concats``: the last of the chain is the
-node), and the QNet's identity requantisations (a quantiser onto its input's own grid, which hls4ml's front end removes:
-a skeleton ``act`` no layer maps to, on its input's grid), and the nodes the exporter merged with their ``twin``
-(``hls.convert.merged_twins``: the twin's numbers). Anything else is refused with one line.
+node), the QNet's identity requantisations (a quantiser onto its input's own grid, which hls4ml's front end
+removes: a skeleton ``act`` no layer maps to, on its input's grid) and the nodes the exporter merged with their
+``twin`` (``hls.convert.merged_twins``: the twin's numbers). Anything else is refused with one line.
 
 ``write_firmware_ext(model_graph, out_dir, array, spec)`` = ``firmware.write_firmware(net_of(model_graph), ...)``:
 byte-identical with the golden-driven emission of the same QNet (tests/hls/test_ext_emit.py).
