@@ -81,8 +81,26 @@ def test_dead_nodes_become_zeros_in_supernet_and_vanish_in_derived(supernet):
     assert any(n.op == "zeros" for n in supernet.nodes)
     em = emit_derived(g, TINY, (1, 8, 8), 10)
     assert not any(n.name.startswith("c0_n0") for n in em.nodes)
+    # only input 0 of each cell is read: input 1's pre-processing is pruned (dead code)
+    assert {n.name for n in em.nodes if "_pre" in n.name and n.op == "conv"} == {"c0_pre0_conv", "c1_pre0_conv"}
+    old = emit_derived(g, TINY, (1, 8, 8), 10, prune=False)    # the layout of checkpoints before pruning
     # cell output = the one live node (C=2 channels), so the next pre-processing conv reads 2 channels
-    assert em.layers["c1_pre1_conv"]["c_in"] == 2
+    assert old.layers["c1_pre1_conv"]["c_in"] == 2
+    assert em.macs() == old.macs() - old.layers["c0_pre1_conv"]["macs"] - old.layers["c1_pre1_conv"]["macs"]
+
+
+def test_derived_checkpoints_before_pruning_still_load(tmp_path):
+    """A derived net whose spec has no "prune" (written before pruning) rebuilds with every pre-processing."""
+    cell = (("sep_conv_3x3", 0), ("none", 1), ("skip_connect", 2), ("none", 2))   # input 1 never read
+    spec = genotype_spec(Genotype(cell, cell), TINY, (1, 8, 8), 10)
+    assert spec["prune"] is True
+    legacy = {k: v for k, v in spec.items() if k != "prune"}
+    a, b = build_from_spec(spec), build_from_spec(legacy)
+    assert "c0_pre1_conv" not in [n.name for n in a.nodes] and "c0_pre1_conv" in [n.name for n in b.nodes]
+    assert (a.spec["prune"], b.spec["prune"]) == (True, False)
+    path = save_checkpoint(b, tmp_path / "legacy.pt", "digits")
+    c, _ = load_checkpoint(path)
+    assert [n.name for n in c.nodes] == [n.name for n in b.nodes]
 
 
 def test_genotype_json_roundtrip_same_macs_params(tmp_path):

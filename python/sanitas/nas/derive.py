@@ -3,7 +3,8 @@
 ``build_from_genotype(spec)`` is what ``sanitas.models.build_from_spec`` calls for a spec holding a
 ``"genotype"``, so checkpoints of derived nets load like zoo checkpoints and flow into golden / protect / hls /
 rtl unchanged. spec = {"name": "ftt_net", "genotype": {...}, "space": SpaceConfig dict, "in_shape": [C, H, W],
-"num_classes": K}.
+"num_classes": K, "prune": true}; "prune" (written since derived nets drop the dead pre-processing of a cell
+input no edge reads) is absent from older checkpoints, which keep that layout.
 
 ``derive_topk`` picks the k best distinct genotypes of a search history (by reward, ties broken by fewer MACs).
 """
@@ -19,16 +20,19 @@ from .space import Genotype, SearchSpace, SpaceConfig
 def genotype_spec(genotype: Genotype, space: SpaceConfig, in_shape, num_classes: int, name: str = "ftt_net") -> dict:
     """The ``QNet.spec`` of a derived net (JSON-able)."""
     return {"name": name, "genotype": genotype.to_dict(), "space": space.to_dict(),
-            "in_shape": [int(v) for v in in_shape], "num_classes": int(num_classes)}
+            "in_shape": [int(v) for v in in_shape], "num_classes": int(num_classes), "prune": True}
 
 
-def emit_derived(genotype: Genotype, space: SpaceConfig, in_shape, num_classes: int, dry: bool = True) -> Emitter:
-    """Node list + per-layer shapes/MACs of a derived net; ``dry``: without building any module (fast)."""
+def emit_derived(genotype: Genotype, space: SpaceConfig, in_shape, num_classes: int, dry: bool = True,
+                 prune: bool = True) -> Emitter:
+    """Node list + per-layer shapes/MACs of a derived net; ``dry``: without building any module (fast);
+    ``prune``: no pre-processing of a cell input nothing reads (``ops.emit_network``; False: the layout of derived
+    checkpoints written before pruning, whose spec has no "prune")."""
     ss = SearchSpace(space)
     ss.check(genotype)
     if not ss.valid(genotype):
         raise SanitasError(f"genotype has a cell without live nodes: {genotype.key()}")
-    return emit_network(Emitter(dry=dry), space, genotype, tuple(in_shape), num_classes)
+    return emit_network(Emitter(dry=dry), space, genotype, tuple(in_shape), num_classes, prune=prune)
 
 
 def build_from_genotype(spec: dict) -> QNet:
@@ -39,10 +43,11 @@ def build_from_genotype(spec: dict) -> QNet:
         in_shape, num_classes = tuple(spec["in_shape"]), int(spec["num_classes"])
     except KeyError as e:
         raise SanitasError(f"derived-net spec lacks {e}") from None
-    em = emit_derived(g, space, in_shape, num_classes, dry=False)
+    prune = bool(spec.get("prune", False))        # older checkpoints: every pre-processing kept
+    em = emit_derived(g, space, in_shape, num_classes, dry=False, prune=prune)
     net = QNet(em.nodes, em.b.modules, {"name": spec.get("name", "ftt_net"), "genotype": g.to_dict(),
                                         "space": space.to_dict(), "in_shape": list(in_shape),
-                                        "num_classes": num_classes})
+                                        "num_classes": num_classes, "prune": prune})
     init_weights(net.layers.values())    # QNet's He-everywhere init -> gain-aware init, fixed sum pools
     init_head(net.module_of(net.output_node), em.pooled_positions)
     return net

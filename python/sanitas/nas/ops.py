@@ -290,9 +290,11 @@ def _preprocess(em: Emitter, name: str, x: str, c: int, stride: int) -> str:
 
 
 def emit_network(em: Emitter, cfg: SpaceConfig, genotype, in_shape, num_classes: int,
-                 supernet: bool = False) -> Emitter:
+                 supernet: bool = False, prune: bool = False) -> Emitter:
     """Emit the whole cell network of ``genotype`` (stem, cells, head). ``supernet``: dead nodes become zeros
-    so every cell output keeps nodes*C channels (the bank's pre-processing convs expect that width)."""
+    so every cell output keeps nodes*C channels (the bank's pre-processing convs expect that width). ``prune``
+    (derived nets): a cell input no live edge reads gets no pre-processing (its ReLU + 1x1 conv would be dead
+    code: computed, never read, and dropped by the ONNX exporter)."""
     c_in, _, _ = in_shape
     em.supernet_norm = supernet
     c_stem = cfg.stem_multiplier * cfg.channels
@@ -302,10 +304,13 @@ def emit_network(em: Emitter, cfg: SpaceConfig, genotype, in_shape, num_classes:
     for ci, p in enumerate(cell_plan(cfg)):
         c = p["C"]
         edges = genotype.cell("reduce" if p["reduce"] else "normal")
-        states = [_preprocess(em, f"c{ci}_pre0", s0, c, 2 if p["reduce_prev"] else 1),
-                  _preprocess(em, f"c{ci}_pre1", s1, c, 1)]
+        lives = live_edges(edges, cfg.nodes)
+        read = {i for live in lives for _, _, i in live}
+        pre = ((f"c{ci}_pre0", s0, 2 if p["reduce_prev"] else 1), (f"c{ci}_pre1", s1, 1))
+        states = [_preprocess(em, name, x, c, stride) if supernet or not prune or k in read else None
+                  for k, (name, x, stride) in enumerate(pre)]
         outs = []
-        for j, live in enumerate(live_edges(edges, cfg.nodes)):
+        for j, live in enumerate(lives):
             if not live:                      # dead node: no graph node (a zeros block in the supernet)
                 states.append(None)
                 outs.append(None)

@@ -377,7 +377,8 @@ class Search:
         net.to("cpu")
         gm = export_golden(net)
         if "genotype" in net.spec:
-            em = emit_derived(Genotype.from_dict(net.spec["genotype"]), self.space, self.in_shape, self.num_classes)
+            em = emit_derived(Genotype.from_dict(net.spec["genotype"]), self.space, self.in_shape, self.num_classes,
+                              prune=bool(net.spec.get("prune", False)))
             layers, nodes = em.layers, em.nodes
         else:
             layers, nodes = _zoo_layers(net), net.nodes
