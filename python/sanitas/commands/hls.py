@@ -3,8 +3,8 @@ trained checkpoint, compile its C simulation with g++ and check it against the g
 The C++ comes through the hls4ml extension: the checkpoint's QNet is converted by hls4ml (QONNX front end, the
 sanitas lowering passes of flow ``vitis:sanitas``; project in ``DIR/hls4ml``) and ``hls.ext.emit`` writes
 ``sanitas_top`` from the ModelGraph's sanitas records (``--json``: ``emitter`` "hls4ml-ext", ``convert_s``); a net
-the extension cannot lower yet (searched nets: concat) gets the same C++ from the golden node list, said on stderr
-and in ``--json`` (``emitter`` "golden", ``ext_error``). Checked:
+the extension cannot lower (a layer it has no exact sanitas form for) gets the same C++ from the golden node list,
+said on stderr and in ``--json`` (``emitter`` "golden", ``ext_error``). Checked:
 bit-exact logits, the fault-free counters (no alarm; the patrol's ``scrubbed`` words equal the golden ones), and
 with ``--faults N`` the agreement of logits and counters with
 ``ProtectedModel`` for N fault records. ``--hls4ml`` instead lowers the net through QONNX to a plain hls4ml (Vitis)
@@ -70,7 +70,7 @@ def run(args) -> dict:
     try:
         hm = to_sanitas_hls4ml(model, out / "hls4ml", golden=gm, compile=False)   # hls4ml + the sanitas passes
         emitter, convert_s, why = "hls4ml-ext", hm.sanitas_convert_s, None
-    except SanitasError as e:      # a net the extension cannot lower yet (searched nets: concat): said, not hidden
+    except SanitasError as e:      # a net the extension cannot lower: said, not hidden
         hm, emitter, convert_s, why = None, "golden", None, str(e)
         print(f"sanitas: note: the hls4ml extension cannot lower this net ({why}); C++ from the golden node list",
               file=sys.stderr)
